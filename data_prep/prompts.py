@@ -1,0 +1,266 @@
+"""Named, versioned listwise prompt specs and the one function that renders them.
+
+Training data (`dear prep listwise`) and inference (`inference.ListwiseReranker`) both call
+:func:`render_prompt`, so the bytes a model was trained on are the bytes it is run on. The spec travels
+with the data (``prompt_spec.json`` in the prep output) and with the adapter folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from data_prep.permutation import format_target
+from data_prep.schema import DataError
+
+PROMPT_SPEC_FILE = "prompt_spec.json"
+
+Style = Literal["plain", "chat"]
+Unit = Literal["chars", "words", "tokens"]
+
+
+class TokenizerLike(Protocol):
+    """The slice of a Hugging Face tokenizer the renderer needs."""
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+    def decode(self, ids: list[int], skip_special_tokens: bool = ...) -> str: ...
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """Everything that decides the bytes of a listwise prompt and its target."""
+
+    name: str
+    version: int
+    style: Style
+    id_base: int
+    truncate_unit: Unit
+    truncate_length: int
+    system: str | None = None
+    cot: bool = False
+    completion_prefix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PromptSpec:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DataError(
+                f"unknown prompt spec keys {unknown}",
+                fix=f"a prompt spec has only the keys {sorted(known)}",
+            )
+        return cls(**data)
+
+
+DEAR_CARD = PromptSpec(
+    name="dear-card",
+    version=1,
+    style="plain",
+    id_base=0,
+    truncate_unit="chars",
+    truncate_length=300,
+    completion_prefix=" ",
+)
+
+RANKGPT = PromptSpec(
+    name="rankgpt",
+    version=1,
+    style="chat",
+    id_base=1,
+    truncate_unit="words",
+    truncate_length=300,
+    system="You are RankLLM, an assistant that ranks passages by relevance to the query.",
+)
+
+PROMPT_SPECS: dict[str, PromptSpec] = {s.name: s for s in (DEAR_CARD, RANKGPT)}
+
+
+def get_prompt_spec(name: str, **overrides: Any) -> PromptSpec:
+    """A registered spec by name, optionally with fields changed (e.g. ``cot=True``)."""
+    try:
+        spec = PROMPT_SPECS[name]
+    except KeyError:
+        raise DataError(f"unknown prompt template {name!r}", fix=f"use one of {sorted(PROMPT_SPECS)}") from None
+    return replace(spec, **overrides) if overrides else spec
+
+
+def save_prompt_spec(directory: str | Path, spec: PromptSpec) -> Path:
+    path = Path(directory) / PROMPT_SPEC_FILE
+    path.write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_prompt_spec(directory: str | Path) -> PromptSpec | None:
+    """The spec saved in a dataset or adapter folder, or None when the folder has none."""
+    path = Path(directory) / PROMPT_SPEC_FILE
+    if not path.is_file():
+        return None
+    try:
+        return PromptSpec.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise DataError(f"unreadable prompt spec: {err}", path=str(path), fix="re-save it with save_prompt_spec") from err
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt: plain ``text`` or chat ``messages`` (exactly one is set)."""
+
+    text: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None
+    passages: tuple[str, ...] = ()  # the passages as shown, after truncation
+
+    def as_model_input(self) -> str | list[dict[str, str]]:
+        return self.text if self.text is not None else [dict(m) for m in self.messages or ()]
+
+
+def truncate_passage(text: str, unit: Unit, length: int, tokenizer: TokenizerLike | None = None) -> str:
+    """Cut one passage to ``length`` characters, whitespace words or tokenizer tokens."""
+    if unit == "chars":
+        return text[:length]
+    if unit == "words":
+        return " ".join(text.split()[:length])
+    if unit == "tokens":
+        if tokenizer is None:
+            raise ValueError("token truncation needs a tokenizer")
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        return text if len(ids) <= length else tokenizer.decode(ids[:length], skip_special_tokens=True)
+    raise ValueError(f"unknown truncation unit {unit!r}")
+
+
+def _clean(text: str, spec: PromptSpec) -> str:
+    # RankGPT strips an empty "Title: Content:" header; the card passes documents through unchanged.
+    if spec.style == "chat":
+        return text.replace("Title: Content: ", "").strip()
+    return text
+
+
+def _render(spec: PromptSpec, query: str, passages: list[str]) -> Prompt:
+    n = len(passages)
+    b = spec.id_base
+    if spec.style == "plain":
+        doc_list = "\n".join(f"[{i + b}] {p}" for i, p in enumerate(passages))
+        text = (
+            f"I will provide you with {n} passages, each indicated by a number identifier [].\n"
+            f"Rank the passages based on their relevance to the search query: {query}.\n"
+            f"{doc_list}\n"
+            f"Search Query: {query}.\n"
+            "Rank the passages above based on their relevance to the search query. "
+            "Output the ranking as a list of numbers."
+        )
+        return Prompt(text=text, passages=tuple(passages))
+    messages: list[dict[str, str]] = []
+    if spec.system:
+        messages.append({"role": "system", "content": spec.system})
+    messages.append(
+        {
+            "role": "user",
+            "content": f"I will provide you with {n} passages, each indicated by number identifier []. \n"
+            f"Rank the passages based on their relevance to query: {query}.",
+        }
+    )
+    messages.append({"role": "assistant", "content": "Okay, please provide the passages."})
+    for i, p in enumerate(passages):
+        messages.append({"role": "user", "content": f"[{i + b}] {p}"})
+        messages.append({"role": "assistant", "content": f"Received passage [{i + b}]."})
+    tail = (
+        f"Search Query: {query}. \nRank the {n} passages above based on their relevance to the search query. "
+        "The passages should be listed in descending order using identifiers. "
+        "The most relevant passages should be listed first. The output format should be [] > [], e.g., "
+        f"[{b}] > [{b + 1}]. "
+    )
+    if spec.cot:
+        tail += "First reason step by step inside <think></think>, then give only the ranking."
+    else:
+        tail += "Only response the ranking results, do not say any word or explain."
+    messages.append({"role": "user", "content": tail})
+    return Prompt(messages=tuple(messages), passages=tuple(passages))
+
+
+def prompt_token_count(prompt: Prompt, tokenizer: TokenizerLike) -> int:
+    """Tokens the model sees for this prompt (chat template with generation header, or plain + BOS)."""
+    if prompt.text is not None:
+        return len(tokenizer.encode(prompt.text))
+    ids = tokenizer.apply_chat_template(
+        [dict(m) for m in prompt.messages or ()], add_generation_prompt=True, tokenize=True
+    )
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return len(ids)
+
+
+def render_prompt(
+    spec: PromptSpec,
+    query: str,
+    passages: list[str],
+    *,
+    tokenizer: TokenizerLike | None = None,
+    max_tokens: int | None = None,
+) -> Prompt:
+    """Render the listwise prompt for ``query`` over ``passages`` (in the order shown to the model).
+
+    Passages are first cut by the spec's unit. With ``max_tokens`` (and a tokenizer) a prompt that is
+    still too long has all passages shrunk to a common token cap, never cut off mid-list.
+    """
+    if not query.strip():
+        raise DataError("empty query", fix="drop the record or give the query text")
+    cut = [
+        truncate_passage(_clean(p, spec), spec.truncate_unit, spec.truncate_length, tokenizer)
+        for p in passages
+    ]
+    prompt = _render(spec, query, cut)
+    if max_tokens is None:
+        return prompt
+    if tokenizer is None:
+        raise ValueError("max_tokens needs a tokenizer")
+    if prompt_token_count(prompt, tokenizer) <= max_tokens:
+        return prompt
+    token_ids = [tokenizer.encode(p, add_special_tokens=False) for p in cut]
+
+    def at_cap(cap: int) -> Prompt:
+        shown = [p if len(ids) <= cap else tokenizer.decode(ids[:cap], skip_special_tokens=True)
+                 for p, ids in zip(cut, token_ids, strict=True)]
+        return _render(spec, query, shown)
+
+    lo, hi = 0, max((len(t) for t in token_ids), default=0)
+    if prompt_token_count(at_cap(0), tokenizer) > max_tokens:
+        raise DataError(
+            f"prompt needs more than {max_tokens} tokens even with empty passages",
+            fix="raise --max-tokens or use a smaller window",
+            reason="over_max_tokens",
+        )
+    while lo < hi:  # largest cap that fits
+        mid = (lo + hi + 1) // 2
+        if prompt_token_count(at_cap(mid), tokenizer) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return at_cap(lo)
+
+
+def training_record(
+    spec: PromptSpec, prompt: Prompt, order: list[int], reasoning: str | None = None
+) -> dict[str, Any]:
+    """A TRL prompt/completion record: plain strings for plain specs, message lists for chat specs."""
+    target = format_target(order, base=spec.id_base, reasoning=reasoning, cot=spec.cot)
+    if prompt.text is not None:
+        return {"prompt": prompt.text, "completion": spec.completion_prefix + target}
+    return {
+        "prompt": [dict(m) for m in prompt.messages or ()],
+        "completion": [{"role": "assistant", "content": target}],
+    }
+
+
+def model_input_text(prompt: Prompt, tokenizer: TokenizerLike) -> str:
+    """The exact string a causal LM is given at inference: the plain text, or the chat template with
+    the assistant header opened (what TRL tokenizes as the prompt part of a conversational record)."""
+    if prompt.text is not None:
+        return prompt.text
+    return tokenizer.apply_chat_template(
+        [dict(m) for m in prompt.messages or ()], add_generation_prompt=True, tokenize=False
+    )

@@ -1,0 +1,3 @@
+from dear_train.cli import main
+
+raise SystemExit(main())

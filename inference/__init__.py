@@ -1,0 +1,1 @@
+"""Reranking with trained or released DeAR adapters, TREC runs out, nDCG in."""
