@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rerank": ("inference.cli_rerank", "rerank first-stage candidates, write a TREC run"),
     "eval": ("inference.cli_eval", "trec_eval-compatible metrics of a run against qrels"),
     "export": ("dear_train.export", "verify, merge and publish an adapter with a model card"),
-    "teacher": ("data_prep.teacher", "generate chain-of-thought teacher rankings from a chat endpoint"),
+    "teacher": ("data_prep.teacher_cli", "generate chain-of-thought teacher rankings from a chat endpoint"),
 }
 
 

@@ -1,0 +1,21 @@
+"""`dear prep listwise|pointwise`: dispatch to the two dataset builders."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "listwise": ("data_prep.listwise_cli", "listwise SFT records from teacher permutations"),
+    "pointwise": ("data_prep.pointwise_cli", "pointwise distillation groups from teacher scores"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        lines = ["usage: dear prep {listwise,pointwise} [options]", ""]
+        lines += [f"  {k:<10} {h}" for k, (_, h) in SUBCOMMANDS.items()]
+        print("\n".join(lines), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return int(importlib.import_module(SUBCOMMANDS[argv[0]][0]).main(argv[1:]) or 0)
