@@ -359,7 +359,7 @@ def score_with_teacher_model(
     with out.open("a", encoding="utf-8") as f:
         for req in todo:
             values = teacher.score(req.query, list(req.candidates))
-            f.write("".join(f"{req.qid}\t{c.docid}\t{s:.6f}\n" for c, s in zip(req.candidates, values)))
+            f.write("".join(f"{req.qid}\t{c.docid}\t{s:.6f}\n" for c, s in zip(req.candidates, values, strict=True)))
             f.write(f"# done {req.qid}\n")
             f.flush()
     return out

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.pointwise_format import PairFormat, document_text, encode_pairs, ensure_pad_token, load_pair_format
+from data_prep.pointwise_format import (
+    PairFormat,
+    document_text,
+    encode_pairs,
+    ensure_pad_token,
+    load_pair_format,
+)
 from data_prep.schema import Candidate, DataError, RerankRequest
 
 logger = logging.getLogger(__name__)
