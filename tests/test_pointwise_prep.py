@@ -10,7 +10,13 @@ import pytest
 from data_prep.pointwise import prep_pointwise, read_groups, score_with_teacher_model
 from data_prep.pointwise_cli import main as prep_main
 from data_prep.schema import DataError
-from tests._pointwise_helpers import build_tiny_classifier, dl19, write_bm25_scores
+from tests._pointwise_helpers import build_tiny_classifier, dl19, torch_threads, write_bm25_scores
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    with torch_threads(1):
+        yield
 
 
 def _scores(path: Path) -> dict[tuple[str, str], float]:
