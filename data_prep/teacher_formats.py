@@ -448,7 +448,7 @@ def _first_record(path: Path, limit: int = 20) -> Any:
                 raise DataError(f"malformed JSON: {err.msg}", path=str(path), line=err.lineno,
                                 reason="malformed_json", fix="the file must be valid JSON or JSONL") from err
         return data[0] if isinstance(data, list) and data else None
-    for n, line in enumerate(head.splitlines()):
+    for n, line in enumerate(head.split("\n")):
         if n >= limit:
             break
         if line.strip():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from _prep_helpers import read_rankgpt_log, write_rankllm_fixture
 from conftest import shared_path
+
 from data_prep.permutation import parse_ranking
 from data_prep.readers import read_qrels
 from data_prep.samples import noveleval_paths
@@ -46,7 +46,7 @@ def test_reason_to_rank_msmarco_500():
     path = shared_path("listwise-cot-reason-to-rank", "msmarco_500.jsonl")
     fmt, records = _examples(path)
     assert fmt == "reason-to-rank" and len(records) == 500
-    raw = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    raw = [json.loads(line) for line in path.read_text(encoding="utf-8").strip().split("\n")]
     for rec, src in zip(records, raw, strict=True):
         ex = rec.example
         assert ex.qid == str(src["qid"]) and ex.query == src["query"]
@@ -97,7 +97,7 @@ def test_judgments_as_teacher_dl19(dl19, dl19_qrels):
         g = [grades.get(d, 0) for d in ex.ranking]
         assert g == sorted(g, reverse=True)
         bm25_rank = {h["docid"]: h["rank"] for h in item["hits"]}
-        for a, b in zip(ex.ranking, ex.ranking[1:]):  # stable within a grade: BM25 order kept
+        for a, b in zip(ex.ranking, ex.ranking[1:], strict=False):  # stable within a grade: BM25 order kept
             if grades.get(a, 0) == grades.get(b, 0):
                 assert bm25_rank[a] < bm25_rank[b]
         assert sorted(ex.ranking) == sorted(bm25_rank)

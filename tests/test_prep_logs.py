@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
 from _prep_helpers import read_rankgpt_log
 from conftest import shared_path
+
 from data_prep.permutation import extract_ids, parse_ranking
 
 MALFORM_LOGS = [
