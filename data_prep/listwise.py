@@ -286,6 +286,9 @@ def split_qids(qids: Sequence[str], eval_fraction: float, seed: int) -> set[str]
     return set(rng.sample(unique, k))
 
 
+_OUTPUT_KEY = {"window": "windows", "shuffled": "shuffled_copies"}
+
+
 def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: ListwiseOptions, *,
                    tokenizer: TokenizerLike | None = None, source: str | None = None) -> PrepResult:
     """Turn teacher records into train/eval records, counting every input record.
@@ -331,10 +334,10 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
                 r, info = render_view(ex, shown, spec, tokenizer=tokenizer, max_tokens=options.max_tokens,
                                       over_max_tokens=options.over_max_tokens)
             except DataError as err:
-                report.outputs[f"{kind}s_dropped_{err.reason}"] += 1
+                report.outputs[f"{_OUTPUT_KEY[kind]}_dropped_{err.reason}"] += 1
                 drop_reasons.append(err.reason)
                 continue
-            report.outputs[f"{kind}s"] += 1
+            report.outputs[_OUTPUT_KEY[kind]] += 1
             report.outputs["trimmed"] += int(info["trimmed"])
             report.outputs["reasoning_dropped_partial_view"] += int(info["reasoning_lost"])
             if spec.cot and not info["has_reasoning"]:

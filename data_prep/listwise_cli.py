@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"dear prep listwise: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"dear prep listwise: error: {err}", file=sys.stderr)
+        return 2
     import json
 
     report = json.loads((Path(args.out) / "report.json").read_text(encoding="utf-8"))

@@ -186,3 +186,41 @@ def test_cot_response_reasoning_is_kept_and_digits_in_it_ignored(tmp_path):
     ex = records[0].example
     assert ex.ranking == ("d1", "d2", "d0") and records[0].repairs == {}
     assert ex.reasoning == "[3] mentions 1879; [1] > [2] at first sight"
+
+
+def test_judgments_over_canonical_candidates_equal_the_rankgpt_path(tmp_path, dl19, dl19_qrels):
+    path, data = dl19
+    rows = [{"qid": str(item["hits"][0]["qid"]), "query": item["query"],
+             "candidates": [{"docid": h["docid"], "text": h["content"]} for h in item["hits"]]} for item in data]
+    canonical = tmp_path / "cands.jsonl"
+    canonical.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    _, from_json = _examples(path, "qrels", qrels=dl19_qrels)
+    fmt, from_jsonl = _examples(canonical, qrels=dl19_qrels)
+    assert fmt == "qrels"
+    assert [(r.example.qid, r.example.ranking) for r in from_jsonl] == \
+           [(r.example.qid, r.example.ranking) for r in from_json]
+
+
+def test_queries_without_judgments_are_rejected_by_name(tmp_path, dl19):
+    path, _ = dl19
+    _, records = read_teacher(path, "qrels", qrels={"19335": {"1017759": 1}})
+    records = list(records)
+    assert sum(r.error is None for r in records) == 1
+    bad = [r.error for r in records if r.error is not None]
+    assert len(bad) == 42 and all(e.reason == "no_judgments" and e.qid and "entry #" in str(e) for e in bad)
+
+
+def test_format_errors_are_clear(tmp_path):
+    from data_prep.schema import DataError
+
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text('{"question": "q", "docs": []}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="cannot detect the teacher format") as info:
+        read_teacher(odd)
+    assert "--format" in info.value.fix
+    with pytest.raises(DataError, match="--qrels makes judgments the teacher"):
+        read_teacher(shared_path("noveleval", "data.json"), "rankgpt", qrels={})
+    with pytest.raises(DataError, match="needs --qrels"):
+        read_teacher(shared_path("noveleval", "data.json"), "qrels")
+    with pytest.raises(DataError, match="not found"):
+        read_teacher(tmp_path / "missing.jsonl")

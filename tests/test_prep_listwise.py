@@ -192,7 +192,7 @@ def test_shuffle_augmentation_remaps_the_target(tmp_path):
                 "--stride", "4", "--prompt", "rankgpt", "--eval-fraction", "0") == 0
     report = json.loads((out / "report.json").read_text())
     windows = report["outputs"]["windows"]
-    assert windows == 21 * 4 and report["outputs"]["shuffleds"] == 2 * windows
+    assert windows == 21 * 4 and report["outputs"]["shuffled_copies"] == 2 * windows
     records = _jsonl(out / "train.jsonl")
     assert len(records) == 3 * windows
     _, examples = read_teacher(data, "qrels", qrels=read_qrels(qrels))
@@ -330,3 +330,16 @@ def test_help_is_fast_and_the_dispatcher_routes(subprocess_env, dear_cmd, tmp_pa
     assert res.returncode == 0, res.stderr
     assert "reading" in res.stderr and "'reason-to-rank'" in res.stderr  # auto-detection says what it chose
     assert "500 teacher records read" in res.stdout
+
+
+def test_free_text_reasoning_is_renumbered_on_full_views_and_dropped_on_windows():
+    from data_prep.listwise import view_reasoning
+    from data_prep.schema import Candidate, RankingExample
+
+    ex = RankingExample(qid="q", query="q", candidates=tuple(Candidate(f"d{i}", f"t{i}") for i in range(4)),
+                        ranking=("d2", "d0", "d3", "d1"), reasoning="[3] beats [1]; passage 4 is weakest",
+                        meta={"reasoning_id_base": 1})
+    text, lost = view_reasoning(ex, [3, 2, 1, 0], 0)  # reversed order, 0-based prompt ids
+    assert not lost and text == "[1] beats [3]; passage 0 is weakest"
+    assert view_reasoning(ex, [0, 1, 2, 3], 1) == ("[3] beats [1]; passage 4 is weakest", False)
+    assert view_reasoning(ex, [0, 2], 0) == (None, True)
