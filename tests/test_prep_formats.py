@@ -42,10 +42,15 @@ def dl19_qrels():
     return read_qrels(shared_path("trec-dl19", "qrels.dl19-passage.txt"))
 
 
-def test_reason_to_rank_msmarco_500():
-    path = shared_path("listwise-cot-reason-to-rank", "msmarco_500.jsonl")
+@pytest.mark.parametrize("name,count", [
+    ("msmarco_500.jsonl", 500), ("listwise_msmarco19_test_5_pid.jsonl", 43),
+    ("listwise_msmarco20_test_5_pid.jsonl", 54), ("listwise_trec_covid_test_5_pid.jsonl", 50),
+    ("listwise_touche_test_5_pid.jsonl", 49),
+])
+def test_reason_to_rank_files(name, count):
+    path = shared_path("listwise-cot-reason-to-rank", name)
     fmt, records = _examples(path)
-    assert fmt == "reason-to-rank" and len(records) == 500
+    assert fmt == "reason-to-rank" and len(records) == count
     raw = [json.loads(line) for line in path.read_text(encoding="utf-8").strip().split("\n")]
     for rec, src in zip(records, raw, strict=True):
         ex = rec.example
@@ -144,6 +149,15 @@ def test_rankllm_conversations(tmp_path, dl19, dl19_qrels):
             assert ex.order_indices()[0] == src["order"][0]
         else:
             assert rec.repairs == {} and ex.order_indices() == src["order"]
+    # the same records as OpenAI-style {"messages": [{"role", "content"}]}
+    roles = {"system": "system", "human": "user", "gpt": "assistant"}
+    as_messages = tmp_path / "messages.jsonl"
+    as_messages.write_text("".join(
+        json.dumps({"qid": json.loads(line)["id"], "messages": [
+            {"role": roles[t["from"]], "content": t["value"]} for t in json.loads(line)["conversations"]]}) + "\n"
+        for line in path.read_text(encoding="utf-8").strip().split("\n")), encoding="utf-8")
+    fmt2, records2 = _examples(as_messages)
+    assert fmt2 == "rankllm" and [r.example for r in records2] == [r.example for r in records]
 
 
 def test_rankllm_prompt_parser_rejects_out_of_sequence_ids():
