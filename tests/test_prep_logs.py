@@ -59,3 +59,14 @@ def test_cot_scoring_log_responses_parse_to_permutations():
         kinds.update(parsed.repairs)
     # scoring answers list "[i] Relevance Score: s" with no "[a] > [b]" run: read as bracket ids, flagged
     assert kinds["no_final_run"] >= 1
+
+
+def test_tied_ids_in_a_real_answer_stay_in_the_ranking():
+    """GPT-3.5 answered "[2] > [3] = [5] = [6] > [7] > ... > [10] = [11] > ... > [20]": ties are one run."""
+    responses = read_rankgpt_log(shared_path("rankgpt-llm-response-logs", MALFORM_LOGS[0]))
+    tied = [r for r in responses if "[3] = [5] = [6]" in r.text]
+    assert len(tied) == 1
+    parsed = parse_ranking(tied[0].text, tied[0].window, base=1)
+    expected_top = [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+    assert parsed.order == [i - 1 for i in expected_top] + [0, 3]
+    assert parsed.repairs == {"missing": 2}
