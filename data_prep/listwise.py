@@ -252,11 +252,11 @@ def example_views(example: RankingExample, options: ListwiseOptions,
                   rng: random.Random) -> list[tuple[list[int], str]]:
     """(candidate indices in prompt order, kind) for every record an example turns into."""
     base = list(range(len(example.candidates)))
+    if options.top_k is not None:  # the first k as the file lists them
+        base = base[: options.top_k]
     if example.meta.get(META_TEACHER_ORDERED):
         # The file lists candidates in teacher order: showing them so would teach the identity ranking.
         rng.shuffle(base)
-    if options.top_k is not None:
-        base = base[: options.top_k]
     views: list[tuple[list[int], str]] = []
     for start, end in plan_windows(len(base), options.window, options.effective_stride,
                                    min_window=options.min_window, rng=rng):

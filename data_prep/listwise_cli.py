@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="variable window lengths: each window draws its length in [N, --window]")
     p.add_argument("--shuffle", type=int, default=0, metavar="K",
                    help="add K copies of each window with the candidates shuffled (target remapped)")
-    p.add_argument("--top-k", type=int, default=None, metavar="K", help="use only the first K candidates")
+    p.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="use only the first K candidates as the file lists them")
     p.add_argument("--cot", action=argparse.BooleanOptionalAction, default=False,
                    help="chain-of-thought targets: the teacher's reasoning, then the ranking (default: --no-cot)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer folder: token lengths and --max-tokens")
