@@ -18,7 +18,7 @@ FINAL_MARKER = "### Final Reranking:"
 _FINAL_RE = re.compile(r"#+\s*final\s+re-?ranking\s*:?", re.IGNORECASE)
 _THINK_END = "</think>"
 _ID = r"(?:\[\s*\d+\s*\]|(?<![\w.])\d+(?![\w.]))"
-_RUN_RE = re.compile(rf"{_ID}(?:\s*>\s*{_ID})+")
+_RUN_RE = re.compile(rf"{_ID}(?:\s*[>=]\s*{_ID})+")  # "=" joins tied ids into one run
 _BRACKET_ID_RE = re.compile(r"\[\s*(\d+)\s*\]")
 _BARE_ID_RE = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
 
