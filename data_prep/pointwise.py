@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 from collections import Counter
 from collections.abc import Iterable
@@ -32,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from data_prep.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from data_prep.readers import Qrels, open_text
+from data_prep.report import PrepReport
 from data_prep.schema import Candidate, DataError, RerankRequest
 
 logger = logging.getLogger(__name__)
@@ -43,42 +44,26 @@ TeacherScores = dict[str, dict[str, float]]  # qid -> docid -> score
 
 @dataclass
 class PointwiseReport:
-    """What was read, written and dropped (and why); ``read == written + dropped`` for queries and lines."""
+    """Two ledgers (``data_prep.report.PrepReport``): queries and teacher-score lines, each with
+    ``read == written + dropped``; groups per split are the queries' ``outputs``."""
 
-    queries_read: int = 0
-    queries_written: int = 0
-    queries_dropped: Counter[str] = field(default_factory=Counter)
-    score_lines_read: int = 0
-    score_lines_used: int = 0
-    score_lines_dropped: Counter[str] = field(default_factory=Counter)
-    groups_written: dict[str, int] = field(default_factory=dict)
+    queries: PrepReport = field(default_factory=PrepReport)
+    score_lines: PrepReport = field(default_factory=PrepReport)
     candidates_unscored: int = 0
     positive_source: Counter[str] = field(default_factory=Counter)
 
     def check(self) -> None:
-        if self.queries_read != self.queries_written + sum(self.queries_dropped.values()):
-            raise AssertionError(f"query accounting broken: {self.to_json()}")
-        if self.score_lines_read != self.score_lines_used + sum(self.score_lines_dropped.values()):
-            raise AssertionError(f"score-line accounting broken: {self.to_json()}")
+        self.queries.check()
+        self.score_lines.check()
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "queries": {"read": self.queries_read, "written": self.queries_written,
-                        "dropped": dict(sorted(self.queries_dropped.items()))},
-            "score_lines": {"read": self.score_lines_read, "used": self.score_lines_used,
-                            "dropped": dict(sorted(self.score_lines_dropped.items()))},
-            "groups": dict(self.groups_written),
+            "queries": self.queries.to_json(),
+            "score_lines": self.score_lines.to_json(),
+            "groups": {k.removesuffix("_groups"): v for k, v in sorted(self.queries.outputs.items())},
             "candidates_unscored": self.candidates_unscored,
             "positive_source": dict(self.positive_source),
         }
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
 
 
 # --------------------------------------------------------------------------------------------- teacher scores
@@ -126,11 +111,13 @@ def read_teacher_scores(path: str | Path, report: PointwiseReport, *, on_error: 
         for lineno, line in enumerate(f, 1):
             if not line.strip() or (not is_jsonl and line.lstrip().startswith("#")):
                 continue
-            report.score_lines_read += 1
+            ledger = report.score_lines
+            ledger.record_read()
             try:
                 qid, docid, score = _parse_score_line(line, p, lineno, is_jsonl)
                 if known is not None and qid not in known:
-                    report.score_lines_dropped["unknown_qid"] += 1
+                    ledger.record_dropped("unknown_qid", line=lineno, qid=qid,
+                                          message="query is not among the candidates")
                     continue
                 if known is not None and docid not in known[qid]:
                     raise DataError(f"teacher scored docid {docid!r}, which is not among the query's candidates",
@@ -142,10 +129,10 @@ def read_teacher_scores(path: str | Path, report: PointwiseReport, *, on_error: 
             except DataError as err:
                 if on_error == "strict":
                     raise
-                report.score_lines_dropped[err.reason] += 1
+                ledger.record_dropped(err.reason, message=err.message, line=lineno, qid=err.qid)
                 continue
             scores.setdefault(qid, {})[docid] = score
-            report.score_lines_used += 1
+            ledger.record_written()
     return scores
 
 
@@ -247,7 +234,7 @@ def prep_pointwise(
 
     kept: list[tuple[str, list[dict[str, Any]]]] = []
     for req in requests:
-        report.queries_read += 1
+        report.queries.record_read()
         q_scores = scores.get(req.qid, {})
         report.candidates_unscored += sum(1 for c in req.candidates if c.docid not in q_scores)
         try:
@@ -258,20 +245,18 @@ def prep_pointwise(
         except DataError as err:
             if on_error == "strict":
                 raise err.located(path=str(teacher_scores)) from None
-            report.queries_dropped[err.reason] += 1
+            report.queries.record_dropped(err.reason, message=err.message, qid=req.qid)
             continue
-        report.queries_written += 1
+        report.queries.record_written()
         report.positive_source[source] += 1
         kept.append((req.qid, groups))
 
     held_out = _split([q for q, _ in kept], eval_queries, seed)
-    splits: dict[str, list[str]] = {"train": [], "eval": []}
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "eval": []}
     for qid, groups in kept:
-        split = "eval" if qid in held_out else "train"
-        splits[split].extend(json.dumps(g, ensure_ascii=False) for g in groups)
-    for split, lines in splits.items():
-        atomic_write_text(out / f"{split}.jsonl", "".join(line + "\n" for line in lines))
-        report.groups_written[split] = len(lines)
+        splits["eval" if qid in held_out else "train"].extend(groups)
+    for split, groups in splits.items():
+        report.queries.outputs[f"{split}_groups"] = write_jsonl_atomic(out / f"{split}.jsonl", groups)
     report.check()
     payload = {
         "task": "pointwise",
@@ -282,9 +267,9 @@ def prep_pointwise(
                      "positives": "qrels" if qrels is not None else "teacher_top1"},
         "sources": sources or {},
     }
-    atomic_write_text(out / "report.json", json.dumps(payload, indent=2) + "\n")
-    logger.info("pointwise prep: %d/%d queries written, %d train / %d eval groups -> %s", report.queries_written,
-                report.queries_read, report.groups_written["train"], report.groups_written["eval"], out)
+    write_json_atomic(out / "report.json", payload)
+    logger.info("pointwise prep: %d/%d queries written, %d train / %d eval groups -> %s", report.queries.written,
+                report.queries.read, len(splits["train"]), len(splits["eval"]), out)
     return report
 
 
@@ -348,7 +333,7 @@ def score_with_teacher_model(
         lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
         kept = [ln for ln in lines if ln.startswith("#") or ln.split("\t", 1)[0] in done]
         if len(kept) != len(lines):
-            atomic_write_text(out, "".join(kept))
+            write_text_atomic(out, "".join(kept))
     todo = [r for r in requests if r.qid not in done]
     logger.info("teacher scoring: %d queries done, %d to score -> %s", len(done), len(todo), out)
     if not todo:

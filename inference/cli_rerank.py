@@ -3,6 +3,7 @@
     dear rerank --model ADAPTER_OR_MODEL --input dl19_top100.json --out dl19.trec --jsonl dl19.jsonl \\
         --qrels qrels.dl19-passage.txt
     dear rerank --model ... --input bm25.trec --corpus corpus.tsv --topics topics.tsv --out run.trec
+    dear rerank --pointwise POINTWISE --listwise ADAPTER --input dl19_top100.json --out dl19.trec   (two-stage)
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dear rerank", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="adapter folder, merged model folder or Hub id")
+    p.add_argument("--model", "--listwise", dest="model", required=True,
+                   help="listwise adapter folder, merged model folder or Hub id")
     p.add_argument("--input", required=True, help="RankGPT JSON, or a TREC run (then --corpus and --topics)")
     p.add_argument("--corpus", help="corpus TSV (docid<TAB>text[<TAB>title]) or BEIR JSONL, for a TREC run input")
     p.add_argument("--topics", help="topics TSV (qid<TAB>query) or JSONL, for a TREC run input")
@@ -64,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N queries")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming --out")
     p.add_argument("--no-progress", action="store_true")
+    two = p.add_argument_group("two-stage (DeAR): pointwise scores first, then the listwise model on the head")
+    two.add_argument("--pointwise", help="pointwise model (full classifier folder, PEFT adapter or Hub id)")
+    two.add_argument("--pointwise-depth", type=int, default=100, help="candidates the pointwise model scores")
+    two.add_argument("--listwise-depth", type=int, default=30,
+                     help="head of the pointwise order the listwise model reorders (replaces --top-k)")
+    two.add_argument("--pointwise-batch-size", type=int, default=32, help="pairs scored together")
+    two.add_argument("--pointwise-base-model", help="base model of a pointwise adapter")
     return p
 
 
@@ -154,6 +163,9 @@ def _print_summary(summary: dict[str, Any], out: str) -> None:
     table.add_row("tokens generated", str(summary["generated_tokens"]))
     table.add_row("repairs", ", ".join(f"{k}={v}" for k, v in summary["repairs"].items()) or "none")
     table.add_row("wall time", f"{summary['wall_s']:.1f} s ({summary['queries_per_s'] or 0:.2f} queries/s)")
+    for name, stage in (summary.get("stages") or {}).items():
+        if isinstance(stage, dict):
+            table.add_row(f"{name} stage", f"{stage['wall_s']:.1f} s ({100 * (stage['share'] or 0):.0f}% of the time)")
     for name, value in summary.get("metrics", {}).items():
         table.add_row(name, f"{100 * value:.2f}")
     Console(stderr=True).print(table)
@@ -176,11 +188,19 @@ def main(argv: list[str] | None = None) -> int:
             "temperature": args.temperature if args.sample else None, "top_p": args.top_p if args.sample else None,
             "tag": args.tag, "batch_size": args.batch_size, "device": args.device,
         }
+        if args.pointwise:
+            settings.update(pointwise=args.pointwise, pointwise_depth=args.pointwise_depth,
+                            top_k=args.listwise_depth, pointwise_base_model=args.pointwise_base_model)
         from inference.runfiles import prepare_resume
 
         expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
         done = prepare_resume(args.out, args.jsonl, expected, settings, overwrite=args.overwrite)
         reranker = None
+        stage1 = None
+        if args.pointwise and len(done) < len(requests):
+            from inference.two_stage import run_pointwise_stage
+
+            requests, stage1 = run_pointwise_stage(args, requests, done, device_map_for(args.device))
         if len(done) < len(requests):
             from inference.reranker import ListwiseReranker
 
@@ -188,12 +208,15 @@ def main(argv: list[str] | None = None) -> int:
                 args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
                 device_map=device_map_for(args.device), prompt=args.prompt,
                 trust_remote_code=args.trust_remote_code, backend=args.backend, window=args.window,
-                stride=args.stride, top_k=args.top_k, batch_size=args.batch_size,
+                stride=args.stride, top_k=args.listwise_depth if args.pointwise else args.top_k,
+                batch_size=args.batch_size,
                 max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
                 max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
                 top_p=args.top_p, seed=args.seed)
             summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
                                  tag=args.tag, progress=not args.no_progress)
+            if stage1 is not None:
+                summary["stages"] = stage1.with_listwise(summary["wall_s"]).as_dict()
         else:
             summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
                        "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,

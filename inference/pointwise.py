@@ -8,7 +8,6 @@ with it (``...-ce-lora-v1``, and what ``dear distill`` writes). Inputs come from
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -34,90 +33,63 @@ class PointwiseResult:
 
     qid: str
     docids: list[str]
-    scores: list[float]
+    scores: list[float]  # non-increasing
+    indices: list[int]  # positions in the request's candidates, best first
     seconds: float = field(default=0.0, compare=False)
 
-
-def _torch_dtype(dtype: str | Any) -> Any:
-    import torch
-
-    if dtype in (None, "auto"):
-        return "auto"
-    if isinstance(dtype, str):
-        try:
-            return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                    "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
-        except KeyError:
-            raise DataError(f"unknown dtype {dtype!r}", fix="auto, bfloat16, float16 or float32") from None
-    return dtype
-
-
-def _quantization_config(quantization: str | None) -> Any:
-    if quantization in (None, "none"):
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if quantization in ("4bit", "nf4"):
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
-    if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    raise DataError(f"unknown quantization {quantization!r}", fix="none, 4bit or 8bit")
+    def ranked(self) -> list[tuple[str, float]]:
+        return list(zip(self.docids, self.scores, strict=True))
 
 
 def load_sequence_classifier(
     path: str | Path,
     *,
     base_model: str | None = None,
-    dtype: str | Any = "auto",
+    dtype: str = "auto",
     quantization: str | None = None,
     device_map: str | dict | None = "auto",
     trust_remote_code: bool = False,
+    revision: str | None = None,
     merge: bool = False,
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) from a full sequence-classification folder or a PEFT adapter folder (or Hub id)."""
-    import torch
+    """(model in eval mode, tokenizer) from a full sequence-classification folder, a PEFT adapter folder, or a
+    Hub id of either; folder checks, dtypes and quantization are :mod:`inference.loading`'s (the listwise
+    reranker's)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    p = Path(path)
-    is_adapter = (p / "adapter_config.json").is_file()
-    if not p.exists():  # a Hub id: ask the Hub whether it is an adapter
-        try:
-            from huggingface_hub import file_exists
+    from inference.loading import describe_source, quantization_config, resolve_dtype
 
-            is_adapter = file_exists(str(path), "adapter_config.json")
-        except Exception as err:  # noqa: BLE001 - offline or unknown repo: treat it as a full model
-            logger.debug("adapter probe for %s failed: %s", path, err)
-    if device_map == "auto" and not torch.cuda.is_available():
-        device_map = None
-    kwargs: dict[str, Any] = {"num_labels": 1, "dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code}
-    qconf = _quantization_config(quantization)
-    if qconf is not None:
-        kwargs["quantization_config"] = qconf
+    source = describe_source(str(path), revision=revision)
+    where = str(source["dir"]) if source["dir"] is not None else source["hub_id"]
+    kwargs: dict[str, Any] = {"num_labels": 1, "dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
+    qconfig = quantization_config(quantization, dtype)
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
     if device_map is not None:
         kwargs["device_map"] = device_map
-    if is_adapter:
-        from peft import PeftConfig, PeftModel
+    if source["kind"] == "adapter":
+        from peft import PeftModel
 
-        base = base_model or PeftConfig.from_pretrained(str(path)).base_model_name_or_path
+        base = base_model or source["base_model"]
         if not base:
-            raise DataError("the adapter names no base model", path=str(path), fix="pass base_model=")
-        tok_src = str(path) if (p / "tokenizer_config.json").is_file() or not p.exists() else base
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(tok_src, trust_remote_code=trust_remote_code)
-        except OSError:
-            tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
+            raise DataError("adapter_config.json names no base model", path=where, reason="no_base_model",
+                            fix="pass base_model= (the model the adapter was trained on)")
+        has_tok = source["dir"] is None or any((source["dir"] / f).is_file()
+                                               for f in ("tokenizer.json", "tokenizer_config.json"))
+        tokenizer = AutoTokenizer.from_pretrained(where if has_tok else base, trust_remote_code=trust_remote_code)
+        logger.info("loading base classifier %s for adapter %s", base, where)
         model = AutoModelForSequenceClassification.from_pretrained(base, **kwargs)
-        ensure_pad_token(tokenizer, model.config)
-        model = PeftModel.from_pretrained(model, str(path))
-        if merge:
+        ensure_pad_token(tokenizer, model.config)  # before the adapter: as the student was trained
+        model = PeftModel.from_pretrained(model, where, revision=revision, is_trainable=False)
+        if merge and qconfig is None:
             model = model.merge_and_unload()
     else:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(where, revision=revision, **kwargs)
         ensure_pad_token(tokenizer, model.config)
     if getattr(model.config, "num_labels", 1) != 1:
         raise DataError(f"the model has {model.config.num_labels} labels; a pointwise reranker has one",
-                        path=str(path), fix="load a model trained with num_labels=1")
+                        path=where, fix="load a model trained with num_labels=1")
     model.eval()
     return model, tokenizer
 
@@ -139,10 +111,11 @@ class PointwiseReranker:
         path: str | Path,
         *,
         base_model: str | None = None,
-        dtype: str | Any = "auto",
+        dtype: str = "auto",
         quantization: str | None = None,
         device_map: str | dict | None = "auto",
         trust_remote_code: bool = False,
+        revision: str | None = None,
         batch_size: int = 32,
         pair_format: PairFormat | None = None,
         merge: bool = False,
@@ -151,7 +124,7 @@ class PointwiseReranker:
         DeAR's defaults (32 / 196 tokens) unless ``pair_format`` is given."""
         model, tokenizer = load_sequence_classifier(
             path, base_model=base_model, dtype=dtype, quantization=quantization, device_map=device_map,
-            trust_remote_code=trust_remote_code, merge=merge)
+            trust_remote_code=trust_remote_code, revision=revision, merge=merge)
         fmt = pair_format or (load_pair_format(path) if Path(path).is_dir() else None)
         return cls(model, tokenizer, pair_format=fmt, batch_size=batch_size)
 
@@ -207,15 +180,5 @@ class PointwiseReranker:
             s = scores[start:start + len(cands)]
             order = sorted(range(len(cands)), key=lambda i: -s[i])
             results.append(PointwiseResult(qid=req.qid, docids=[cands[i].docid for i in order],
-                                           scores=[s[i] for i in order], seconds=per_query))
+                                           scores=[s[i] for i in order], indices=order, seconds=per_query))
         return results
-
-
-def describe(path: str | Path) -> dict[str, Any]:
-    """What kind of pointwise folder ``path`` is (for logs and the rerank summary)."""
-    p = Path(path)
-    if (p / "adapter_config.json").is_file():
-        cfg = json.loads((p / "adapter_config.json").read_text())
-        return {"layout": "peft-adapter", "task_type": cfg.get("task_type"),
-                "base_model": cfg.get("base_model_name_or_path"), "modules_to_save": cfg.get("modules_to_save")}
-    return {"layout": "full-model" if (p / "config.json").is_file() else "hub-id"}

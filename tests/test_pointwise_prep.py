@@ -36,7 +36,7 @@ def test_groups_with_qrels_positives_and_exact_teacher_scores(tmp_path):
     teacher = _scores(scores_tsv)
     train = read_groups(tmp_path / "out" / "train.jsonl")
     evals = read_groups(tmp_path / "out" / "eval.jsonl")
-    assert report.groups_written == {"train": len(train), "eval": len(evals)} and train and evals
+    assert report.to_json()["groups"] == {"train": len(train), "eval": len(evals)} and train and evals
     assert {g["qid"] for g in train}.isdisjoint({g["qid"] for g in evals})
     texts = {(r.qid, c.docid): c.text for r in requests for c in r.candidates}
     for g in train + evals:
@@ -47,10 +47,10 @@ def test_groups_with_qrels_positives_and_exact_teacher_scores(tmp_path):
         assert [p["text"] for p in g["passages"]] == [texts[(g["qid"], d)] for d in g["docids"]]
     # accounting: every query written or dropped, every score line used
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
-    q = rep["queries"]
-    assert q["read"] == 8 == q["written"] + sum(q["dropped"].values())
-    assert rep["score_lines"]["read"] == rep["score_lines"]["used"] == 800
-    assert rep["positive_source"] == {"qrels": q["written"]}
+    q = rep["queries"]["records"]
+    assert q["read"] == 8 == q["written"] + q["dropped"] and rep["queries"]["invariant_holds"]
+    assert rep["score_lines"]["records"]["read"] == rep["score_lines"]["records"]["written"] == 800
+    assert rep["positive_source"] == {"qrels": q["written"]} and rep["task"] == "pointwise"
 
 
 def test_sampling_is_seeded_and_teacher_top1_without_qrels(tmp_path):
@@ -81,11 +81,11 @@ def test_bad_input_strict_raises_and_skip_counts(tmp_path):
     # a query that cannot fill a group: too few negatives (depth 10, 12 asked)
     rep = prep_pointwise(tmp_path / "k", requests, teacher_scores=path, num_negatives=12, on_error="skip",
                          qrels=qrels)
-    assert rep.score_lines_dropped == {"malformed": 2, "unknown_docid": 1, "unknown_qid": 1}
-    assert rep.score_lines_read == len(bad) == rep.score_lines_used + 4
-    assert rep.queries_dropped["too_few_negatives"] + sum(v for k, v in rep.queries_dropped.items()
-                                                          if k != "too_few_negatives") == 3
-    assert rep.queries_written == 0 and (tmp_path / "k" / "train.jsonl").read_text() == ""
+    assert rep.score_lines.dropped == {"malformed": 2, "unknown_docid": 1, "unknown_qid": 1}
+    assert rep.score_lines.read == len(bad) == rep.score_lines.written + 4
+    assert {e["line"] for e in rep.score_lines.errors} == {6, 7, 8, 9}  # each drop names its line
+    assert rep.queries.dropped == {"too_few_negatives": 3} and rep.queries.written == 0
+    assert (tmp_path / "k" / "train.jsonl").read_text() == ""
     with pytest.raises(DataError, match="too_few|negatives available"):
         prep_pointwise(tmp_path / "s2", requests, teacher_scores=tmp_path / "bm25.tsv", num_negatives=12)
 
