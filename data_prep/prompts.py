@@ -227,20 +227,42 @@ def render_prompt(
                  for p, ids in zip(cut, token_ids, strict=True)]
         return _render(spec, query, shown)
 
-    lo, hi = 0, max((len(t) for t in token_ids), default=0)
-    if prompt_token_count(at_cap(0), tokenizer) > max_tokens:
+    def fits(cap: int) -> bool:
+        return prompt_token_count(at_cap(cap), tokenizer) <= max_tokens
+
+    hi = max((len(t) for t in token_ids), default=0)
+    overhead = prompt_token_count(at_cap(0), tokenizer)
+    if overhead > max_tokens:
         raise DataError(
             f"prompt needs more than {max_tokens} tokens even with empty passages",
             fix="raise --max-tokens or use a smaller window",
             reason="over_max_tokens",
         )
+    # Water-filling estimate of the common cap, then confirm it with real renders (boundary merges can
+    # move the count by a few tokens); falls back to a binary search when the estimate is off.
+    est = _water_fill([len(t) for t in token_ids], max_tokens - overhead)
+    if fits(est) and (est >= hi or not fits(est + 1)):
+        return at_cap(est)
+    lo = 0
     while lo < hi:  # largest cap that fits
         mid = (lo + hi + 1) // 2
-        if prompt_token_count(at_cap(mid), tokenizer) <= max_tokens:
+        if fits(mid):
             lo = mid
         else:
             hi = mid - 1
     return at_cap(lo)
+
+
+def _water_fill(lengths: list[int], budget: int) -> int:
+    """Largest cap c with sum(min(length, c)) <= budget."""
+    cap, remaining, left = 0, budget, sorted(lengths)
+    n = len(left)
+    for i, length in enumerate(left):
+        share = remaining // (n - i)
+        if length > share:
+            return max(cap, share)
+        cap, remaining = length, remaining - length
+    return max(cap, left[-1] if left else 0)
 
 
 def training_record(
