@@ -87,6 +87,7 @@ class Seen:
     authorization: str | None
     query: str
     action: str
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
@@ -140,7 +141,7 @@ class FakeOpenAI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
@@ -172,7 +173,7 @@ class FakeOpenAI:
         action = self._next_action(query)
         with self._lock:
             self.seen.append(Seen(body=body, authorization=h.headers.get("Authorization"), query=query,
-                                  action=action[0]))
+                                  action=action[0], at=time.monotonic()))
         kind = action[0]
         if kind == "429":
             h._send(429, {"error": {"message": "Rate limit reached", "type": "rate_limit_error"}},

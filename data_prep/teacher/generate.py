@@ -49,8 +49,9 @@ class ProgressLike(Protocol):
 def plan_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     """RankGPT's sliding windows over ``n`` candidates, back to front: [(start, end), ...].
 
-    Unlike RankGPT's loop, the front window always starts at 0 (RankGPT skips the head when
-    ``n - window`` is not a multiple of ``stride``).
+    Unlike RankGPT's loop, the front window is always ``[0, window)`` (RankGPT skips the head when
+    ``n - window`` is not a multiple of ``stride``); it may then overlap the previous window by more
+    than ``window - stride``.
     """
     if window < 1 or stride < 1:
         raise ValueError("window and stride must be >= 1")
@@ -59,10 +60,11 @@ def plan_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     out = []
     end = n
     while True:
-        start = max(0, end - window)
-        out.append((start, end))
-        if start == 0:
+        start = end - window
+        if start <= 0:
+            out.append((0, min(n, window)))
             return out
+        out.append((start, end))
         end -= stride
 
 
