@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -152,19 +151,23 @@ def _run(args: argparse.Namespace) -> int:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         bar = tqdm(total=len(requests), desc="teacher", unit="query", disable=args.no_progress, dynamic_ncols=True)
+        extra = {"input": args.input or args.run, "output": str(out),
+                 "cache": str(cache_path) if cache_path else None, "price_table": price_file}
         try:
             with logging_redirect_tqdm():
                 return await run_teacher(requests, settings, client, out=out, cache_path=cache_path,
-                                         progress=bar, concurrency=args.concurrency)
+                                         progress=bar, concurrency=args.concurrency, report_path=report_path,
+                                         report_extra=extra)
         finally:
             bar.close()
             await client.aclose()
 
-    report = asyncio.run(go())
-    report.update({"input": args.input or args.run, "output": str(out), "cache": str(cache_path) if cache_path else None,
-                   "price_table": price_file})
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    try:
+        report = asyncio.run(go())
+    except KeyboardInterrupt:
+        print(f"dear teacher: interrupted; finished queries are in {out}, the report in {report_path}. "
+              "Rerun the same command to resume.", file=sys.stderr)
+        return 130
     q = report["queries"]
     cost = report["cost_usd"]
     print(f"dear teacher: {q['written']} written, {q['resumed']} already done, {q['filtered']} filtered, "

@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat server for the `dear teacher` tests (stdlib only, loopback only).
 
 It answers ``POST /v1/chat/completions`` with a scripted chain-of-thought ranking: the passages of the
-RankGPT-style multi-turn prompt are scored by how many query words they contain (a real, deterministic
+RankGPT-style multi-turn prompt (or of a plain one-message prompt) are scored by how many query words they contain (a real, deterministic
 relevance signal), the reasoning names each passage's overlap, and the answer ends with
 ``### Final Reranking: [a] > [b] > ...``. With ``temperature > 0`` each repeated prompt gets a different,
 deterministic perturbation of that order, so self-consistency has something to choose between.
@@ -27,16 +27,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _PASSAGE_RE = re.compile(r"^\[(\d+)\] (.*)$", re.DOTALL)
-_QUERY_RE = re.compile(r"^Search Query: (.*?)\. \n", re.DOTALL)
+_QUERY_RE = re.compile(r"Search Query: (.*?)\. ?\n", re.DOTALL)
+_LINE_PASSAGE_RE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
 _WORD_RE = re.compile(r"[a-z0-9]+")
 
 
 def query_of(messages: list[dict[str, str]]) -> str:
     for m in reversed(messages):
         if m["role"] == "user":
-            hit = _QUERY_RE.match(m["content"])
-            if hit:
-                return hit.group(1)
+            hits = _QUERY_RE.findall(m["content"])
+            if hits:
+                return hits[-1]
     return ""
 
 
@@ -47,6 +48,8 @@ def passages_of(messages: list[dict[str, str]]) -> list[tuple[int, str]]:
             hit = _PASSAGE_RE.match(m["content"])
             if hit:
                 out.append((int(hit.group(1)), hit.group(2)))
+    if not out and messages:  # a plain prompt (dear-card): all passages in one user message, one a line
+        out = [(int(i), text) for i, text in _LINE_PASSAGE_RE.findall(messages[-1]["content"])]
     return out
 
 

@@ -85,7 +85,8 @@ def expected_final(req: RerankRequest, top_k: int, window: int, stride: int) -> 
     cands = list(req.candidates[:top_k])
     for start, end in plan_windows(len(cands), window, stride):
         shown = cands[start:end]
-        order, _ = overlap_order(req.query, [(i + 1, c.text) for i, c in enumerate(shown)])
+        passages = render_prompt(get_prompt_spec("dear-cot"), req.query, [c.passage() for c in shown]).passages
+        order, _ = overlap_order(req.query, list(enumerate(passages)))
         cands[start:end] = [shown[p] for p in order]
     return [c.docid for c in cands]
 
@@ -455,3 +456,18 @@ def test_load_finished_cuts_a_group_that_a_crash_cut_short(tmp_path):
     out.write_text(intact + "not json\n" + intact)
     with pytest.raises(Exception, match=r"g.jsonl:3"):
         load_finished(out)
+
+
+def test_plain_prompt_spec_is_sent_as_one_user_message(fake, tmp_path):
+    reqs = read_rankgpt_json(NOVELEVAL / "data.json")[:2]
+    out = tmp_path / "card.jsonl"
+    assert run(fake, out, "--input", str(NOVELEVAL / "data.json"), "--limit", "2", "--prompt", "dear-card") == 0
+    spec = get_prompt_spec("dear-card")
+    for seen, rec in zip(sorted(fake.seen, key=lambda s: s.query), sorted(records(out), key=lambda r: r["query"]),
+                         strict=True):
+        req = next(r for r in reqs if r.qid == rec["qid"])
+        prompt = render_prompt(spec, req.query, [c.passage() for c in req.candidates])
+        assert seen.body["messages"] == [{"role": "user", "content": prompt.text}]
+        assert "reasoning" not in rec and rec["teacher"]["id_base"] == 0
+        order, _ = overlap_order(req.query, list(enumerate(prompt.passages)))  # over the 300-char cuts
+        assert rec["ranking"] == [req.candidates[p].docid for p in order]

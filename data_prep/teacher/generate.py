@@ -17,6 +17,7 @@ final top-k permutation after all windows.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -329,8 +330,14 @@ async def run_teacher(
     cache_path: str | Path | None,
     progress: ProgressLike | None = None,
     concurrency: int = 8,
+    report_path: str | Path | None = None,
+    report_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Teach every query not yet in ``out``; returns the report (also covering skipped queries)."""
+    """Teach every query not yet in ``out``; returns the report (also covering skipped queries).
+
+    With ``report_path`` the report is written there even when the run is interrupted (Ctrl-C), marked
+    ``"interrupted": true``; rerunning resumes.
+    """
     seen: set[str] = set()
     for r in requests:
         if r.qid in seen:
@@ -386,9 +393,14 @@ async def run_teacher(
     finally:
         writer.close()
         cache.close()
-    report = build_report(settings, client, state, total=len(requests), resumed=len(resumed),
-                          elapsed=time.monotonic() - started)
-    report["interrupted"] = interrupted
+        report = build_report(settings, client, state, total=len(requests), resumed=len(resumed),
+                              elapsed=time.monotonic() - started)
+        report["interrupted"] = interrupted
+        report.update(report_extra or {})
+        if report_path is not None:
+            rp = Path(report_path)
+            rp.parent.mkdir(parents=True, exist_ok=True)
+            rp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
 
