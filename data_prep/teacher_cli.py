@@ -104,7 +104,8 @@ def _validate(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for noisy in ("openai", "httpx", "httpcore"):  # request logs at DEBUG carry headers; keep them quiet
+    # One INFO line per HTTP request (httpx / openai's vendored httpx2) would drown the progress bar.
+    for noisy in ("openai", "httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return _run(args)

@@ -471,3 +471,30 @@ def test_plain_prompt_spec_is_sent_as_one_user_message(fake, tmp_path):
         assert "reasoning" not in rec and rec["teacher"]["id_base"] == 0
         order, _ = overlap_order(req.query, list(enumerate(prompt.passages)))  # over the 300-char cuts
         assert rec["ranking"] == [req.candidates[p].docid for p in order]
+
+
+@pytest.mark.multiprocess
+def test_ctrl_c_writes_the_report_and_exits_130(fake, tmp_path, subprocess_env, dear_cmd):
+    reqs = read_rankgpt_json(NOVELEVAL / "data.json")[:5]
+    src = tmp_path / "five.json"
+    write_rankgpt_json(src, reqs)
+    fake.always[reqs[2].query] = ("hang",)
+    out = tmp_path / "c.jsonl"
+    cmd = [*dear_cmd, "teacher", "--input", str(src), "--out", str(out), "--endpoint", fake.url, "--model", "m",
+           "--concurrency", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=subprocess_env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(s.action == "hang" for s in fake.seen):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Rerun the same command" in err
+    rep = report_of(out)
+    assert rep["interrupted"] is True and rep["queries"]["written"] == 2
+    fake.always.clear()
+    assert run(fake, out, "--input", str(src)) == 0
+    assert Counter(r["qid"] for r in records(out)) == Counter({r.qid: 1 for r in reqs})
