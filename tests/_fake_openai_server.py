@@ -10,7 +10,8 @@ Tests script failures by queueing actions: globally (``server.plan``, consumed o
 query (``server.by_query[text]``, consumed one per request for that query; ``always=True`` entries
 repeat). Actions: ``("ok",)``, ``("429", retry_after)``, ``("500",)``, ``("truncated",)`` (a JSON body cut
 short), ``("slow", seconds)``, ``("hang",)`` (blocks until :meth:`FakeOpenAI.stop`), ``("garbage",)``
-(a 200 reply with no ranking in it), ``("echo_key_401",)`` (a 401 whose message quotes the Authorization
+(a 200 reply with no ranking in it), ``("length",)`` (reasoning cut at the token limit),
+``("echo_key_401",)`` (a 401 whose message quotes the Authorization
 header back, like a careless proxy), ``("order", [0-based order])`` (answer with that order).
 """
 
@@ -205,6 +206,9 @@ class FakeOpenAI:
                 self._prompt_counts[key] += 1
             order = perturb(order, k)
         text = "I cannot decide." if kind == "garbage" else cot_answer(passages, order, overlap)
+        finish_reason = "stop"
+        if kind == "length":  # the model ran out of completion tokens mid-reasoning
+            text, finish_reason = text[: len(text) // 3], "length"
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
         completion_tokens = len(text.split())
         payload = {
@@ -213,7 +217,7 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": body.get("model", self.model),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
+                         "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }

@@ -255,6 +255,7 @@ def test_failures_are_accounted_and_the_key_never_leaks(fake, tmp_path, dl19_sma
     reqs = read_rankgpt_json(dl19_small)
     fake.always[reqs[1].query] = ("500",)
     fake.always[reqs[3].query] = ("echo_key_401",)
+    fake.always[reqs[4].query] = ("length",)
     out = tmp_path / "f.jsonl"
     caplog.set_level(logging.DEBUG)
     os.environ["MY_TEACHER_KEY"] = KEY
@@ -271,6 +272,8 @@ def test_failures_are_accounted_and_the_key_never_leaks(fake, tmp_path, dl19_sma
     assert failed[reqs[3].qid]["reason"] == "http_401" and "***" in failed[reqs[3].qid]["message"]
     assert len(fake.requests_for(reqs[1].query)) == 3  # first try + 2 retries
     assert len(fake.requests_for(reqs[3].query)) == 1  # 401 is not retried
+    assert failed[reqs[4].qid]["reason"] == "output_truncated" and "--max-tokens" in failed[reqs[4].qid]["message"]
+    assert len(fake.requests_for(reqs[4].query)) == 1  # cut at the token limit: not asked again
     assert {r["qid"] for r in records(out)} == {r.qid for r in reqs} - set(failed)
     assert rep["cost_usd"] is None  # model "m" has no price
     # the key went to the server, and nowhere else
@@ -285,7 +288,7 @@ def test_failures_are_accounted_and_the_key_never_leaks(fake, tmp_path, dl19_sma
     fake.always.clear()
     assert run(fake, out, "--input", str(dl19_small)) == 0
     rep = report_of(out)
-    assert rep["queries"] == {"total": 6, "written": 2, "resumed": 4, "filtered": 0, "failed": 0}
+    assert rep["queries"] == {"total": 6, "written": 3, "resumed": 3, "filtered": 0, "failed": 0}
     assert Counter(r["qid"] for r in records(out)) == Counter({r.qid: 1 for r in reqs})
 
 
@@ -409,15 +412,15 @@ def test_trec_run_input_and_rate_limit(fake, tmp_path):
     run_path = tmp_path / "run.txt"
     write_run(run_path, {r.qid: [(c.docid, 100.0 - i) for i, c in enumerate(r.candidates)] for r in reqs})
     out = tmp_path / "run.jsonl"
-    t0 = time.monotonic()
     rc = run(fake, out, "--run", str(run_path), "--topics", str(shared_path("noveleval", "queries.tsv")),
              "--corpus", str(shared_path("noveleval", "corpus.tsv")), "--top-k", "10", "--window", "10",
              "--stride", "5", "--concurrency", "6", "--max-requests-per-minute", "240")
     assert rc == 0
-    # 4 requests/s with a burst of 4: 6 requests cannot finish in under 0.5 s
-    assert time.monotonic() - t0 >= 0.5
-    gaps = [b.at - a.at for a, b in zip(fake.seen[3:], fake.seen[4:], strict=False)]
-    assert all(g >= 0.2 for g in gaps)
+    # 4 requests/s with a burst of 4: the 6th request leaves 0.5 s after the 1st (unlimited: ~0.05 s).
+    # Arrival times at the server carry connection jitter on a busy 2-core machine, hence the margin; the
+    # refill arithmetic itself is checked with a fake clock in test_token_bucket_spaces_requests_at_the_rate.
+    at = sorted(s.at for s in fake.seen)
+    assert len(at) == 6 and at[-1] - at[0] >= 0.3
     recs = records(out)
     assert sorted(r["qid"] for r in recs) == sorted(r.qid for r in reqs)
     assert all(len(r["candidates"]) == 10 for r in recs)
@@ -430,6 +433,10 @@ def test_bad_arguments_exit_2_with_a_fix(fake, tmp_path, capsys):
     assert run(fake, out, "--input", str(NOVELEVAL / "data.json"), "--min-ndcg", "0.5") == 2
     assert "--qrels" in capsys.readouterr().err
     assert run(fake, out) == 2 and "--input" in capsys.readouterr().err
+    reqs = read_rankgpt_json(NOVELEVAL / "data.json")[:2]
+    dup = tmp_path / "dup.json"
+    write_rankgpt_json(dup, [reqs[0], reqs[1], reqs[0]])
+    assert run(fake, out, "--input", str(dup)) == 2 and "appears twice" in capsys.readouterr().err
     assert not fake.seen and not out.exists()
 
 
@@ -498,3 +505,19 @@ def test_ctrl_c_writes_the_report_and_exits_130(fake, tmp_path, subprocess_env, 
     fake.always.clear()
     assert run(fake, out, "--input", str(src)) == 0
     assert Counter(r["qid"] for r in records(out)) == Counter({r.qid: 1 for r in reqs})
+
+
+def test_bad_queries_fail_alone_and_are_reported(fake, tmp_path):
+    reqs = read_rankgpt_json(NOVELEVAL / "data.json")[:3]
+    src = tmp_path / "bad.json"
+    data = [{"query": r.query, "qid": r.qid,
+             "hits": [{"qid": r.qid, "docid": c.docid, "content": c.text} for c in r.candidates]} for r in reqs]
+    data[1]["query"] = "   "
+    data.append({"query": "no hits", "qid": "nohits", "hits": []})
+    src.write_text(json.dumps(data), encoding="utf-8")
+    out = tmp_path / "bad.jsonl"
+    assert run(fake, out, "--input", str(src)) == 1
+    rep = report_of(out)
+    assert {f["qid"]: f["reason"] for f in rep["failed"]} == {reqs[1].qid: "invalid", "nohits": "no_candidates"}
+    assert sorted(r["qid"] for r in records(out)) == sorted([reqs[0].qid, reqs[2].qid])
+    assert rep["queries"]["written"] + rep["queries"]["failed"] == 4

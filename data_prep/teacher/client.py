@@ -121,7 +121,16 @@ def parse_retry_after(headers: Any) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
-Validator = Callable[[Completion], "str | None"]
+@dataclass(frozen=True)
+class Rejection:
+    """Why a validator refused a completion, and whether asking again may help."""
+
+    reason: str
+    message: str
+    retryable: bool = True
+
+
+Validator = Callable[[Completion], "Rejection | None"]
 
 
 class ChatClient:
@@ -205,8 +214,8 @@ class ChatClient:
 
     async def complete(self, messages: list[dict[str, str]], *, temperature: float = 0.0,
                        validate: Validator | None = None) -> tuple[Completion, int]:
-        """A completion that passed ``validate`` (which returns a failure reason or None), and the number
-        of attempts it took. Raises :class:`RequestFailed` when it cannot get one."""
+        """A completion that passed ``validate`` (which returns a :class:`Rejection` or None), and the
+        number of attempts it took. Raises :class:`RequestFailed` when it cannot get one."""
         attempt = 0
         while True:
             try:
@@ -215,7 +224,7 @@ class ChatClient:
                 if bad is None:
                     self.stats.responses_ok += 1
                     return completion, attempt + 1
-                reason, retryable, retry_after, message = bad, True, None, f"response rejected ({bad})"
+                reason, retryable, retry_after, message = bad.reason, bad.retryable, None, bad.message
             except Exception as err:  # classified below; anything unknown is re-raised by _classify
                 reason, retryable, retry_after, message = self._classify(err)
             if not retryable or attempt >= self.retry.max_retries:

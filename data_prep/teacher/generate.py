@@ -31,7 +31,7 @@ from data_prep.prompts import PromptSpec, render_prompt
 from data_prep.readers import Qrels
 from data_prep.schema import Candidate, DataError, RankingExample, RerankRequest
 from data_prep.teacher.aggregate import aggregate
-from data_prep.teacher.client import ChatClient, Completion, RequestFailed
+from data_prep.teacher.client import ChatClient, Completion, Rejection, RequestFailed
 from data_prep.teacher.pricing import Price
 from data_prep.teacher.quality import ndcg_at_10
 from data_prep.teacher.resume import JsonlAppender, RequestCache, load_finished, request_key
@@ -169,9 +169,14 @@ class Teacher:
             completion, attempts, cached = Completion.from_json(hit), 0, True
             self.client.stats.cached += 1
         else:
-            def validate(c: Completion) -> str | None:
+            def validate(c: Completion) -> Rejection | None:
                 parsed = parse_ranking(c.text, n, base=spec.id_base, cot=spec.cot)
-                return "unparseable" if parsed.repairs.get("unparseable") else None
+                if not parsed.repairs.get("unparseable"):
+                    return None
+                if c.finish_reason == "length":  # cut at the token limit: asking again repeats it
+                    return Rejection("output_truncated", "the answer hit the completion token limit before "
+                                     "its final ranking; raise --max-tokens", retryable=False)
+                return Rejection("unparseable", "the answer has no final ranking")
 
             completion, attempts = await self.client.complete(messages, temperature=self.s.temperature,
                                                               validate=validate)
