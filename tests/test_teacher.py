@@ -195,18 +195,19 @@ def test_sliding_windows_records_match_an_independent_simulation(fake, tmp_path,
     assert len(recs) == 6  # 2 windows (10-30, 0-20) per query
     by_q: dict[str, list[dict]] = {}
     for r in recs:
-        by_q.setdefault(r["qid"], []).append(r)
+        by_q.setdefault(r["source_qid"], []).append(r)
     spec = get_prompt_spec("dear-cot")
     for req in reqs:
         wins = by_q[req.qid]
         assert [(w["window"]["start"], w["window"]["end"]) for w in wins] == [(10, 30), (0, 20)]
+        assert [w["qid"] for w in wins] == [f"{req.qid}@10-30", f"{req.qid}@0-20"]  # unique per record
         final = expected_final(req, 30, 20, 10)
         for w in wins:
             assert w["query_ranking"] == final
             ex = as_example(w)
             assert sorted(ex.ranking) == sorted(c.docid for c in ex.candidates)
             assert len(ex.candidates) == 20 and ex.reasoning and "Passage [" in ex.reasoning
-            assert FINAL_MARKER in w["raw_response"] and w["repairs"] == {}
+            assert FINAL_MARKER in w["raw_response"] and w["repairs"] == {} and w["reasoning_id_base"] == 1
             assert w["usage"]["prompt_tokens"] > 0 and w["teacher"]["prompt"] == "dear-cot"
             # the record is a training example whose target parses back to the teacher order
             prompt = render_prompt(spec, ex.query, [c.passage() for c in ex.candidates])
@@ -330,7 +331,7 @@ def test_kill_mid_run_loses_only_in_flight_requests(fake, tmp_path, dl19_small, 
         if proc.poll() is None:
             proc.kill()
     assert KEY not in err.decode()
-    assert sorted({r["qid"] for r in records(out)}) == sorted(r.qid for r in reqs[:2])
+    assert sorted({r["source_qid"] for r in records(out)}) == sorted(r.qid for r in reqs[:2])
     assert len(fake.requests_for(victim.query)) == 2
     assert run(fake, out, "--input", str(dl19_small), "--top-k", "30") == 0
     # the victim's finished first window came from the cache: only its in-flight request was repeated
@@ -339,8 +340,9 @@ def test_kill_mid_run_loses_only_in_flight_requests(fake, tmp_path, dl19_small, 
     assert rep["requests"]["from_cache"] == 1
     assert rep["queries"] == {"total": 6, "written": 4, "resumed": 2, "filtered": 0, "failed": 0}
     recs = records(out)
-    assert Counter(r["qid"] for r in recs) == Counter({r.qid: 2 for r in reqs})
-    assert [r["query_ranking"] for r in recs if r["qid"] == victim.qid][0] == expected_final(victim, 30, 20, 10)
+    assert Counter(r["source_qid"] for r in recs) == Counter({r.qid: 2 for r in reqs})
+    assert len({r["qid"] for r in recs}) == len(recs) == 12
+    assert [r["query_ranking"] for r in recs if r["source_qid"] == victim.qid][0] == expected_final(victim, 30, 20, 10)
 
 
 def test_samples_keep_the_most_consistent_permutation(fake, tmp_path):
@@ -521,3 +523,33 @@ def test_bad_queries_fail_alone_and_are_reported(fake, tmp_path):
     assert {f["qid"]: f["reason"] for f in rep["failed"]} == {reqs[1].qid: "invalid", "nohits": "no_candidates"}
     assert sorted(r["qid"] for r in records(out)) == sorted([reqs[0].qid, reqs[2].qid])
     assert rep["queries"]["written"] + rep["queries"]["failed"] == 4
+
+
+def test_teacher_output_feeds_dear_prep_listwise(fake, tmp_path, dl19_small):
+    """Window records go through `dear prep listwise --format jsonl --cot` with their reasoning intact.
+
+    Skipped until the listwise prep command (data_prep.listwise_cli, a separate branch) is merged.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("data_prep.listwise_cli") is None:
+        pytest.skip("data_prep.listwise_cli is not in this checkout yet")
+    from data_prep.cli import main as prep_main
+
+    out = tmp_path / "t.jsonl"
+    assert run(fake, out, "--input", str(dl19_small), "--limit", "3", "--top-k", "30") == 0
+    teacher = {r["qid"]: r for r in records(out)}
+    prep = tmp_path / "prep"
+    assert prep_main(["listwise", "--teacher", str(out), "--format", "jsonl", "--out", str(prep),
+                      "--prompt", "rankgpt", "--cot", "--eval-fraction", "0.3"]) == 0
+    rows = records(prep / "train.jsonl") + records(prep / "eval.jsonl")
+    assert sorted(r["qid"] for r in rows) == sorted(teacher)
+    for row in rows:
+        rec = teacher[row["qid"]]
+        assert sorted(row["docids"]) == sorted(c["docid"] for c in rec["candidates"])
+        target = row["completion"][0]["content"]
+        order = parse_ranking(target, len(row["docids"]), base=1, cot=True).order
+        assert [row["docids"][i] for i in order] == rec["ranking"]
+        # the reasoning survived, renumbered to the ids this prompt shows
+        top = rec["ranking"][0]
+        assert f"Passage [{row['docids'].index(top) + 1}]" in target.split("</think>")[0]

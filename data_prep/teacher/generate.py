@@ -7,7 +7,9 @@ they were shown, ``ranking`` the teacher's order of their docids, ``reasoning`` 
 thought (whose ``[i]`` identifiers refer to exactly those candidates). That is the shape of DeAR's
 20-passage chain-of-thought training examples, so ``dear prep listwise`` turns each record into a training
 example whose reasoning matches its prompt. When the top-k fits one window (the default, ``--top-k`` =
-``--window``) there is one record per query. With ``--records query`` each query instead gets one record
+``--window``) there is one record per query, with the query's qid. With several windows each record has
+its own qid ``<qid>@<start>-<end>`` (training-data readers reject duplicate qids) and every record carries
+``source_qid``, the input query's qid, which resume and qrels use. With ``--records query`` each query instead gets one record
 over its whole top-k with the final sliding-window permutation; its per-window reasonings are kept under
 ``windows`` but not merged into ``reasoning`` (their identifiers refer to different windows), so such
 records train rankers without chain of thought. Every window record also carries ``query_ranking``: the
@@ -67,6 +69,11 @@ def plan_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
             return out
         out.append((start, end))
         end -= stride
+
+
+def window_qid(qid: str, start: int, end: int) -> str:
+    """The qid of one window's record when a query has several: ``<qid>@<start>-<end>``."""
+    return f"{qid}@{start}-{end}"
 
 
 def split_reasoning(text: str, spec: PromptSpec) -> str | None:
@@ -249,6 +256,7 @@ class Teacher:
                     continue
             keep.append(rec)
         for j, rec in enumerate(keep):
+            rec["source_qid"] = req.qid
             rec["group"] = {"index": j, "size": len(keep)}
         return keep, dropped
 
@@ -287,9 +295,13 @@ class Teacher:
         meta = {"teacher": self._teacher_meta(),
                 "window": {"index": j, "count": count, "start": res.start, "end": res.end},
                 **self._window_meta(res)}
+        if reasoning:
+            meta["reasoning_id_base"] = self.s.spec.id_base  # how the reasoning numbers the passages
+        qid = req.qid
         if count > 1:
             meta["query_ranking"] = final
-        return RankingExample(qid=req.qid, query=req.query, candidates=tuple(res.shown),
+            qid = window_qid(req.qid, res.start, res.end)
+        return RankingExample(qid=qid, query=req.query, candidates=tuple(res.shown),
                               ranking=tuple(res.shown[p].docid for p in res.order), reasoning=reasoning, meta=meta)
 
     def _query_record(self, req: RerankRequest, cands: list[Candidate], final: list[str],

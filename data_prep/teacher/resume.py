@@ -1,7 +1,8 @@
 """Append-only output, a request cache, and repair of a file a crash left half-written.
 
 The output JSONL gets one group of records per finished query, written with one ``write`` + ``flush``;
-each record carries ``group = {"index": i, "size": m}``. On restart :func:`load_finished` reads the file,
+each record carries ``source_qid`` (the input query's qid; window records have their own ``qid``) and
+``group = {"index": i, "size": m}``. On restart :func:`load_finished` reads the file,
 cuts off a trailing partial line or an incomplete last group (the only damage a crash can do to an
 append-only file), and returns the qids already done, so a rerun skips them and never duplicates one.
 
@@ -47,8 +48,13 @@ def _truncate(path: Path, size: int) -> None:
         f.truncate(size)
 
 
+def _source_qid(rec: dict[str, Any]) -> str:
+    return str(rec.get("source_qid", rec["qid"]))
+
+
 def load_finished(path: str | Path) -> dict[str, int]:
-    """qid -> number of records for every query already complete in ``path`` (repairing a torn tail)."""
+    """Input qid -> number of records for every query already complete in ``path`` (repairing a torn
+    tail)."""
     p = Path(path)
     if not p.exists():
         return {}
@@ -72,10 +78,10 @@ def load_finished(path: str | Path) -> dict[str, int]:
         records.append((start, rec))
     # An incomplete last group (the crash hit between the lines of one write) is cut off too.
     if records:
-        last_qid = str(records[-1][1]["qid"])
+        last_qid = _source_qid(records[-1][1])
         tail = []
         for start, rec in reversed(records):
-            if str(rec["qid"]) != last_qid:
+            if _source_qid(rec) != last_qid:
                 break
             tail.append((start, rec))
         size = int((tail[0][1].get("group") or {}).get("size", len(tail)))
@@ -88,7 +94,7 @@ def load_finished(path: str | Path) -> dict[str, int]:
         _truncate(p, end)
     done: dict[str, int] = {}
     for _, rec in records:
-        done[str(rec["qid"])] = done.get(str(rec["qid"]), 0) + 1
+        done[_source_qid(rec)] = done.get(_source_qid(rec), 0) + 1
     return done
 
 
