@@ -252,7 +252,8 @@ class Teacher:
                 if score is None:
                     self.state.unjudged_records += 1
                 elif s.min_ndcg is not None and score < s.min_ndcg:
-                    dropped.append({"qid": req.qid, "window": rec.get("window"), "ndcg@10": score})
+                    dropped.append({"qid": rec["qid"], "source_qid": req.qid, "window": rec.get("window"),
+                                    "ndcg@10": score})
                     continue
             keep.append(rec)
         for j, rec in enumerate(keep):
