@@ -56,13 +56,18 @@ def dl19_small(tmp_path_factory) -> Path:
     return path
 
 
-def run(fake: FakeOpenAI, out: Path, *extra: str, key: str = KEY, monkeypatch=None) -> int:
+def run(fake: FakeOpenAI, out: Path, *extra: str, key: str = KEY) -> int:
+    """`dear teacher` in-process against the fake server, with ``key`` in $OPENAI_API_KEY."""
+    saved = os.environ.get("OPENAI_API_KEY")
     os.environ["OPENAI_API_KEY"] = key
     try:
         return teacher_main(["--out", str(out), "--endpoint", fake.url, "--model", "gpt-4o",
                              "--backoff-base", "0.01", "--no-progress", *extra])
     finally:
-        os.environ.pop("OPENAI_API_KEY", None)
+        if saved is None:
+            os.environ.pop("OPENAI_API_KEY", None)
+        else:
+            os.environ["OPENAI_API_KEY"] = saved
 
 
 def records(path: Path) -> list[dict]:
