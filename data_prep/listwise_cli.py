@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from data_prep.prompts import PROMPT_SPECS
 from data_prep.schema import DataError
 
 FORMAT_CHOICES = ("auto", "jsonl", "rankgpt", "rankllm", "reason-to-rank", "responses", "qrels")
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help="teacher format (default: auto)")
     p.add_argument("--qrels", metavar="QRELS", help="TREC qrels: judgments become the teacher (--format qrels)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--prompt", default="dear-card", choices=("dear-card", "rankgpt"),
+    p.add_argument("--prompt", default="dear-card", choices=sorted(PROMPT_SPECS),
                    help="prompt template (default: dear-card, the released DeAR adapter's prompt)")
     p.add_argument("--window", type=int, default=20, help="passages per record; longer lists become windows")
     p.add_argument("--stride", type=int, default=None, help="step between windows (default: window // 2)")
