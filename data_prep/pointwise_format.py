@@ -6,7 +6,9 @@ SEPARATELY and each cut to its own limit (32 and 196 tokens by default; the docu
 tokens as DeAR does), then padded on the right to the FIXED length ``q_max_len + p_max_len``.
 
 Because every row has the same length and padding sits on the right of a causal model, a pair's score
-never depends on the other rows of its batch (tested). Pooling is the model's own (the last token that is
+never depends on the other rows of its batch (tested). When the model pools on the last real token (our
+students), padding only to the batch's longest row gives the same scores with less compute
+(:func:`pools_on_last_real_token`); inference uses that and sorts pairs by length. Pooling is the model's own (the last token that is
 not ``config.pad_token_id``); :func:`ensure_pad_token` sets the ids the way DeAR's code does, so our
 students and the released checkpoints are scored exactly as they were trained.
 
@@ -102,16 +104,32 @@ def encode_pair(tokenizer: Any, query: str, document: str, fmt: PairFormat) -> l
     return ids[: fmt.max_length]
 
 
-def encode_pairs(tokenizer: Any, pairs: list[tuple[str, str]], fmt: PairFormat) -> dict[str, Any]:
-    """A batch of (query, document) pairs as right-padded fixed-length ``input_ids``/``attention_mask`` tensors."""
+def pools_on_last_real_token(tokenizer: Any, model_config: Any) -> bool:
+    """True when the classifier pools on each row's last real token (``config.pad_token_id`` is the pad token
+    the rows are padded with). Then right padding to the batch's longest row gives exactly the scores of
+    fixed-length padding, with less compute. Otherwise (the released DeAR checkpoints: EOS padding,
+    ``pad_token_id`` 0) pooling lands on the last position, so rows must be padded to the fixed length."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return getattr(model_config, "pad_token_id", None) == pad
+
+
+def collate_ids(tokenizer: Any, rows: list[list[int]], length: int) -> dict[str, Any]:
+    """Right-pad token id rows to ``length``: ``input_ids`` and ``attention_mask`` tensors."""
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    n, length = len(pairs), fmt.max_length
-    input_ids = torch.full((n, length), pad, dtype=torch.long)
-    attention_mask = torch.zeros((n, length), dtype=torch.long)
-    for i, (query, doc) in enumerate(pairs):
-        ids = encode_pair(tokenizer, query, doc, fmt)
+    input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, ids in enumerate(rows):
         input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention_mask[i, : len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def encode_pairs(tokenizer: Any, pairs: list[tuple[str, str]], fmt: PairFormat, *,
+                 fixed_length: bool = True) -> dict[str, Any]:
+    """A batch of (query, document) pairs as right-padded ``input_ids``/``attention_mask`` tensors, padded to
+    the fixed ``fmt.max_length`` (default) or, with ``fixed_length=False``, to the longest row."""
+    rows = [encode_pair(tokenizer, q, d, fmt) for q, d in pairs]
+    length = fmt.max_length if fixed_length else max((len(r) for r in rows), default=1)
+    return collate_ids(tokenizer, rows, length)

@@ -17,10 +17,12 @@ from typing import Any
 
 from data_prep.pointwise_format import (
     PairFormat,
+    collate_ids,
     document_text,
-    encode_pairs,
+    encode_pair,
     ensure_pad_token,
     load_pair_format,
+    pools_on_last_real_token,
 )
 from data_prep.schema import Candidate, DataError, RerankRequest
 
@@ -98,12 +100,17 @@ class PointwiseReranker:
     """Batched pointwise scoring; ``rerank*`` return candidates sorted by score, highest first."""
 
     def __init__(self, model: Any, tokenizer: Any, *, pair_format: PairFormat | None = None,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, dynamic_padding: bool | None = None) -> None:
+        """``dynamic_padding``: None (auto) pads to each batch's longest row when the model pools on the last
+        real token and to the fixed length otherwise; True/False force it (True on a last-position-pooling
+        model would change its scores)."""
         self.model = model
         self.tokenizer = tokenizer
         self.pair_format = pair_format or PairFormat()
         self.batch_size = max(1, int(batch_size))
         ensure_pad_token(tokenizer, getattr(model, "config", None))
+        self.dynamic_padding = (pools_on_last_real_token(tokenizer, model.config) if dynamic_padding is None
+                                else dynamic_padding)
 
     @classmethod
     def from_pretrained(
@@ -119,6 +126,7 @@ class PointwiseReranker:
         batch_size: int = 32,
         pair_format: PairFormat | None = None,
         merge: bool = False,
+        dynamic_padding: bool | None = None,
     ) -> PointwiseReranker:
         """Load a full classifier folder or a PEFT adapter; the folder's ``pointwise_format.json`` wins over
         DeAR's defaults (32 / 196 tokens) unless ``pair_format`` is given."""
@@ -126,7 +134,7 @@ class PointwiseReranker:
             path, base_model=base_model, dtype=dtype, quantization=quantization, device_map=device_map,
             trust_remote_code=trust_remote_code, revision=revision, merge=merge)
         fmt = pair_format or (load_pair_format(path) if Path(path).is_dir() else None)
-        return cls(model, tokenizer, pair_format=fmt, batch_size=batch_size)
+        return cls(model, tokenizer, pair_format=fmt, batch_size=batch_size, dynamic_padding=dynamic_padding)
 
     @property
     def device(self) -> Any:
@@ -141,15 +149,24 @@ class PointwiseReranker:
         """One score per (query, document text) pair, in input order."""
         import torch
 
-        out: list[float] = []
+        fmt = self.pair_format
+        rows = [encode_pair(self.tokenizer, q, d, fmt) for q, d in pairs]
+        # dynamic padding when the model pools on the last real token (same scores, less compute), with
+        # pairs of similar length batched together; else every row is padded to the fixed length
+        dynamic = self.dynamic_padding
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i])) if dynamic else list(range(len(rows)))
+        scores = [0.0] * len(rows)
         device = self.device
         with torch.inference_mode():
-            for start in range(0, len(pairs), self.batch_size):
-                batch = encode_pairs(self.tokenizer, list(pairs[start:start + self.batch_size]), self.pair_format)
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits = self.model(**batch).logits
-                out.extend(logits.float().view(-1).tolist())
-        return out
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch_rows = [rows[i] for i in idx]
+                length = max(len(r) for r in batch_rows) if dynamic else fmt.max_length
+                batch = {k: v.to(device) for k, v in collate_ids(self.tokenizer, batch_rows, length).items()}
+                values = self.model(**batch).logits.float().view(-1).tolist()
+                for i, v in zip(idx, values, strict=True):
+                    scores[i] = v
+        return scores
 
     def score(self, query: str, documents: Sequence[str | Candidate]) -> list[float]:
         """Scores of ``documents`` (texts or candidates, whose title is prepended) for ``query``, input order."""

@@ -41,6 +41,29 @@ def test_scores_sorted_and_batched_equals_unbatched(classifier):
     assert big.rerank(requests[0].query, [c.text for c in requests[0].candidates]) == results[0].indices
 
 
+def test_dynamic_padding_gives_the_fixed_length_scores(classifier, tiny_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    requests, _ = dl19(num_queries=2, depth=10)
+    pairs = [(r.query, c.text[: 30 + 25 * i]) for r in requests for i, c in enumerate(r.candidates)]
+    auto = PointwiseReranker.from_pretrained(classifier, pair_format=FMT, batch_size=4)
+    fixed = PointwiseReranker.from_pretrained(classifier, pair_format=FMT, batch_size=4, dynamic_padding=False)
+    assert auto.dynamic_padding and not fixed.dynamic_padding
+    assert auto.score_pairs(pairs) == pytest.approx(fixed.score_pairs(pairs), abs=1e-5)
+    # the released DeAR layout: no pad token (EOS pads), config pad_token_id 0 -> pooling on the last
+    # position, so rows must keep the fixed length
+    model = AutoModelForSequenceClassification.from_pretrained(classifier)
+    model.config.pad_token_id = 0
+    tok = AutoTokenizer.from_pretrained(classifier)
+    tok.pad_token = None
+    model.save_pretrained(tmp_path / "dear")
+    tok.save_pretrained(tmp_path / "dear")
+    dear = PointwiseReranker.from_pretrained(tmp_path / "dear", pair_format=FMT, batch_size=4)
+    assert not dear.dynamic_padding and dear.tokenizer.pad_token_id == dear.tokenizer.eos_token_id
+    one = PointwiseReranker.from_pretrained(tmp_path / "dear", pair_format=FMT, batch_size=1)
+    assert dear.score_pairs(pairs) == pytest.approx(one.score_pairs(pairs), abs=1e-5)
+
+
 def test_loads_a_peft_adapter_with_its_saved_score_head(tiny_model_dir, tmp_path):
     """The `dear-*-reranker-*-lora-v1` layout: a SEQ_CLS LoRA adapter (score head in modules_to_save), no tokenizer."""
     import torch
