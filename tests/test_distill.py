@@ -56,11 +56,12 @@ def test_pair_score_is_the_same_alone_and_in_a_padded_batch(tiny_model_dir, tmp_
     assert ranker.score(requests[0].query, docs) == pytest.approx(batched, abs=1e-5)
 
 
-def _distill_data(tmp_path: Path, num_queries: int = 8, depth: int = 16) -> tuple[Path, list]:
+def _distill_data(tmp_path: Path, num_queries: int = 8, depth: int = 16, eval_queries: int = 0) -> tuple[Path, list]:
     requests, _ = dl19(num_queries=num_queries, depth=depth)
     requests = short(requests, 200)
     scores = write_bm25_scores(tmp_path / "bm25.tsv", requests)
-    prep_pointwise(tmp_path / "data", requests, teacher_scores=scores, num_negatives=depth - 1)
+    prep_pointwise(tmp_path / "data", requests, teacher_scores=scores, num_negatives=depth - 1,
+                   eval_queries=eval_queries)
     return tmp_path / "data", requests
 
 
@@ -125,16 +126,18 @@ def test_student_learns_the_teacher_on_dl19(tiny_model_dir, tmp_path):
 def test_cli_resumes_from_the_last_checkpoint(tiny_model_dir, tmp_path):
     from dear_train.cli import main as dear
 
-    data, _ = _distill_data(tmp_path, num_queries=3, depth=6)
+    data, _ = _distill_data(tmp_path, num_queries=4, depth=6, eval_queries=1)
     common = ["distill", "--config", str(CONFIG), "--model_name_or_path", str(tiny_model_dir),
               "--dataset_path", str(data), "--output_dir", str(tmp_path / "out"), "--save_strategy", "steps",
-              "--save_steps", "2", "--logging_steps", "1"]
+              "--save_steps", "2", "--logging_steps", "1", "--eval_strategy", "steps", "--eval_steps", "2"]
     assert dear(common + ["--max_steps", "2"]) == 0
     assert (tmp_path / "out" / "checkpoint-2").is_dir()
     assert dear(common + ["--max_steps", "4", "--resume_from_checkpoint", "auto"]) == 0
     state = json.loads((tmp_path / "out" / "checkpoint-4" / "trainer_state.json").read_text())
     steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert steps == [1, 2, 3, 4] and state["global_step"] == 4  # steps 1-2 came from the resumed checkpoint
+    evals = [h for h in state["log_history"] if "eval_loss" in h]
+    assert [h["step"] for h in evals] == [2, 4] and all(h["eval_loss"] > 0 for h in evals)  # held-out groups
     with pytest.raises(ValueError, match="Unknown arguments|not_a_key"):
         bad = tmp_path / "bad.yaml"
         bad.write_text(CONFIG.read_text() + "not_a_key: 1\n")
