@@ -130,3 +130,16 @@ def test_teacher_model_scoring_is_batched_and_resumable(tmp_path, tiny_model_dir
     r = requests[2]
     expected = ref.score(r.query, list(r.candidates))
     assert [scores[(r.qid, c.docid)] for c in r.candidates] == pytest.approx(expected, abs=1e-5)
+
+    # one step from the CLI: --teacher-model scores into OUT/teacher_scores.tsv, then builds the groups
+    from data_prep.readers import write_rankgpt_json
+
+    write_rankgpt_json(tmp_path / "c.json", requests)
+    assert prep_main(["--candidates", str(tmp_path / "c.json"), "--teacher-model", str(teacher),
+                      "--q-max-len", "16", "--p-max-len", "48", "--negatives", "3",
+                      "--out", str(tmp_path / "cli")]) == 0
+    cli_scores = _scores(tmp_path / "cli" / "teacher_scores.tsv")
+    assert cli_scores == pytest.approx(scores, abs=1e-5)
+    for g in read_groups(tmp_path / "cli" / "train.jsonl"):
+        assert g["teacher_scores"] == [cli_scores[(g["qid"], d)] for d in g["docids"]]
+        assert g["teacher_scores"][0] == max(cli_scores[(g["qid"], c)] for (q, c) in cli_scores if q == g["qid"])
