@@ -102,7 +102,7 @@ def resolve_resume(resume: str | None, output_dir: str) -> str | None:
 def train_distill(dargs: DistillArguments, targs: Any, margs: Any, *, argv: list[str] | None = None) -> Path:
     """Train the student; save adapter + score head, tokenizer, pointwise_format.json, dear_training.json."""
     from data_prep.pointwise import read_groups
-    from data_prep.pointwise_format import PairFormat, save_pair_format
+    from data_prep.pointwise_format import PairFormat, pools_on_last_real_token, save_pair_format
     from dear_train.distill_losses import RANK_LOSSES
     from dear_train.pointwise_student import GroupCollator, GroupDataset, build_student, file_fingerprint
 
@@ -134,13 +134,15 @@ def train_distill(dargs: DistillArguments, targs: Any, margs: Any, *, argv: list
         quantization_config=quant, attn_implementation=margs.attn_implementation,
         trust_remote_code=getattr(margs, "trust_remote_code", False), gradient_checkpointing=targs.gradient_checkpointing)
     fmt = PairFormat(q_max_len=dargs.q_max_len, p_max_len=dargs.p_max_len)
+    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
 
     targs.remove_unused_columns = False
     targs.label_names = ["teacher_scores"]
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(
         model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=GroupCollator(tokenizer, fmt), processing_class=tokenizer,
+        data_collator=GroupCollator(tokenizer, fmt, fixed_length=not pools_on_last_real_token(tokenizer, config)),
+        processing_class=tokenizer,
         loss_kwargs={"kind": dargs.rank_loss, "alpha": dargs.alpha, "temperature": dargs.temperature,
                      "mix_weight": dargs.mix_weight})
     resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir)

@@ -101,16 +101,22 @@ class GroupDataset:
 
 @dataclass
 class GroupCollator:
-    """Flatten a batch of groups into ``groups * group_size`` fixed-length pairs (positive first in each group)."""
+    """Flatten a batch of groups into ``groups * group_size`` pairs (positive first in each group).
+
+    ``fixed_length``: pad every row to the format's fixed length (needed when the classifier pools on the last
+    position, DeAR's setting for a tokenizer without a pad token); else pad to the batch's longest row,
+    which gives the same scores when pooling is on the last real token (see ``pools_on_last_real_token``).
+    """
 
     tokenizer: Any
     pair_format: PairFormat
+    fixed_length: bool = True
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
         pairs = [(f["query"], d) for f in features for d in f["documents"]]
-        batch = encode_pairs(self.tokenizer, pairs, self.pair_format)
+        batch = encode_pairs(self.tokenizer, pairs, self.pair_format, fixed_length=self.fixed_length)
         batch["teacher_scores"] = torch.tensor([f["teacher_scores"] for f in features], dtype=torch.float32)
         return batch
 
