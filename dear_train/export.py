@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             max_shard_size=args.max_shard_size, repo_id=args.push_to_hub, license=args.license,
             local_files_only=args.dry_run,
         )
-    except (DataError, ExportVerificationError) as err:
+    except (DataError, ExportVerificationError, OSError) as err:
         print(f"dear export: {err}", file=sys.stderr)
+        if isinstance(err, OSError) and args.dry_run:
+            print("dear export: a dry run reads models from disk only; pass --base-model PATH", file=sys.stderr)
         print(f"dear export: nothing was written to {args.out}", file=sys.stderr)
         return 1
 

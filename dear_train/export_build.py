@@ -177,7 +177,7 @@ def export_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dear_train.model_card import build_model_card
+    from dear_train.model_card import build_model_card, is_hub_id
 
     if dtype not in TORCH_DTYPES:
         raise DataError(f"unknown dtype {dtype!r}", fix=f"use one of {sorted(TORCH_DTYPES)}")
@@ -190,6 +190,10 @@ def export_adapter(
         raise DataError("no base model recorded", path=str(src.path / TRAINING_FILE), fix="pass --base-model PATH")
     if base_model and src.recorded_base and base_model != src.recorded_base:
         logger.info("loading base model from %s (training recorded %s)", base_model, src.recorded_base)
+    if repo_id and not merge and not is_hub_id(str(src.adapter_config.get("base_model_name_or_path", ""))):
+        logger.warning("adapter_config.json names the base model by a local path (%s): people loading %s from the "
+                       "Hub must pass the base model themselves", src.adapter_config.get("base_model_name_or_path"),
+                       repo_id)
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
     device = _device()
 
@@ -204,8 +208,9 @@ def export_adapter(
         ids = probe_input_ids(tokenizer, probes)
 
         logger.info("loading %s (%s) with the adapter from %s", base, dtype, src.path)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype, local_files_only=local_files_only)
-        model = PeftModel.from_pretrained(model.to(device), src.path)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype, device_map=device,
+                                                     local_files_only=local_files_only)
+        model = PeftModel.from_pretrained(model, src.path)
         model.eval()
         check_adapter_loaded(model, src.path / ADAPTER_WEIGHTS)
         source_logits = probe_logits(model, ids)
@@ -216,11 +221,12 @@ def export_adapter(
         if merge:
             merge_and_save(model, tmp, max_shard_size=max_shard_size)
             del model
-            exported = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch_dtype, local_files_only=True)
+            exported = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch_dtype, device_map=device,
+                                                            local_files_only=True)
             saved_dtypes = {p.dtype for p in exported.parameters()}
             if saved_dtypes != {torch_dtype}:
                 raise ExportVerificationError(f"merged model reloads as {saved_dtypes}, expected {torch_dtype}")
-            export_logits = probe_logits(exported.to(device).eval(), ids)
+            export_logits = probe_logits(exported.eval(), ids)
             del exported
         else:
             shutil.copy2(src.path / ADAPTER_CONFIG, tmp / ADAPTER_CONFIG)

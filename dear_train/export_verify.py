@@ -92,7 +92,7 @@ def summarize_adapter_file(path: str | Path) -> AdapterFileSummary:
             if "lora_B" in key or "lora_embedding_B" in key:
                 lora_b += 1
                 zero += int(not bool(t.any()))
-            elif "modules_to_save" in key:
+            elif "lora_" not in key:  # a full module copy (modules_to_save, e.g. a trained lm_head)
                 mts += 1
     return AdapterFileSummary(lora_b, zero, mts, tuple(nonfinite))
 
@@ -105,10 +105,10 @@ def check_adapter_file(path: str | Path) -> AdapterFileSummary:
             f"adapter holds non-finite values in {len(s.nonfinite)} tensors (first: {s.nonfinite[0]})",
             path=str(path), fix="training diverged; export an earlier checkpoint", reason="nonfinite_adapter",
         )
-    if s.lora_b == 0 and s.modules_to_save == 0:
+    if s.lora_b == 0:
         raise DataError("no LoRA tensors (lora_B) in the adapter file", path=str(path),
                         fix="pass the folder `dear train` wrote (a PEFT LoRA adapter)", reason="not_lora")
-    if s.lora_b and s.zero_lora_b == s.lora_b and s.modules_to_save == 0:
+    if s.zero_lora_b == s.lora_b and s.modules_to_save == 0:
         raise DataError(
             f"all {s.lora_b} lora_B tensors are zero: this adapter does not change the base model, and a "
             "merged export would be an exact copy of the base (the LoRA never trained, or its weights were "

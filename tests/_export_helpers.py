@@ -30,11 +30,16 @@ def make_adapter_folder(
     base_model: str | None = None,
     with_eval: bool = True,
     r: int = 4,
+    modules_to_save: list[str] | None = None,
+    train_saved_modules: bool = True,
+    spec=None,
 ) -> Path:
     """Write a LoRA adapter folder over the tiny model at ``base_dir`` into ``out``.
 
     ``zero=True`` leaves lora_B at PEFT's zero init (an adapter that never trained).
     ``base_model`` is what dear_training.json records (default: the base folder itself).
+    ``modules_to_save`` (e.g. ``["lm_head"]``) adds full trainable copies, perturbed when
+    ``train_saved_modules``. ``spec`` is the prompt spec saved with it (default: the DeAR card's).
     """
     import peft
     import torch
@@ -47,18 +52,19 @@ def make_adapter_folder(
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     config = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules=LORA_TARGETS,
-                        task_type="CAUSAL_LM")
+                        modules_to_save=modules_to_save, task_type="CAUSAL_LM")
     model = get_peft_model(base, config)
-    if not zero:
-        gen = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "lora_B" in name:
-                    p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name and not zero:
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)
+            if "modules_to_save" in name and train_saved_modules:
+                p.add_(torch.randn(p.shape, generator=gen) * scale)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
-    save_prompt_spec(out, DEAR_CARD)
+    save_prompt_spec(out, spec or DEAR_CARD)
     training = {
         "base_model": base_model or str(base_dir),
         "config": {"learning_rate": 2e-4, "num_train_epochs": 1, "per_device_train_batch_size": 2,

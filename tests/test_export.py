@@ -424,3 +424,28 @@ def test_existing_output_and_bad_arguments_are_refused(adapter_dir, tmp_path, ca
     with pytest.raises(SystemExit):
         main(["--adapter", str(adapter_dir), "--out", str(tmp_path / "y"), "--private"])
     assert main(["--adapter", str(adapter_dir), "--out", str(tmp_path / "z"), "--push-to-hub", "noslash"]) == 1
+
+
+def test_lm_head_trained_as_a_full_copy_counts_as_training(tiny_model_dir, tmp_path):
+    """lora_B all zero but a trained lm_head (modules_to_save, as the quickstart trains it) is a real adapter;
+    the same adapter with an untouched lm_head copy is a no-op and is refused. Chat (RankGPT) prompts."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from data_prep.prompts import RANKGPT
+    from dear_train.export_build import export_adapter
+    from dear_train.export_verify import ExportVerificationError
+
+    head = make_adapter_folder(tiny_model_dir, tmp_path / "head", zero=True, modules_to_save=["lm_head"],
+                               spec=RANKGPT, with_eval=False)
+    result = export_adapter(head, tmp_path / "merged", merge=True, dtype="fp32")
+    trained = load_file(head / "adapter_model.safetensors")["base_model.model.lm_head.weight"]
+    merged = AutoModelForCausalLM.from_pretrained(result.out)
+    assert torch.equal(merged.lm_head.weight, trained) and result.report.export_vs_base > 0.01
+
+    idle = make_adapter_folder(tiny_model_dir, tmp_path / "idle", zero=True, modules_to_save=["lm_head"],
+                               train_saved_modules=False)
+    with pytest.raises(ExportVerificationError, match="no-op"):
+        export_adapter(idle, tmp_path / "idle-out", dtype="fp32")
+    _no_leftovers(tmp_path / "idle-out")
