@@ -182,7 +182,9 @@ def build_model_card(
         "```python\nfrom inference import ListwiseReranker\n\n"
         f"reranker = ListwiseReranker.from_pretrained(\"{repo_id}\")  # reads prompt_spec.json\n"
         "order = reranker.rerank(query, documents)  # indices into documents, best first\n```",
-        f"or from the command line: `dear rerank --model {repo_id} ...` (see `dear rerank --help`).",
+        "or from the command line, over first-stage candidates in RankGPT JSON (or a TREC run with a corpus "
+        f"and topics, see `dear rerank --help`):\n\n```bash\ndear rerank --model {repo_id} --input candidates.json "
+        "--out run.trec --qrels qrels.txt\n```",
         "### With transformers" + ("" if merged else " + PEFT"),
         _plain_snippet(repo_id, merged, prompt, model_input, len(passages)),
     ]

@@ -298,7 +298,7 @@ def test_model_card_states_config_evals_and_the_exact_prompt(adapter_export, mer
     snippet = card.split("prompt = ", 1)[1].split("\ninputs = ", 1)[0]
     assert eval(snippet) == prompt.text  # noqa: S307 - the usage snippet builds the exact training prompt
     assert 'AutoPeftModelForCausalLM.from_pretrained("./adapter"' in card
-    assert 'ListwiseReranker.from_pretrained("./adapter")' in card and "dear rerank --model ./adapter" in card
+    assert 'ListwiseReranker.from_pretrained("./adapter")' in card and "dear rerank --model ./adapter --input" in card
 
 
 def test_model_card_hub_metadata_and_missing_evals(adapter_dir):
@@ -449,3 +449,15 @@ def test_lm_head_trained_as_a_full_copy_counts_as_training(tiny_model_dir, tmp_p
     with pytest.raises(ExportVerificationError, match="no-op"):
         export_adapter(idle, tmp_path / "idle-out", dtype="fp32")
     _no_leftovers(tmp_path / "idle-out")
+
+
+def test_help_is_instant_and_routed_by_the_dispatcher(dear_cmd, subprocess_env):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([*dear_cmd, "export", "--help"], env=subprocess_env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "--push-to-hub" in proc.stdout and "--dry-run" in proc.stdout
+    probe = "import sys; from dear_train import export; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], env=subprocess_env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
