@@ -93,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pushed = hub.push_folder(result.out, args.push_to_hub, private=args.private, revision=args.revision,
                                  commit_message=args.commit_message)
-    except DataError as err:
-        print(f"dear export: {err}", file=sys.stderr)
+    except (DataError, OSError) as err:  # huggingface_hub's HTTP and offline errors are OSErrors
+        print(f"dear export: upload failed: {err}", file=sys.stderr)
+        print(f"dear export: the verified export is in {result.out}; retry with "
+              f"`hf upload {args.push_to_hub} {result.out}`", file=sys.stderr)
         return 1
     print(f"uploaded to {target}: {pushed.commit_url}")
     return 0

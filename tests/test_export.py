@@ -461,3 +461,29 @@ def test_help_is_instant_and_routed_by_the_dispatcher(dear_cmd, subprocess_env):
     probe = "import sys; from dear_train import export; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], env=subprocess_env, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_failed_upload_keeps_the_verified_export_and_says_how_to_retry(adapter_dir, tmp_path, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from dear_train.export import main
+
+    _HubCalls(monkeypatch, allow=True)
+
+    def refuse(api, **kwargs):
+        import httpx
+
+        request = httpx.Request("POST", "https://huggingface.co/api/models/me/dear-test/commit/main")
+        raise HfHubHTTPError("403 Forbidden: you do not have write access to me/dear-test",
+                             response=httpx.Response(403, request=request))
+
+    monkeypatch.setattr(HfApi, "upload_folder", refuse)
+    monkeypatch.setenv("HF_TOKEN", SENTINEL_TOKEN)
+    out = tmp_path / "kept"
+    assert main(["--adapter", str(adapter_dir), "--out", str(out), "--dtype", "fp32",
+                 "--push-to-hub", "me/dear-test"]) == 1
+    captured = capsys.readouterr()
+    assert "403 Forbidden" in captured.err and f"hf upload me/dear-test {out}" in captured.err
+    assert (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
+    assert SENTINEL_TOKEN not in captured.out + captured.err
