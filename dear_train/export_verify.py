@@ -57,7 +57,7 @@ class VerificationReport:
     dtype: str
     tolerance: float
     probes: int
-    probe_tokens: int
+    positions: int  # next-token distributions compared
     export_vs_source: float
     source_vs_base: float
     export_vs_base: float
@@ -173,16 +173,18 @@ def probe_input_ids(tokenizer: Any, probes: list[Probe]) -> list[list[int]]:
     return [list(tokenizer(p.text, add_special_tokens=p.add_special_tokens)["input_ids"]) for p in probes]
 
 
-def probe_logits(model: Any, input_ids: list[list[int]]) -> list[torch.Tensor]:
-    """Next-token logits at every position of every probe, as float32 on the CPU."""
+def probe_logits(model: Any, input_ids: list[list[int]], *, keep_last: int = 64) -> list[torch.Tensor]:
+    """Next-token logits at the last ``keep_last`` positions of every probe (the end of the ranking
+    instruction, where generation starts), as float32 on the CPU. Every layer's weights shape these; keeping
+    only the tail bounds memory (a 128k vocabulary makes full-prompt logits ~0.4 GB per probe)."""
     import torch
 
     device = next(model.parameters()).device
     out = []
     with torch.inference_mode():
         for ids in input_ids:
-            logits = model(input_ids=torch.tensor([ids], device=device)).logits[0]
-            out.append(logits.float().cpu())
+            logits = model(input_ids=torch.tensor([ids], device=device), logits_to_keep=keep_last).logits[0]
+            out.append(logits[-keep_last:].float().cpu())
     return out
 
 
@@ -212,7 +214,7 @@ def compare_logits(
     both differ from the base model by more than that tolerance."""
     tol = TOLERANCES[dtype] if tolerance is None else tolerance
     report = VerificationReport(
-        kind=kind, dtype=dtype, tolerance=tol, probes=len(source), probe_tokens=sum(len(t) for t in source),
+        kind=kind, dtype=dtype, tolerance=tol, probes=len(source), positions=sum(len(t) for t in source),
         export_vs_source=relative_difference(export, source),
         source_vs_base=relative_difference(source, base),
         export_vs_base=relative_difference(export, base),
@@ -235,8 +237,8 @@ def compare_logits(
             f"the {what} equals the base model (relative logit difference {report.export_vs_base:.3g} <= "
             f"{tol:g}): the adapter was not applied"
         )
-    logger.info("%s verified on %d probe prompts (%d tokens): vs source %.3g, vs base %.3g (tolerance %g, %s)",
-                what, report.probes, report.probe_tokens, report.export_vs_source, report.export_vs_base, tol,
+    logger.info("%s verified on %d probe prompts (%d positions): vs source %.3g, vs base %.3g (tolerance %g, %s)",
+                what, report.probes, report.positions, report.export_vs_source, report.export_vs_base, tol,
                 dtype)
     return report
 

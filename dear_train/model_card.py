@@ -164,7 +164,8 @@ def build_model_card(
     if verification is not None:
         parts += [
             "## Export check",
-            f"On {verification.probes} ranking prompts ({verification.probe_tokens} tokens) in {verification.dtype}: "
+            f"On {verification.probes} ranking prompts ({verification.positions} next-token distributions at the "
+            f"end of the prompts) in {verification.dtype}: "
             f"max relative logit difference to the source adapter {verification.export_vs_source:.3g} "
             f"(tolerance {verification.tolerance:g}); to the base model {verification.export_vs_base:.3g}.",
         ]

@@ -285,6 +285,28 @@ def test_model_card_states_config_evals_and_the_exact_prompt(adapter_export, mer
     assert 'ListwiseReranker.from_pretrained("./adapter")' in card and "dear rerank --model ./adapter --input" in card
 
 
+def _code_after(card: str, heading: str) -> str:
+    return card.split(heading, 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+@pytest.mark.parametrize("which", ["adapter_export", "merged_fp32"])
+def test_model_card_usage_snippets_run(which, request, monkeypatch, capsys):
+    """Both snippets of the card run as written against the exported folder (relative to its parent)."""
+    result = request.getfixturevalue(which)
+    card = (result.out / "README.md").read_text()
+    monkeypatch.chdir(result.out.parent)
+    documents = ["Cannes awards the Palme d'Or.", "A recipe for bread.", "The 2023 winner was Anatomy of a Fall."]
+    scope = {"query": "Which film won the 2023 Palme d'Or?", "documents": documents}
+    exec(_code_after(card, "### With dear-reranker"), scope)  # noqa: S102
+    assert sorted(scope["order"]) == [0, 1, 2]
+    plain = {}
+    code = _code_after(card, "### With transformers")
+    assert "max_new_tokens=200" in code  # shortened below: a random tiny model never writes its end token
+    exec(code.replace("max_new_tokens=200", "max_new_tokens=8"), plain)  # noqa: S102
+    assert plain["out"].shape[1] > plain["inputs"]["input_ids"].shape[1]  # it generated
+    assert capsys.readouterr().out.strip()
+
+
 def test_model_card_hub_metadata_and_missing_evals(adapter_dir):
     from data_prep.prompts import RANKGPT
     from dear_train.model_card import build_model_card
