@@ -43,6 +43,18 @@ def resolve_token() -> tuple[str, str]:
     return token, ("the HF_TOKEN environment variable" if os.environ.get("HF_TOKEN") else "the stored login")
 
 
+TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".jinja", ".yaml", ".yml")
+
+
+def check_no_token_in_folder(folder: str | Path, token: str) -> None:
+    """Refuse to upload a folder whose text files contain the token (e.g. copied into a training config)."""
+    needle = token.encode()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and path.suffix in TEXT_SUFFIXES and needle in path.read_bytes():
+            raise DataError("the Hugging Face token appears in this file; refusing to upload it", path=str(path),
+                            fix="remove the token from the file (and rotate the token)", reason="token_in_file")
+
+
 def push_folder(
     folder: str | Path,
     repo_id: str,
@@ -56,6 +68,7 @@ def push_folder(
 
     check_repo_id(repo_id)
     token, source = resolve_token()
+    check_no_token_in_folder(folder, token)
     api = HfApi(token=token)
     logger.info("pushing %s to %s (private=%s, revision=%s) with the token from %s",
                 folder, repo_id, private, revision or "main", source)

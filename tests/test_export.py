@@ -493,3 +493,15 @@ def test_failed_upload_keeps_the_verified_export_and_says_how_to_retry(adapter_d
     assert "403 Forbidden" in captured.err and f"hf upload me/dear-test {out}" in captured.err
     assert (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
     assert SENTINEL_TOKEN not in captured.out + captured.err
+
+
+def test_a_token_inside_the_folder_blocks_the_upload(tmp_path, monkeypatch):
+    from data_prep.schema import DataError
+    from dear_train import hub
+
+    calls = _HubCalls(monkeypatch, allow=True)
+    monkeypatch.setenv("HF_TOKEN", SENTINEL_TOKEN)
+    (tmp_path / "dear_training.json").write_text(json.dumps({"config": {"hub_token": SENTINEL_TOKEN}}))
+    with pytest.raises(DataError, match="token appears in this file") as err:
+        hub.push_folder(tmp_path, "me/dear-test")
+    assert SENTINEL_TOKEN not in str(err.value) and calls.calls == []
