@@ -157,6 +157,13 @@ def test_compare_logits_refuses_a_no_op_and_accepts_a_faithful_export():
         compare_logits(kind="merged", dtype="fp16", export=[source[0] * float("nan")], source=source, base=base)
     report = compare_logits(kind="merged", dtype="bf16", export=[source[0] + 1e-3], source=source, base=base)
     assert report.export_vs_source < report.tolerance < report.export_vs_base
+    # a weak adapter: too close to the base for a bf16 merge, but a faithful adapter export is fine
+    weak = [base[0] + 1e-2]
+    with pytest.raises(ExportVerificationError, match="no-op at this precision.*--dtype fp32"):
+        compare_logits(kind="merged", dtype="bf16", export=weak, source=weak, base=base)
+    assert compare_logits(kind="adapter", dtype="bf16", export=weak, source=weak, base=base).export_vs_source == 0
+    with pytest.raises(ExportVerificationError, match="exported adapter equals the base model"):
+        compare_logits(kind="adapter", dtype="bf16", export=base, source=weak, base=base)
 
 
 # --- what a successful export holds ---------------------------------------------------------------------
