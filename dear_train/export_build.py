@@ -103,6 +103,11 @@ def read_source(adapter_dir: str | Path) -> SourceAdapter:
     if cfg.get("peft_type") != "LORA":
         raise DataError(f"peft_type is {cfg.get('peft_type')!r}, expected 'LORA'", path=str(path / ADAPTER_CONFIG),
                         fix="only LoRA adapters can be exported")
+    task_type = cfg.get("task_type")
+    if task_type not in (None, "CAUSAL_LM"):
+        raise DataError(f"adapter task_type is {task_type!r}: dear export handles listwise (causal LM) adapters",
+                        path=str(path / ADAPTER_CONFIG), reason="not_causal_lm",
+                        fix="export a `dear train` (listwise) output; pointwise (SEQ_CLS) export is not supported")
     if not (path / ADAPTER_WEIGHTS).is_file():
         raise DataError(f"missing {ADAPTER_WEIGHTS}", path=str(path),
                         fix="save the adapter with safetensors (PEFT's default) or convert adapter_model.bin")

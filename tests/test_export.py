@@ -436,6 +436,18 @@ def test_existing_output_and_bad_arguments_are_refused(adapter_dir, tmp_path, ca
     assert "adapter folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--adapter", str(adapter_dir), "--out", str(tmp_path / "y"), "--private"])
+    import shutil
+
+    pointwise = tmp_path / "pointwise"
+    shutil.copytree(adapter_dir, pointwise)
+    cfg = json.loads((pointwise / "adapter_config.json").read_text())
+    (pointwise / "adapter_config.json").write_text(json.dumps({**cfg, "task_type": "SEQ_CLS"}))
+    assert main(["--adapter", str(pointwise), "--out", str(tmp_path / "p")]) == 1
+    assert "listwise (causal LM) adapters" in capsys.readouterr().err
+    (pointwise / "prompt_spec.json").unlink()
+    (pointwise / "adapter_config.json").write_text(json.dumps(cfg))
+    assert main(["--adapter", str(pointwise), "--out", str(tmp_path / "p")]) == 1
+    assert "missing prompt_spec.json" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert main(["--adapter", str(adapter_dir), "--out", str(tmp_path / "z"), "--push-to-hub", "noslash"]) == 1
 
 
