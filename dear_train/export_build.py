@@ -156,6 +156,20 @@ def _copy_contract_files(src: SourceAdapter, tokenizer: Any, dst: Path) -> None:
     tokenizer.save_pretrained(dst)
 
 
+SAFETENSORS_DTYPES = {"fp32": "F32", "fp16": "F16", "bf16": "BF16"}
+
+
+def saved_dtypes(folder: Path) -> set[str]:
+    """The dtypes written in the safetensors headers of ``folder`` (what is on disk, not what loads)."""
+    from safetensors import safe_open
+
+    found: set[str] = set()
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as f:
+            found.update(f.get_slice(k).get_dtype() for k in f.keys())  # noqa: SIM118
+    return found
+
+
 def merge_and_save(peft_model: Any, dst: Path, *, max_shard_size: str) -> None:
     """``merge_and_unload`` and save as safetensors shards (a seam the tests use to break a merge)."""
     merged = peft_model.merge_and_unload()
@@ -226,11 +240,12 @@ def export_adapter(
         if merge:
             merge_and_save(model, tmp, max_shard_size=max_shard_size)
             del model
+            saved = saved_dtypes(tmp)
+            if saved != {SAFETENSORS_DTYPES[dtype]}:
+                raise ExportVerificationError(f"the merged shards hold {sorted(saved)} tensors, expected "
+                                              f"{SAFETENSORS_DTYPES[dtype]} only")
             exported = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch_dtype, device_map=device,
                                                             local_files_only=True)
-            saved_dtypes = {p.dtype for p in exported.parameters()}
-            if saved_dtypes != {torch_dtype}:
-                raise ExportVerificationError(f"merged model reloads as {saved_dtypes}, expected {torch_dtype}")
             export_logits = probe_logits(exported.eval(), ids)
             del exported
         else:

@@ -108,7 +108,10 @@ def test_adapter_whose_keys_do_not_load_is_caught(tiny_model_dir, adapter_dir, t
 
 def _merge_into_other_base(other_base: Path, adapter_dir: Path):
     def merge(peft_model, dst, *, max_shard_size):
-        _source_model(other_base, adapter_dir).merge_and_unload().save_pretrained(dst, max_shard_size=max_shard_size)
+        import torch
+
+        merged = _source_model(other_base, adapter_dir).merge_and_unload().to(torch.bfloat16)
+        merged.save_pretrained(dst, max_shard_size=max_shard_size)
     return merge
 
 
@@ -125,17 +128,26 @@ def _merge_then_corrupt(peft_model, dst, *, max_shard_size):
     merged.save_pretrained(dst, max_shard_size=max_shard_size)
 
 
-@pytest.mark.parametrize("failure", ["other_base", "base_unmerged", "corrupted"])
+def _merge_in_fp32(peft_model, dst, *, max_shard_size):
+    import torch
+
+    peft_model.merge_and_unload().to(torch.float32).save_pretrained(dst, max_shard_size=max_shard_size)
+
+
+@pytest.mark.parametrize("failure", ["other_base", "base_unmerged", "corrupted", "wrong_dtype"])
 def test_wrong_merge_is_caught_before_out_exists(failure, adapter_dir, other_base, tmp_path, monkeypatch):
     from dear_train import export_build
     from dear_train.export_build import export_adapter
     from dear_train.export_verify import ExportVerificationError
 
     broken = {"other_base": _merge_into_other_base(other_base, adapter_dir),
-              "base_unmerged": _save_base_unmerged, "corrupted": _merge_then_corrupt}[failure]
+              "base_unmerged": _save_base_unmerged, "corrupted": _merge_then_corrupt,
+              "wrong_dtype": _merge_in_fp32}[failure]
     monkeypatch.setattr(export_build, "merge_and_save", broken)
     out = tmp_path / "merged"
-    expected = "equals the base model|differ from the source adapter"
+    expected = {"other_base": "differ from the source adapter", "corrupted": "differ from the source adapter",
+                "base_unmerged": "equals the base model|differ from the source adapter",
+                "wrong_dtype": r"merged shards hold \['F32'\] tensors, expected BF16"}[failure]
     with pytest.raises(ExportVerificationError, match=expected):
         export_adapter(adapter_dir, out, merge=True, dtype="bf16")  # caught even at bf16's loose tolerance
     _no_leftovers(out)
