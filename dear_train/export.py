@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dtype of the merged weights and of the verification forward passes (default bf16)")
     p.add_argument("--base-model", default=None,
                    help="where to load the base model from (default: the one dear_training.json records)")
+    p.add_argument("--device", default="auto",
+                   help="where the checks and the merge run: auto (a GPU when visible), cpu, cuda, cuda:1 ...")
     p.add_argument("--max-shard-size", default="5GB", help="safetensors shard size of a merged export (default 5GB)")
     p.add_argument("--license", default=None,
                    help="license id for the card's metadata (default: inferred from the base model, else 'other')")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         result = export_adapter(
             args.adapter, args.out, merge=args.merge, dtype=args.dtype, base_model=args.base_model,
             max_shard_size=args.max_shard_size, repo_id=args.push_to_hub, license=args.license,
-            local_files_only=args.dry_run,
+            local_files_only=args.dry_run, device=args.device,
         )
     except (DataError, ExportVerificationError, OSError) as err:
         print(f"dear export: {err}", file=sys.stderr)

@@ -132,10 +132,14 @@ def _check_out(out: Path) -> None:
                         fix="choose a new --out (an export never overwrites files)")
 
 
-def _device() -> str:
+def _device(device: str) -> str:
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(f"--device {device} but no CUDA device is visible", fix="use --device cpu or auto")
+    return device
 
 
 def _load_tokenizer(src: SourceAdapter, base_model: str, local_files_only: bool) -> Any:
@@ -189,6 +193,7 @@ def export_adapter(
     local_files_only: bool = False,
     n_probes: int = 3,
     probe_window: int = 5,
+    device: str = "auto",
 ) -> ExportResult:
     """Export ``adapter_dir`` to ``out``: a clean adapter folder, or (``merge``) the merged model in
     ``dtype``; verified on ranking prompts before ``out`` appears. Returns the file list and the checks."""
@@ -214,7 +219,7 @@ def export_adapter(
                        "Hub must pass the base model themselves", src.adapter_config.get("base_model_name_or_path"),
                        repo_id)
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
-    device = _device()
+    device = _device(device)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

@@ -23,7 +23,8 @@ SUMMARY_KEYS = (
     "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "packing", "bf16", "fp16",
     "gradient_checkpointing", "deepspeed", "optim", "weight_decay", "max_grad_norm", "seed", "prompt_template",
     "window", "completion_only_loss", "assistant_only_loss", "use_liger_kernel", "lora_r", "lora_alpha",
-    "lora_dropout", "lora_target_modules", "lora_modules_to_save", "load_in_4bit", "load_in_8bit",
+    "lora_dropout", "lora_target_modules", "lora_modules_to_save", "load_in_4bit", "load_in_8bit", "model_dtype",
+    "attn_implementation",
 )
 LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save", "bias", "use_rslora",
              "use_dora", "task_type")

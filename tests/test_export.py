@@ -461,6 +461,11 @@ def test_existing_output_and_bad_arguments_are_refused(adapter_dir, tmp_path, ca
     assert main(["--adapter", str(pointwise), "--out", str(tmp_path / "p")]) == 1
     assert "missing prompt_spec.json" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert main(["--adapter", str(adapter_dir), "--out", str(tmp_path / "z"), "--push-to-hub", "noslash"]) == 1
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["--adapter", str(adapter_dir), "--out", str(tmp_path / "g"), "--device", "cuda"]) == 1
+        assert "no CUDA device is visible" in capsys.readouterr().err and not (tmp_path / "g").exists()
 
 
 def test_lm_head_trained_as_a_full_copy_counts_as_training(tiny_model_dir, tmp_path):
