@@ -127,7 +127,8 @@ def build_model_card(
         + (["merged"] if merged else ["peft"]),
     )
 
-    lora = [[k, _fmt(adapter_config[k])] for k in LORA_KEYS if k in adapter_config]
+    lora = [[k, _fmt(sorted(v) if k == "target_modules" and isinstance(v, list) else v)]
+            for k in LORA_KEYS if k in adapter_config for v in [adapter_config[k]]]
     config = training.get("config") or {}
     summary = [[k, _fmt(config[k])] for k in SUMMARY_KEYS if k in config]
     versions = [[k, f"`{v}`"] for k, v in sorted((training.get("versions") or {}).items())]
