@@ -147,6 +147,15 @@ def train_listwise(
             logger.info("%s: %d examples, longest %d tokens (max_length %s)", name, len(ds), longest,
                         training_args.max_length)
 
+    if training_args.padding_free and not training_args.packing and training_args.max_length is not None:
+        # TRL does not truncate padding-free batches without packing; every example was just checked to fit.
+        if not check_lengths:
+            from dear_train.config import ConfigError
+
+            raise ConfigError("padding_free without packing needs the length check (TRL cannot truncate there)",
+                              fix="keep check_lengths: true, or set packing: true")
+        training_args.max_length = None
+
     init_kwargs = dict(training_args.model_init_kwargs or {})
     init_kwargs.setdefault("revision", model_revision)
     init_kwargs.setdefault("dtype", model_dtype)
