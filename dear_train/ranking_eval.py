@@ -56,6 +56,11 @@ def load_held_out(
                         fix="pass the qrels of the same collection as --ranking_eval_qrels")
     if num_queries is not None:
         judged = judged[:num_queries]
+    short = [r for r in judged if len(r.candidates) < top_k]
+    if short:
+        raise DataError(f"ranking_eval_top_k={top_k} but query {short[0].qid} has only {len(short[0].candidates)} "
+                        "candidates", path=str(rankgpt_json), qid=short[0].qid,
+                        fix=f"set ranking_eval_top_k <= {min(len(r.candidates) for r in judged)}")
     cut = tuple(RerankRequest(qid=r.qid, query=r.query, candidates=r.candidates[:top_k]) for r in judged)
     smallest = min(len(r.candidates) for r in cut)
     if smallest < 2:

@@ -78,6 +78,10 @@ def validate(script: ListwiseScriptArguments, training_args: Any, model_args: An
         if script.ranking_eval_window < 2 or script.ranking_eval_stride < 1:
             raise ConfigError("ranking_eval_window must be >= 2 and ranking_eval_stride >= 1",
                               fix="e.g. window 20, stride 10")
+        if script.ranking_eval_window > script.ranking_eval_top_k:
+            raise ConfigError(f"ranking_eval_window ({script.ranking_eval_window}) is larger than the data it "
+                              f"ranks (ranking_eval_top_k = {script.ranking_eval_top_k} candidates per query)",
+                              fix=f"set ranking_eval_window <= {script.ranking_eval_top_k} or raise ranking_eval_top_k")
         if script.ranking_eval_stride >= script.ranking_eval_window:
             raise ConfigError(f"ranking_eval_stride ({script.ranking_eval_stride}) must be smaller than "
                               f"ranking_eval_window ({script.ranking_eval_window})",
