@@ -18,7 +18,7 @@ FINAL_MARKER = "### Final Reranking:"
 _FINAL_RE = re.compile(r"#+\s*final\s+re-?ranking\s*:?", re.IGNORECASE)
 _THINK_END = "</think>"
 _ID = r"(?:\[\s*\d+\s*\]|(?<![\w.])\d+(?![\w.]))"
-_RUN_RE = re.compile(rf"{_ID}(?:\s*>\s*{_ID})+")
+_RUN_RE = re.compile(rf"{_ID}(?:\s*[>=]\s*{_ID})+")  # "=" joins tied ids into one run
 _BRACKET_ID_RE = re.compile(r"\[\s*(\d+)\s*\]")
 _BARE_ID_RE = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
 
@@ -42,9 +42,18 @@ def format_ranking(order: Sequence[int], *, base: int = 0) -> str:
     return " > ".join(f"[{i + base}]" for i in order)
 
 
-def format_target(order: Sequence[int], *, base: int = 0, reasoning: str | None = None, cot: bool = False) -> str:
-    """The completion a model is trained to produce: optional ``<think>`` reasoning, then the ranking line."""
+def format_target(
+    order: Sequence[int], *, base: int = 0, reasoning: str | None = None, cot: bool = False,
+    final_marker: bool = False,
+) -> str:
+    """The completion a model is trained to produce: optional ``<think>`` reasoning, then the ranking line.
+
+    With ``final_marker`` (the ``dear-cot`` spec) the reasoning is followed by ``### Final Reranking: ...``.
+    """
     ranking = format_ranking(order, base=base)
+    if cot and final_marker:
+        body = reasoning.strip() + "\n" if reasoning and reasoning.strip() else ""
+        return f"{body}{FINAL_MARKER} {ranking}"
     if cot and reasoning and reasoning.strip():
         return f"<think>\n{reasoning.strip()}\n</think>\n{ranking}"
     return ranking

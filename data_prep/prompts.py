@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from data_prep.permutation import format_target
+from data_prep.permutation import FINAL_MARKER, format_target
 from data_prep.schema import DataError
 
 PROMPT_SPEC_FILE = "prompt_spec.json"
@@ -42,6 +42,9 @@ class PromptSpec:
     system: str | None = None
     cot: bool = False
     completion_prefix: str = ""
+    # With ``cot``: ask for reasoning followed by a ``### Final Reranking:`` line (and train on that
+    # shape) instead of ``<think></think>`` then the bare ranking.
+    final_marker: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,7 +81,21 @@ RANKGPT = PromptSpec(
     system="You are RankLLM, an assistant that ranks passages by relevance to the query.",
 )
 
-PROMPT_SPECS: dict[str, PromptSpec] = {s.name: s for s in (DEAR_CARD, RANKGPT)}
+# The chain-of-thought teacher prompt (`dear teacher`): RankGPT's multi-turn layout, then a request for
+# step-by-step reasoning closed by one "### Final Reranking: [a] > [b] > ..." line.
+DEAR_COT = PromptSpec(
+    name="dear-cot",
+    version=1,
+    style="chat",
+    id_base=1,
+    truncate_unit="words",
+    truncate_length=300,
+    system=RANKGPT.system,
+    cot=True,
+    final_marker=True,
+)
+
+PROMPT_SPECS: dict[str, PromptSpec] = {s.name: s for s in (DEAR_CARD, RANKGPT, DEAR_COT)}
 
 
 def get_prompt_spec(name: str, **overrides: Any) -> PromptSpec:
@@ -174,7 +191,13 @@ def _render(spec: PromptSpec, query: str, passages: list[str]) -> Prompt:
         "The most relevant passages should be listed first. The output format should be [] > [], e.g., "
         f"[{b}] > [{b + 1}]. "
     )
-    if spec.cot:
+    if spec.cot and spec.final_marker:
+        tail += (
+            "First reason step by step about how each passage relates to the query, citing passages by "
+            "their identifiers. Then finish with exactly one line of the form "
+            f"\"{FINAL_MARKER} [{b}] > [{b + 1}] > ...\" that lists all {n} identifiers."
+        )
+    elif spec.cot:
         tail += "First reason step by step inside <think></think>, then give only the ranking."
     else:
         tail += "Only response the ranking results, do not say any word or explain."
@@ -227,27 +250,50 @@ def render_prompt(
                  for p, ids in zip(cut, token_ids, strict=True)]
         return _render(spec, query, shown)
 
-    lo, hi = 0, max((len(t) for t in token_ids), default=0)
-    if prompt_token_count(at_cap(0), tokenizer) > max_tokens:
+    def fits(cap: int) -> bool:
+        return prompt_token_count(at_cap(cap), tokenizer) <= max_tokens
+
+    hi = max((len(t) for t in token_ids), default=0)
+    overhead = prompt_token_count(at_cap(0), tokenizer)
+    if overhead > max_tokens:
         raise DataError(
             f"prompt needs more than {max_tokens} tokens even with empty passages",
             fix="raise --max-tokens or use a smaller window",
             reason="over_max_tokens",
         )
+    # Water-filling estimate of the common cap, then confirm it with real renders (boundary merges can
+    # move the count by a few tokens); falls back to a binary search when the estimate is off.
+    est = _water_fill([len(t) for t in token_ids], max_tokens - overhead)
+    if fits(est) and (est >= hi or not fits(est + 1)):
+        return at_cap(est)
+    lo = 0
     while lo < hi:  # largest cap that fits
         mid = (lo + hi + 1) // 2
-        if prompt_token_count(at_cap(mid), tokenizer) <= max_tokens:
+        if fits(mid):
             lo = mid
         else:
             hi = mid - 1
     return at_cap(lo)
 
 
+def _water_fill(lengths: list[int], budget: int) -> int:
+    """Largest cap c with sum(min(length, c)) <= budget."""
+    cap, remaining, left = 0, budget, sorted(lengths)
+    n = len(left)
+    for i, length in enumerate(left):
+        share = remaining // (n - i)
+        if length > share:
+            return max(cap, share)
+        cap, remaining = length, remaining - length
+    return max(cap, left[-1] if left else 0)
+
+
 def training_record(
     spec: PromptSpec, prompt: Prompt, order: list[int], reasoning: str | None = None
 ) -> dict[str, Any]:
     """A TRL prompt/completion record: plain strings for plain specs, message lists for chat specs."""
-    target = format_target(order, base=spec.id_base, reasoning=reasoning, cot=spec.cot)
+    target = format_target(order, base=spec.id_base, reasoning=reasoning, cot=spec.cot,
+                           final_marker=spec.final_marker)
     if prompt.text is not None:
         return {"prompt": prompt.text, "completion": spec.completion_prefix + target}
     return {

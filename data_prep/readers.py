@@ -128,12 +128,16 @@ def read_run(path: str | Path) -> Run:
     return run
 
 
+def run_lines(qid: str, docs: list[tuple[str, float]], tag: str = "dear") -> str:
+    """One query's block of TREC run lines (what :func:`write_run` writes; used to append per query)."""
+    return "".join(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n" for rank, (docid, score) in enumerate(docs, 1))
+
+
 def write_run(path: str | Path, results: dict[str, list[tuple[str, float]]], tag: str = "dear") -> None:
     """Write a TREC run; scores must already be monotone with rank."""
     with Path(path).open("w", encoding="utf-8") as f:
         for qid, docs in results.items():
-            for rank, (docid, score) in enumerate(docs, 1):
-                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+            f.write(run_lines(qid, docs, tag))
 
 
 def read_topics(path: str | Path) -> dict[str, str]:

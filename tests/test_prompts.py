@@ -56,7 +56,7 @@ def test_rankgpt_is_multi_turn_with_one_based_ids_and_word_cut():
 
 def test_token_budget_shrinks_passages_evenly_not_the_list(tiny_tokenizer):
     spec = get_prompt_spec("dear-card")
-    docs = [("passage number %d " % i) * 40 for i in range(10)]
+    docs = [f"passage number {i} " * 40 for i in range(10)]
     full = render_prompt(spec, "query", docs, tokenizer=tiny_tokenizer)
     budget = len(tiny_tokenizer.encode(full.text)) // 2
     p = render_prompt(spec, "query", docs, tokenizer=tiny_tokenizer, max_tokens=budget)

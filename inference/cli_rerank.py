@@ -1,0 +1,224 @@
+"""`dear rerank`: rerank first-stage candidates with a listwise model, write a TREC run (resumable).
+
+    dear rerank --model ADAPTER_OR_MODEL --input dl19_top100.json --out dl19.trec --jsonl dl19.jsonl \\
+        --qrels qrels.dl19-passage.txt
+    dear rerank --model ... --input bm25.trec --corpus corpus.tsv --topics topics.tsv --out run.trec
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data_prep.readers import (
+    read_corpus,
+    read_qrels,
+    read_rankgpt_json,
+    read_run,
+    read_topics,
+    requests_from_run,
+)
+from data_prep.schema import DataError, RerankRequest
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dear rerank", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="adapter folder, merged model folder or Hub id")
+    p.add_argument("--input", required=True, help="RankGPT JSON, or a TREC run (then --corpus and --topics)")
+    p.add_argument("--corpus", help="corpus TSV (docid<TAB>text[<TAB>title]) or BEIR JSONL, for a TREC run input")
+    p.add_argument("--topics", help="topics TSV (qid<TAB>query) or JSONL, for a TREC run input")
+    p.add_argument("--out", required=True, help="TREC run to write (appended per query; rerun to resume)")
+    p.add_argument("--jsonl", help="per-query results with per-window raw generations and repairs")
+    p.add_argument("--qrels", help="TREC qrels: print nDCG of the run at the end")
+    p.add_argument("--metrics", nargs="+", default=["ndcg@10", "ndcg@5", "ndcg@1"], help="metrics with --qrels")
+    p.add_argument("--prompt", help="prompt template name (default: the model folder's prompt_spec.json, else dear-card)")
+    p.add_argument("--window", type=int, default=20)
+    p.add_argument("--stride", type=int, default=10)
+    p.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order")
+    p.add_argument("--batch-size", type=int, default=16, help="windows decoded together")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="per-window budget (default: what a full ranking of the window needs, plus slack)")
+    p.add_argument("--cot-max-new-tokens", type=int, default=1024, help="extra budget for chain-of-thought specs")
+    p.add_argument("--max-prompt-tokens", type=int, default=None,
+                   help="shrink passages evenly when a window prompt is longer (default: the model's context)")
+    p.add_argument("--base-model", help="base model of an adapter (default: from adapter_config.json)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--quantization", choices=["4bit", "8bit"], default=None)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--sample", action="store_true", help="sample (DeAR's setting) instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default="dear", help="run tag (6th column)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N queries")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming --out")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def load_requests(input_path: str, corpus: str | None = None, topics: str | None = None,
+                  limit: int | None = None) -> list[RerankRequest]:
+    """Rerank requests from RankGPT JSON, or from a TREC run joined with a corpus and topics."""
+    if input_path.endswith((".json", ".json.gz")):
+        requests = read_rankgpt_json(input_path)
+    else:
+        if not corpus or not topics:
+            raise DataError("a TREC run input needs --corpus and --topics", path=input_path,
+                            fix="pass --corpus FILE --topics FILE, or give RankGPT JSON with passage text")
+        requests = requests_from_run(read_run(input_path), read_topics(topics), read_corpus(corpus), input_path)
+    seen: set[str] = set()
+    for r in requests:
+        if r.qid in seen:
+            raise DataError("the same qid appears twice", path=input_path, qid=r.qid, reason="duplicate_qid",
+                            fix="merge or rename the duplicated query")
+        seen.add(r.qid)
+        if not r.query.strip():
+            raise DataError("empty query", path=input_path, qid=r.qid, reason="empty_query",
+                            fix="give the query text or drop the query")
+    return requests[:limit] if limit is not None else requests
+
+
+def device_map_for(device: str) -> Any:
+    if device == "auto":
+        return "auto"
+    return {"": "cuda:0" if device == "cuda" else device}
+
+
+def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, jsonl: str | None,
+               settings: dict[str, Any], overwrite: bool = False, tag: str = "dear",
+               progress: bool = True) -> dict[str, Any]:
+    """Rerank the queries not yet in ``out`` and append each as it finishes; returns the session summary."""
+    from tqdm import tqdm
+
+    from inference.runfiles import RunAppender, prepare_resume
+
+    expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
+    done = prepare_resume(out, jsonl, expected, settings, overwrite=overwrite)
+    todo = [r for r in requests if r.qid not in done]
+    if done:
+        logger.info("resuming %s: %d of %d queries already done", out, len(done), len(requests))
+    repairs: Counter[str] = Counter()
+    windows = model_calls = tokens = 0
+    t0 = time.perf_counter()
+    with RunAppender(out, jsonl, tag=tag) as writer, \
+            tqdm(total=len(todo), unit="query", desc="rerank", disable=not progress, dynamic_ncols=True) as bar:
+        for result in reranker.iter_rerank(todo):
+            record = {"qid": result.qid, **result.to_json()}
+            writer.write(result.qid, result.ranked(), record)
+            for k, v in result.repairs.items():
+                repairs[k] += v
+            windows += len(result.windows)
+            model_calls += sum(1 for w in result.windows if w.raw is not None)
+            tokens += result.generated_tokens
+            bar.update(1)
+            bar.set_postfix(windows=windows, tok=tokens, refresh=False)
+    wall = time.perf_counter() - t0
+    return {"queries": len(requests), "resumed": len(done), "ranked": len(todo), "windows": windows,
+            "model_calls": model_calls, "generated_tokens": tokens, "repairs": dict(sorted(repairs.items())),
+            "wall_s": round(wall, 3), "queries_per_s": round(len(todo) / wall, 3) if wall > 0 else None,
+            "backend": reranker.backend.stats.as_dict(), "versions": package_versions()}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that can move scores (recorded with every run)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "peft", "bitsandbytes", "vllm", "ir-measures", "pytrec-eval-terrier"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _print_summary(summary: dict[str, Any], out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"dear rerank -> {out}", show_header=False)
+    table.add_row("queries", f"{summary['ranked']} ranked now, {summary['resumed']} resumed, "
+                             f"{summary['queries']} total")
+    table.add_row("windows", f"{summary['windows']} ({summary['model_calls']} model calls)")
+    table.add_row("tokens generated", str(summary["generated_tokens"]))
+    table.add_row("repairs", ", ".join(f"{k}={v}" for k, v in summary["repairs"].items()) or "none")
+    table.add_row("wall time", f"{summary['wall_s']:.1f} s ({summary['queries_per_s'] or 0:.2f} queries/s)")
+    for name, value in summary.get("metrics", {}).items():
+        table.add_row(name, f"{100 * value:.2f}")
+    Console(stderr=True).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        requests = load_requests(args.input, args.corpus, args.topics, args.limit)
+        qrels = read_qrels(args.qrels) if args.qrels else None
+        from inference.loading import describe_source
+
+        describe_source(args.model)  # a folder without weights fails here, before any file is touched
+        settings = {
+            "model": args.model, "base_model": args.base_model, "prompt": args.prompt, "input": args.input,
+            "window": args.window, "stride": args.stride, "top_k": args.top_k,
+            "max_new_tokens": args.max_new_tokens, "cot_max_new_tokens": args.cot_max_new_tokens,
+            "max_prompt_tokens": args.max_prompt_tokens, "dtype": args.dtype, "quantization": args.quantization,
+            "backend": args.backend, "sample": args.sample, "seed": args.seed,
+            "temperature": args.temperature if args.sample else None, "top_p": args.top_p if args.sample else None,
+            "tag": args.tag, "batch_size": args.batch_size, "device": args.device,
+        }
+        from inference.runfiles import prepare_resume
+
+        expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
+        done = prepare_resume(args.out, args.jsonl, expected, settings, overwrite=args.overwrite)
+        reranker = None
+        if len(done) < len(requests):
+            from inference.reranker import ListwiseReranker
+
+            reranker = ListwiseReranker.from_pretrained(
+                args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
+                device_map=device_map_for(args.device), prompt=args.prompt,
+                trust_remote_code=args.trust_remote_code, backend=args.backend, window=args.window,
+                stride=args.stride, top_k=args.top_k, batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
+                max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
+                top_p=args.top_p, seed=args.seed)
+            summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
+                                 tag=args.tag, progress=not args.no_progress)
+        else:
+            summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
+                       "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,
+                       "queries_per_s": None}
+        if qrels is not None:
+            from inference.metrics import evaluate
+
+            summary["metrics"] = evaluate(read_run(args.out), qrels, args.metrics)
+    except DataError as err:
+        print(f"dear rerank: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dear rerank: interrupted; finished queries are saved in {args.out}. "
+              "Run the same command again to resume.", file=sys.stderr)
+        return 130
+    _print_summary(summary, args.out)
+    Path(args.out + ".summary.json").write_text(_json(summary), encoding="utf-8")
+    return 0
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,338 @@
+"""`ListwiseReranker`: sliding-window listwise reranking over any generation backend.
+
+Queries advance independently: each query has at most one window in flight, and its next window enters the
+batch as soon as the previous one is parsed, so ``batch_size`` windows of different queries decode together.
+Prompts come from :func:`data_prep.prompts.render_prompt` and outputs are parsed and repaired by
+:func:`data_prep.permutation.parse_ranking`, the same functions training data is built with.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_prep.permutation import add_repairs, format_ranking, is_complete_ranking, parse_ranking
+from data_prep.prompts import PromptSpec, get_prompt_spec, model_input_text, prompt_token_count, render_prompt
+from data_prep.schema import Candidate, DataError, RerankRequest
+from inference.backends import Generation, GenerationBackend, GenerationRequest
+from inference.windows import apply_window, window_plan
+
+logger = logging.getLogger(__name__)
+
+_TRAILING_NUMBER = re.compile(r"\d+\s*$")
+
+# Input repairs, counted next to the parser's kinds (data_prep.permutation.REPAIR_KINDS).
+DUPLICATE_DOCID = "duplicate_docid"
+PROMPT_SHRUNK = "prompt_shrunk"
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """One ranked window: what was shown, what came back, and what it took to make it a permutation."""
+
+    start: int
+    end: int
+    docids: tuple[str, ...]  # in prompt order
+    raw: str | None  # the generation (None for windows of one candidate, which need no model call)
+    order: tuple[int, ...]  # 0-based positions into ``docids``, best first
+    repairs: dict[str, int] = field(default_factory=dict)
+    source: str = "none"
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    finish_reason: str = "trivial"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "docids": list(self.docids), "raw": self.raw,
+                "order": list(self.order), "repairs": self.repairs, "source": self.source,
+                "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
+                "finish_reason": self.finish_reason}
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """A query's new order (reranked top-k, then the rest in first-stage order) with rank-derived scores."""
+
+    qid: str
+    docids: tuple[str, ...]
+    scores: tuple[float, ...]  # strictly decreasing with rank
+    windows: tuple[WindowRecord, ...] = ()
+    repairs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(w.generated_tokens for w in self.windows)
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return list(zip(self.docids, self.scores, strict=True))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"qid": self.qid, "docids": list(self.docids), "scores": list(self.scores),
+                "repairs": self.repairs, "windows": [w.to_json() for w in self.windows]}
+
+
+def rank_scores(n: int) -> tuple[float, ...]:
+    """Monotone scores for ranks 1..n: n, n-1, ..., 1 (exact in a TREC run, no ties)."""
+    return tuple(float(n - i) for i in range(n))
+
+
+@dataclass
+class _State:
+    index: int
+    request: RerankRequest
+    candidates: tuple[Candidate, ...]
+    order: list[int]  # current order of candidate indices
+    plan: list[tuple[int, int]]
+    next_window: int = 0
+    windows: list[WindowRecord] = field(default_factory=list)
+    repairs: Counter[str] = field(default_factory=Counter)
+    in_window: tuple[int, ...] = ()  # candidate indices of the window in flight
+    shrunk: bool = False
+
+
+class ListwiseReranker:
+    """Rerank candidates with a listwise LLM (a DeAR adapter, a merged model, or anything ``backend`` serves).
+
+    ``ListwiseReranker(model, tokenizer, spec, ...)`` wraps live objects (e.g. a PEFT model during training);
+    :meth:`from_pretrained` loads an adapter folder, a merged model or a Hub id.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        spec: PromptSpec | str = "dear-card",
+        *,
+        window: int = 20,
+        stride: int = 10,
+        top_k: int = 100,
+        batch_size: int = 16,
+        max_new_tokens: int | None = None,
+        cot_max_new_tokens: int = 1024,
+        early_stop: bool = True,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        max_prompt_tokens: int | None = None,
+        backend: GenerationBackend | None = None,
+    ) -> None:
+        window_plan(window, window, stride)  # validates window and stride
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = get_prompt_spec(spec) if isinstance(spec, str) else spec
+        self.window, self.stride, self.top_k = window, stride, top_k
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.cot_max_new_tokens = cot_max_new_tokens
+        self.early_stop = early_stop
+        self.seed = seed
+        self._budget_cache: dict[int, int] = {}
+        if max_prompt_tokens is None and model is not None:
+            ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+            if isinstance(ctx, int) and ctx > 0:
+                max_prompt_tokens = ctx - self._budget(window)
+        self.max_prompt_tokens = max_prompt_tokens
+        if backend is None:
+            from inference.backends import HFBackend
+
+            backend = HFBackend(model, tokenizer, do_sample=do_sample, temperature=temperature,
+                                top_p=top_p, seed=seed)
+        self.backend = backend
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str,
+        *,
+        base_model: str | None = None,
+        dtype: str = "auto",
+        quantization: str | None = None,
+        device_map: str | dict[str, Any] | None = "auto",
+        prompt: str | None = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        backend: str = "hf",
+        **kwargs: Any,
+    ) -> ListwiseReranker:
+        """Load a PEFT adapter folder, a merged model folder or a Hub id (see :mod:`inference.loading`)."""
+        from inference.loading import load_model
+
+        if backend == "vllm":
+            from inference.vllm_backend import VLLMBackend
+
+            vb, tokenizer, spec = VLLMBackend.from_pretrained(path, base_model=base_model, dtype=dtype,
+                                                              prompt=prompt, trust_remote_code=trust_remote_code,
+                                                              revision=revision, seed=kwargs.get("seed", 0),
+                                                              do_sample=kwargs.pop("do_sample", False),
+                                                              temperature=kwargs.pop("temperature", 1.0),
+                                                              top_p=kwargs.pop("top_p", 1.0))
+            return cls(None, tokenizer, spec, backend=vb, **kwargs)
+        if backend != "hf":
+            raise ValueError(f"unknown backend {backend!r}: use 'hf' or 'vllm'")
+        model, tokenizer, spec = load_model(path, base_model=base_model, dtype=dtype, quantization=quantization,
+                                            device_map=device_map, prompt=prompt,
+                                            trust_remote_code=trust_remote_code, revision=revision)
+        return cls(model, tokenizer, spec, **kwargs)
+
+    # -- public API ----------------------------------------------------------------------------------
+    def rerank(self, query: str, documents: Sequence[str]) -> list[int]:
+        """The model card's drop-in: indices of ``documents`` best first (a full permutation)."""
+        req = RerankRequest(qid="0", query=query,
+                            candidates=tuple(Candidate(docid=str(i), text=d) for i, d in enumerate(documents)))
+        (result,) = self.rerank_batch([req])
+        return [int(d) for d in result.docids]
+
+    def rerank_batch(self, requests: Sequence[RerankRequest]) -> list[RerankResult]:
+        """Rerank many queries with their windows batched together; results in input order."""
+        by_index: dict[int, RerankResult] = {}
+        for i, result in self.iter_rerank(requests, with_index=True):
+            by_index[i] = result
+        return [by_index[i] for i in range(len(requests))]
+
+    def iter_rerank(self, requests: Iterable[RerankRequest], *, with_index: bool = False) -> Iterator[Any]:
+        """Yield each query's result as soon as its last window is parsed (completion order).
+
+        All requests are validated before the first generation, so bad input fails before any work is done.
+        """
+        states = [self._new_state(i, r) for i, r in enumerate(requests)]
+        pending = deque(states)
+        ready: deque[_State] = deque()
+        done: deque[_State] = deque()
+
+        def pull(n: int) -> list[GenerationRequest]:
+            out: list[GenerationRequest] = []
+            while len(out) < n and (ready or pending):
+                st = ready.popleft() if ready else pending.popleft()
+                req = self._next_request(st)
+                if req is None:
+                    done.append(st)
+                else:
+                    out.append(req)
+            return out
+
+        def emit(st: _State) -> Any:
+            result = self._result(st)
+            return (st.index, result) if with_index else result
+
+        for gen in self.backend.stream(pull, self.batch_size):
+            st = states[gen.key[0]]
+            self._apply(st, gen)
+            (ready if st.next_window < len(st.plan) else done).append(st)
+            while done:
+                yield emit(done.popleft())
+        while done:
+            yield emit(done.popleft())
+        unfinished = [s.request.qid for s in states if s.next_window < len(s.plan)]
+        if unfinished:
+            raise RuntimeError(f"backend stopped before queries {unfinished[:5]} were ranked")
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _new_state(self, index: int, req: RerankRequest) -> _State:
+        if not req.query.strip():
+            raise DataError("empty query", qid=req.qid, fix="give the query text or drop the query",
+                            reason="empty_query")
+        seen: set[str] = set()
+        cands: list[Candidate] = []
+        repairs: Counter[str] = Counter()
+        for c in req.candidates:
+            if c.docid in seen:
+                repairs[DUPLICATE_DOCID] += 1
+                continue
+            seen.add(c.docid)
+            cands.append(c)
+        if repairs:
+            logger.warning("qid %s: dropped %d duplicate docids (first occurrence kept)", req.qid,
+                           repairs[DUPLICATE_DOCID])
+        k = min(self.top_k, len(cands))
+        return _State(index=index, request=req, candidates=tuple(cands), order=list(range(len(cands))),
+                      plan=window_plan(k, self.window, self.stride), repairs=repairs)
+
+    def _budget(self, n: int) -> int:
+        """Token budget of a window of ``n`` candidates: a full ranking's tokens plus slack (and CoT room)."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        cached = self._budget_cache.get(n)
+        if cached is not None:
+            return cached
+        target = self.spec.completion_prefix + format_ranking(range(n), base=self.spec.id_base)
+        if self.tokenizer is not None:
+            need = len(self.tokenizer.encode(target, add_special_tokens=False))
+        else:
+            need = 4 * n
+        budget = need + need // 4 + 8
+        if self.spec.cot:
+            budget += self.cot_max_new_tokens
+        self._budget_cache[n] = budget
+        return budget
+
+    def _next_request(self, st: _State) -> GenerationRequest | None:
+        """The next window's generation request, or None when the query is finished; windows of one
+        candidate are applied without a model call."""
+        while st.next_window < len(st.plan):
+            start, end = st.plan[st.next_window]
+            idx = tuple(st.order[start:end])
+            if len(idx) > 1:
+                st.in_window = idx
+                return self._request(st, idx)
+            st.windows.append(WindowRecord(start=start, end=end, docids=tuple(st.candidates[i].docid for i in idx),
+                                           raw=None, order=tuple(range(len(idx)))))
+            st.next_window += 1
+        return None
+
+    def _request(self, st: _State, idx: tuple[int, ...]) -> GenerationRequest:
+        spec = self.spec
+        passages = [st.candidates[i].passage() for i in idx]
+        prompt = render_prompt(spec, st.request.query, passages, tokenizer=self.tokenizer)
+        if self.max_prompt_tokens is not None and self.tokenizer is not None:
+            if prompt_token_count(prompt, self.tokenizer) > self.max_prompt_tokens:
+                prompt = render_prompt(spec, st.request.query, passages, tokenizer=self.tokenizer,
+                                       max_tokens=self.max_prompt_tokens)
+                st.repairs[PROMPT_SHRUNK] += 1
+                logger.warning("qid %s: window prompt over %d tokens; passages shrunk to fit",
+                               st.request.qid, self.max_prompt_tokens)
+        if prompt.text is not None:
+            text, special = prompt.text, True
+        else:
+            text, special = model_input_text(prompt, self.tokenizer), False
+        n = len(idx)
+        return GenerationRequest(
+            key=(st.index, st.next_window), text=text, add_special_tokens=special,
+            max_new_tokens=self._budget(n),
+            is_complete=_completion_check(n, spec.id_base, spec.cot) if self.early_stop else None,
+            seed=zlib.crc32(f"{self.seed}\t{st.request.qid}\t{st.next_window}".encode()),
+        )
+
+    def _apply(self, st: _State, gen: Generation) -> None:
+        start, end = st.plan[st.next_window]
+        idx = st.in_window
+        parsed = parse_ranking(gen.text, len(idx), base=self.spec.id_base, cot=self.spec.cot)
+        st.order = apply_window(st.order, (start, end), parsed.order)
+        add_repairs(st.repairs, parsed.repairs)
+        st.windows.append(WindowRecord(
+            start=start, end=end, docids=tuple(st.candidates[i].docid for i in idx), raw=gen.text,
+            order=tuple(parsed.order), repairs=dict(parsed.repairs), source=parsed.source,
+            prompt_tokens=gen.prompt_tokens, generated_tokens=len(gen.token_ids), finish_reason=gen.finish_reason))
+        st.next_window += 1
+
+    def _result(self, st: _State) -> RerankResult:
+        docids = tuple(st.candidates[i].docid for i in st.order)
+        return RerankResult(qid=st.request.qid, docids=docids, scores=rank_scores(len(docids)),
+                            windows=tuple(st.windows), repairs=dict(st.repairs))
+
+
+def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:
+    """Early stop once the final ranking names all ``n`` ids; a trailing number may still grow ("[1" -> "[12]")."""
+
+    def check(text: str) -> bool:
+        return is_complete_ranking(_TRAILING_NUMBER.sub("", text), n, base=base, cot=cot)
+
+    return check
