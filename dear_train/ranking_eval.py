@@ -73,8 +73,8 @@ def load_held_out(
 def window_ok(window: Any, spec: PromptSpec, size: int) -> bool:
     """True when one window's generation needed no repair.
 
-    Accepts what a reranker reports per window: an object/dict with ``repairs`` (empty = ok), or the raw
-    generated text (parsed here against ``size`` candidates with the spec's id base).
+    Accepts what a reranker reports per window: ``inference.WindowRecord`` or a dict with ``repairs``
+    (empty = ok), or the raw generated text (parsed here against ``size`` candidates with the spec's id base).
     """
     repairs = window.get("repairs") if isinstance(window, dict) else getattr(window, "repairs", None)
     if repairs is not None and not isinstance(window, str):
@@ -114,6 +114,8 @@ def evaluate_ranking(
     for req, res in zip(held_out.requests, results, strict=True):
         size = min(window, len(req.candidates))
         for w in res.windows:
+            if getattr(w, "raw", "") is None:  # a one-candidate window: no generation to judge
+                continue
             n_windows += 1
             n_ok += window_ok(w, spec, size)
         for k, v in (res.repairs or {}).items():
