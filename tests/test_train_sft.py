@@ -202,3 +202,26 @@ def test_wandb_offline_writes_a_run(tiny_model_dir, prep_dir, tmp_path, monkeypa
     assert len(runs) == 1, list((tmp_path / "wb").rglob("*"))[:20]
     files = list(runs[0].glob("*.wandb"))
     assert files and files[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("prompt", ["dear-card", "rankgpt"])
+def test_trains_on_real_prep_output(tiny_model_dir, tmp_path, prompt):
+    """`dear prep listwise` output (NovelEval, qrels as teacher; plain and chat prompts) trains as is, and the
+    chat records' loss is on the assistant turn only."""
+    from data_prep.listwise_cli import main as prep_main
+    from data_prep.samples import noveleval_paths
+
+    data, qrels = noveleval_paths()
+    prep = tmp_path / "prep"
+    assert prep_main(["--teacher", str(data), "--qrels", str(qrels), "--out", str(prep), "--prompt", prompt,
+                      "--window", "4", "--top-k", "8", "--eval-fraction", "0.2"]) == 0
+    trainer = _train(tiny_args(tiny_model_dir, prep, tmp_path / "out", "--max_steps", "2", "--max_length", "4096"))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert (tmp_path / "out" / "prompt_spec.json").read_text() == (prep / "prompt_spec.json").read_text()
+    rec = json.loads((prep / "train.jsonl").read_text().splitlines()[0])
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    kept = batch["labels"][0][batch["labels"][0] != -100].tolist()
+    text = trainer.processing_class.decode(kept, skip_special_tokens=False)
+    target = rec["completion"] if isinstance(rec["completion"], str) else rec["completion"][0]["content"]
+    assert text == target + "<|eot_id|>"
