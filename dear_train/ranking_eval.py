@@ -97,9 +97,8 @@ def evaluate_ranking(
     metrics: Sequence[str] = ("ndcg@10",),
 ) -> dict[str, Any]:
     """Rerank ``held_out`` with the in-memory model; {"metrics": {...}, "valid_window_share": float, ...}."""
-    from inference.metrics import evaluate
-
     from inference import ListwiseReranker
+    from inference.metrics import evaluate
 
     top_k = max(len(r.candidates) for r in held_out.requests)
     kwargs: dict[str, Any] = {"window": window, "stride": stride, "top_k": top_k, "batch_size": batch_size}

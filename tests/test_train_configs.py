@@ -34,6 +34,7 @@ def test_every_train_config_parses(path: Path):
         assert args.learning_rate == 1e-4 and str(args.lr_scheduler_type.value) == "cosine"
         assert args.warmup_steps == 0.1 and args.max_length == 5120
         assert args.report_to == ["wandb"]
+        assert args.train_sampling_strategy == "group_by_length" and not args.padding_free
         assert script.qlora == ("qlora" in path.name)
 
 
@@ -174,3 +175,25 @@ def test_cli_exit_code_through_dear(dear_cmd, subprocess_env, tmp_path):
     proc = subprocess.run([*dear_cmd, "train", "--config", str(CONFIGS / "train" / "tiny_cpu.yaml")],
                           env=subprocess_env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 2 and "missing dataset path" in proc.stderr and "fix:" in proc.stderr
+
+
+def test_gpu_bench_script_dry_run(tmp_path):
+    """The prepared GPU benchmark runs end to end on a tiny shape on CPU (the real run needs CUDA)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_bench_train", REPO / "scripts" / "gpu_bench_train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "dry.json"
+    assert mod.main(["--dry-run", "--steps", "2", "--warmup", "1", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["dry_run"] and res["lora_trainable_params"] == 32768  # r16 on 7 projections x 2 layers
+    assert res["tokens_per_s"] > 0 and len(res["step_s_all"]) == 2
+    # the FLOP model: on the 8B shape at 5120 tokens the LoRA step is ~1.65e14 model FLOPs
+    mflops, hflops = mod.model_flops_per_step(base_params=6_979_321_856, lora_params=41_943_040, layers=32,
+                                              hidden=4096, seq=5120, batch=1, head_params=525_336_576,
+                                              loss_tokens=100)
+    assert 1.4e14 < mflops < 2.0e14 and hflops > mflops
+    assert mod.peak_tflops("NVIDIA H100 80GB HBM3", None) == 989.4
+    assert mod.peak_tflops("NVIDIA H100 PCIe", None) == 756.0 and mod.peak_tflops("NVIDIA H200", None) == 989.4
+    assert mod.main(["--steps", "1"]) == 2  # no CUDA here: a clear refusal, not a crash

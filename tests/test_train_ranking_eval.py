@@ -35,10 +35,9 @@ def test_ranking_eval_callback_logs_ndcg_of_the_live_model(tiny_model_dir, share
     # the step-4 figures are those of the final model, recomputed independently
     from data_prep.permutation import parse_ranking
     from data_prep.prompts import load_prompt_spec
+    from dear_train.ranking_eval import load_held_out
     from inference import ListwiseReranker
     from inference.metrics import evaluate
-
-    from dear_train.ranking_eval import load_held_out
 
     held = load_held_out(shared_data.joinpath(*DL19_JSON), shared_data.joinpath(*DL19_QRELS), num_queries=2, top_k=6)
     spec = load_prompt_spec(out)
