@@ -266,6 +266,8 @@ def run(script: ListwiseScriptArguments, training_args: Any, model_args: Any) ->
 def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if int(os.environ.get("RANK", "0")) != 0:  # one log, from rank 0; other ranks report warnings only
+        logging.getLogger().setLevel(logging.WARNING)
     from dear_train.deepspeed_cpu import install_deepspeed_cpu_shim
 
     install_deepspeed_cpu_shim()

