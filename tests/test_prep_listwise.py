@@ -360,3 +360,16 @@ def test_window_records_of_one_source_query_stay_in_one_split(tmp_path):
     evals = {r["qid"].split("@")[0] for r in _jsonl(out / "eval.jsonl")}
     assert evals and train and not (train & evals)
     assert len(train) + len(evals) == 10
+
+
+def test_passage_length_is_applied_and_saved_in_the_spec(tmp_path):
+    data, qrels = noveleval_paths()
+    out = tmp_path / "out"
+    assert _run("--teacher", data, "--format", "qrels", "--qrels", qrels, "--out", out,
+                "--window", "5", "--passage-length", "40") == 0
+    spec = load_prompt_spec(out)
+    assert spec.truncate_length == 40 and spec.name == "dear-card"
+    rec = _jsonl(out / "train.jsonl")[0]
+    lines = [ln for ln in rec["prompt"].split("\n") if ln.startswith("[")]
+    assert len(lines) == 5 and all(len(ln.split("] ", 1)[1]) <= 40 for ln in lines)
+    assert any(len(ln.split("] ", 1)[1]) == 40 for ln in lines)

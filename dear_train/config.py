@@ -1,0 +1,173 @@
+"""Config parsing shared by `dear train` and `dear distill`: YAML + CLI overrides through `trl.TrlParser`.
+
+One mechanism for every training command:
+
+* ``--config file.yaml`` gives defaults, CLI flags win (TRL's ``TrlParser``);
+* an unknown key, in the YAML or on the command line, is a :class:`ConfigError` naming the key;
+* precision is chosen for the machine: TRL's ``SFTConfig`` defaults ``bf16=True``, which raises on a host
+  without a GPU, so on such a host bf16/fp16 are switched off (fp32) with a logged note instead
+  (:func:`resolve_precision`, applied by :class:`AutoPrecisionMixin` before TRL validates the arguments).
+
+This module imports TRL at import time (the dataclasses derive from TRL's); commands import it inside
+``main()`` so that ``dear --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from trl import ModelConfig, SFTConfig, TrlParser
+
+from data_prep.schema import DataError
+
+logger = logging.getLogger(__name__)
+
+# The DeAR listwise adapter's LoRA targets: every attention and MLP projection of a Llama block.
+LLAMA_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class ConfigError(DataError):
+    """A bad training configuration value; ``str()`` names the key/file and the fix."""
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_precision(args: Any) -> None:
+    """Make ``args.bf16``/``args.fp16`` fit the machine, in place, before TrainingArguments validates them.
+
+    * No CUDA device (and not ``use_cpu`` on purpose with bf16 autocast): bf16 and fp16 are turned off, so
+      training runs in fp32; an explicit ``bf16: true`` in a GPU recipe is downgraded with a warning rather
+      than failing, so the same YAML works for a CPU smoke run.
+    * CUDA without bf16 support (pre-Ampere): bf16 left unset falls back to fp16.
+    * Otherwise TRL's default (bf16 unless fp16 is set) stands.
+    """
+    bf16 = getattr(args, "bf16", None)
+    fp16 = getattr(args, "fp16", False)
+    if not cuda_available():
+        if (bf16 or fp16) and not getattr(args, "use_cpu", False):
+            if bf16:
+                logger.warning("no CUDA device: bf16 requested but training in fp32 on CPU")
+            if fp16:
+                logger.warning("no CUDA device: fp16 requested but training in fp32 on CPU")
+            args.bf16 = False
+            args.fp16 = False
+        elif bf16 is None:
+            args.bf16 = False
+        return
+    import torch
+
+    if bf16 is None and not fp16 and not torch.cuda.is_bf16_supported():
+        logger.warning("this GPU has no bf16 support: training in fp16 mixed precision")
+        args.bf16 = False
+        args.fp16 = True
+
+
+class AutoPrecisionMixin:
+    """Put first in the bases of a ``TrainingArguments`` dataclass to run :func:`resolve_precision` first."""
+
+    def __post_init__(self) -> None:
+        resolve_precision(self)
+        super().__post_init__()  # type: ignore[misc]
+
+
+@dataclass
+class DearSFTConfig(AutoPrecisionMixin, SFTConfig):
+    """TRL's ``SFTConfig`` with machine-aware precision (all fields and defaults otherwise TRL's)."""
+
+
+@dataclass
+class DearModelConfig(ModelConfig):
+    """TRL's ``ModelConfig`` with the DeAR listwise adapter as default (LoRA r=16/alpha=32/dropout=0.05 on
+    every projection) and ``dtype="auto"`` (bf16 weights when training in bf16, else fp32)."""
+
+    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (the DeAR recipe)."})
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: list(LLAMA_LORA_TARGETS), metadata={"help": "LoRA target modules."}
+    )
+    dtype: str | None = field(
+        default="auto",
+        metadata={
+            "help": "Base weights dtype: auto (bfloat16 when bf16 training, else float32), bfloat16, float16, float32.",
+            "choices": ["auto", "bfloat16", "float16", "float32"],
+        },
+    )
+
+
+def resolve_model_dtype(dtype: str | None, *, bf16: bool, fp16: bool) -> str:
+    """The dtype the base weights are loaded in: ``auto`` follows the training precision."""
+    if dtype in (None, "auto"):
+        return "bfloat16" if bf16 else "float16" if fp16 else "float32"
+    return dtype
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    args = list(argv)
+    if "--config" in args:
+        i = args.index("--config")
+        return args[i + 1] if i + 1 < len(args) else None
+    return None
+
+
+def _known_keys(dataclass_types: Sequence[type]) -> set[str]:
+    return {f.name for t in dataclass_types for f in fields(t)}
+
+
+def _check_yaml(path: str, known: set[str]) -> None:
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ConfigError("config file not found", path=path, fix="pass an existing YAML file to --config")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"malformed YAML: {err}", path=path, fix="fix the YAML syntax") from err
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a YAML mapping of key: value", path=path,
+                          fix="write one `key: value` per line")
+    unknown = sorted(k for k in data if k != "env" and k not in known)
+    if unknown:
+        import difflib
+
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), known, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"unknown config key(s): {', '.join(hints)}", path=path,
+                          fix="remove or rename them; `dear train --help` lists every key")
+
+
+def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+    """Parse ``argv`` (``--config x.yaml`` plus ``--key value`` overrides) into ``dataclass_types``.
+
+    Unknown keys raise :class:`ConfigError` naming them; so do values the dataclasses reject.
+    ``--help`` exits through argparse as usual.
+    """
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    known = _known_keys(dataclass_types)
+    cfg = _config_path(args)
+    if "--config" in args and cfg is None:
+        raise ConfigError("--config needs a file path", fix="--config configs/train/tiny_cpu.yaml")
+    if cfg is not None:
+        _check_yaml(cfg, known)
+    parser = TrlParser(dataclass_types)
+    try:
+        outputs = parser.parse_args_and_config(args, return_remaining_strings=True)
+    except ValueError as err:  # TRL / TrainingArguments reject a value
+        raise ConfigError(str(err), path=cfg, fix="correct the value named above") from err
+    *parsed, remaining = outputs
+    flags = [s for s in remaining if s.startswith("-")]
+    if remaining:
+        raise ConfigError(f"unknown argument(s) {flags or remaining}", path=cfg,
+                          fix="remove or rename them; `dear train --help` lists every key")
+    return tuple(parsed)

@@ -1,0 +1,102 @@
+"""Reading the `dear prep listwise` output folder for training, and checking it fits ``max_length``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from data_prep.prompts import PromptSpec, load_prompt_spec
+from data_prep.schema import DataError
+
+logger = logging.getLogger(__name__)
+
+TRAIN_COLUMNS = ("prompt", "completion")
+
+
+def load_prep_output(
+    dataset_path: str | Path | None,
+    *,
+    train_split: str = "train",
+    eval_split: str | None = "eval",
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> tuple[dict[str, Any], PromptSpec]:
+    """The splits (only ``prompt``/``completion`` kept, as TRL wants) and the prompt spec of a prep folder.
+
+    Reads ``DIR/dataset`` (a saved ``DatasetDict``) when present, else ``DIR/train.jsonl``/``DIR/eval.jsonl``.
+    """
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    if not dataset_path:
+        raise DataError("no dataset given", fix="pass --dataset_path DIR, the folder `dear prep listwise --out DIR` wrote")
+    root = Path(dataset_path)
+    if not root.is_dir():
+        raise DataError("dataset folder not found", path=str(root),
+                        fix="pass --dataset_path DIR, the folder `dear prep listwise --out DIR` wrote")
+    spec = load_prompt_spec(root)
+    if spec is None:
+        raise DataError("no prompt_spec.json in the dataset folder", path=str(root),
+                        fix="pass the folder `dear prep listwise --out` wrote (it saves the prompt spec)")
+    if (root / "dataset").is_dir():
+        dsd = load_from_disk(str(root / "dataset"))
+        if not isinstance(dsd, DatasetDict):
+            raise DataError("dataset/ holds a single Dataset, not a DatasetDict", path=str(root / "dataset"),
+                            fix="save a DatasetDict with splits 'train' and 'eval'")
+        splits = dict(dsd)
+    else:
+        splits = {}
+        for name in (train_split, eval_split):
+            if name and (root / f"{name}.jsonl").is_file():
+                splits[name] = Dataset.from_json(str(root / f"{name}.jsonl"))
+    if train_split not in splits:
+        raise DataError(f"no {train_split!r} split (found {sorted(splits)})", path=str(root),
+                        fix="re-run `dear prep listwise` or set --train_split")
+    out: dict[str, Any] = {}
+    for name, limit in ((train_split, max_train_samples), (eval_split, max_eval_samples)):
+        if not name or name not in splits:
+            continue
+        ds = splits[name]
+        missing = [c for c in TRAIN_COLUMNS if c not in ds.column_names]
+        if missing:
+            raise DataError(f"split {name!r} lacks column(s) {missing}", path=str(root),
+                            fix="records need TRL prompt/completion fields (data_prep.prompts.training_record)")
+        if len(ds) == 0:
+            raise DataError(f"split {name!r} is empty", path=str(root), fix="prepare more data")
+        if limit is not None:
+            ds = ds.select(range(min(limit, len(ds))))
+        out[name] = ds.select_columns(list(TRAIN_COLUMNS))
+    return out, spec
+
+
+def example_token_lengths(dataset: Any, tokenizer: Any) -> list[int]:
+    """Tokens of prompt + completion per record, as the trainer will see them (chat template for chat records)."""
+    lengths: list[int] = []
+    for rec in dataset:
+        prompt, completion = rec["prompt"], rec["completion"]
+        if isinstance(prompt, str):
+            lengths.append(len(tokenizer(prompt + completion)["input_ids"]) + 1)  # + EOS TRL appends
+        else:
+            ids = tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=True)
+            if hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            lengths.append(len(ids))
+    return lengths
+
+
+def check_fits(dataset: Any, tokenizer: Any, max_length: int | None, *, split: str, path: str) -> int:
+    """The longest example's token count; raises when it exceeds ``max_length`` (TRL would cut the
+    completion off the end, silently training on a truncated ranking)."""
+    lengths = example_token_lengths(dataset, tokenizer)
+    longest = max(lengths) if lengths else 0
+    if max_length is not None and longest > max_length:
+        over = sum(n > max_length for n in lengths)
+        raise DataError(
+            f"{over} of {len(lengths)} {split} examples are longer than max_length={max_length} "
+            f"(longest {longest} tokens); truncation would cut the target ranking",
+            path=path,
+            fix=f"raise --max_length to at least {longest}, or rebuild the data with a smaller window / "
+            "`dear prep listwise --max-tokens`",
+            reason="too_long",
+        )
+    return longest

@@ -1,0 +1,55 @@
+"""Ranking evaluation while training: nDCG@10 of the live model on held-out DL19 queries, logged per eval."""
+
+from __future__ import annotations
+
+import json
+
+from tests._train_helpers import DL19_JSON, DL19_QRELS, build_prep_folder, tiny_args
+
+
+def test_ranking_eval_callback_logs_ndcg_of_the_live_model(tiny_model_dir, shared_data, tmp_path):
+    from dear_train import sft
+    from dear_train.config import parse_config
+
+    data = build_prep_folder(tmp_path / "prep", shared_data)
+    out = tmp_path / "out"
+    argv = tiny_args(tiny_model_dir, data, out, "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2",
+                     "--ranking_eval_data", str(shared_data.joinpath(*DL19_JSON)),
+                     "--ranking_eval_qrels", str(shared_data.joinpath(*DL19_QRELS)),
+                     "--ranking_eval_name", "dl19-heldout", "--ranking_eval_queries", "2",
+                     "--ranking_eval_top_k", "6", "--ranking_eval_window", "4", "--ranking_eval_stride", "2",
+                     "--ranking_eval_max_new_tokens", "24")
+    trainer = sft.run(*parse_config(sft.config_classes(), argv))
+
+    lines = [json.loads(x) for x in (out / "ranking_eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 4]
+    for r in lines:
+        assert set(r) == {"step", "dataset", "metrics", "valid_window_share"}
+        assert r["dataset"] == "dl19-heldout"
+        assert 0.0 <= r["metrics"]["ndcg@10"] <= 1.0 and 0.0 <= r["valid_window_share"] <= 1.0
+    # beside the loss in the Trainer's log (what wandb gets)
+    logged = [h for h in trainer.state.log_history if "ranking_eval/ndcg@10" in h]
+    assert [h["step"] for h in logged] == [2, 4]
+    assert any("eval_loss" in h and h["step"] == 2 for h in trainer.state.log_history)
+
+    # the step-4 figures are those of the final model, recomputed independently
+    from data_prep.permutation import parse_ranking
+    from data_prep.prompts import load_prompt_spec
+    from dear_train.ranking_eval import load_held_out
+    from inference import ListwiseReranker
+    from inference.metrics import evaluate
+
+    held = load_held_out(shared_data.joinpath(*DL19_JSON), shared_data.joinpath(*DL19_QRELS), num_queries=2, top_k=6)
+    spec = load_prompt_spec(out)
+    model = trainer.model.eval()
+    rr = ListwiseReranker(model, trainer.processing_class, spec, window=4, stride=2, top_k=6, max_new_tokens=24)
+    results = rr.rerank_batch(list(held.requests))
+    assert all(sorted(res.docids) == sorted(c.docid for c in req.candidates)
+               for res, req in zip(results, held.requests, strict=True))
+    ndcg = evaluate({r.qid: list(zip(r.docids, r.scores, strict=True)) for r in results}, held.qrels,
+                    metrics=("ndcg@10",))["ndcg@10"]
+    assert abs(ndcg - lines[-1]["metrics"]["ndcg@10"]) < 1e-9
+    windows = [w for r in results for w in r.windows if w.raw is not None]
+    assert len(windows) == 2 * 2  # 6 candidates, window 4, stride 2 -> 2 windows per query
+    ok = sum(parse_ranking(w.raw, len(w.docids), base=spec.id_base).ok for w in windows)
+    assert abs(ok / len(windows) - lines[-1]["valid_window_share"]) < 1e-9
