@@ -2,18 +2,23 @@
 
     loss = (1 - alpha) * L_rank + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
-over groups of one positive plus N negatives from ``dear prep pointwise``. Config: one YAML (``--config``)
-parsed with ``trl.TrlParser`` into :class:`DistillArguments`, ``transformers.TrainingArguments`` and TRL's
-``ModelConfig``; CLI flags win, unknown YAML keys are errors. The output folder holds the LoRA adapter with its
-score head, the tokenizer, ``pointwise_format.json`` and ``dear_training.json`` (``task: "pointwise"``).
+over groups of one positive plus N negatives from ``dear prep pointwise``. Same plumbing as `dear train`
+(reused, not copied): config = YAML + CLI overrides through ``dear_train.config.parse_config`` (TRL's
+``TrlParser``; unknown keys are errors; bf16 switched off on a host without CUDA) into
+:class:`DistillArguments`, :class:`DistillTrainingArguments` and ``DearModelConfig``;
+``--resume_from_checkpoint auto`` via ``dear_train.checkpoints``; the DeepSpeed-on-CPU shim; the output folder
+via ``dear_train.artifacts`` (tokenizer, ``dear_training.json`` with ``task: "pointwise"``) plus the LoRA adapter
+with its score head and ``pointwise_format.json``.
+
+    dear distill --config configs/train/llama31_8b_pointwise_distill.yaml --dataset_path PW --output_dir OUT
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml -m dear_train.distill --config ...
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +56,6 @@ def _dataset_files(dataset_path: str, eval_dataset_path: str | None) -> tuple[Pa
     return train, ev if ev.is_file() and ev.stat().st_size > 0 else None
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "deepspeed", "tokenizers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
 def _make_trainer_class():
     from transformers import Trainer
 
@@ -89,104 +78,110 @@ def _make_trainer_class():
     return DistillTrainer
 
 
-def resolve_resume(resume: str | None, output_dir: str) -> str | None:
-    """``auto``: the newest ``checkpoint-*`` in ``output_dir`` or None (a fresh start); else the value as is."""
-    if resume != "auto":
-        return resume
-    from transformers.trainer_utils import get_last_checkpoint
+def validate(dargs: DistillArguments, margs: Any) -> None:
+    """Config checks that need no model or data; each error names the fix."""
+    from dear_train.config import ConfigError
+    from dear_train.distill_losses import RANK_LOSSES
 
-    out = Path(output_dir)
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
+    if not dargs.dataset_path:
+        raise ConfigError("missing dataset path",
+                          fix="pass --dataset_path DIR (the folder `dear prep pointwise --out DIR` wrote)")
+    if not margs.model_name_or_path:
+        raise ConfigError("missing base model", fix="set model_name_or_path (a Llama base, or the tiny model)")
+    if dargs.rank_loss not in RANK_LOSSES:
+        raise ConfigError(f"rank_loss {dargs.rank_loss!r} is unknown", fix=f"use one of {list(RANK_LOSSES)}")
+    if not 0.0 <= dargs.alpha <= 1.0 or dargs.temperature <= 0:
+        raise ConfigError(f"alpha={dargs.alpha}, temperature={dargs.temperature}",
+                          fix="alpha in [0, 1] (DeAR: 0.1) and temperature > 0 (DeAR: 2)")
 
 
-def train_distill(dargs: DistillArguments, targs: Any, margs: Any, *, argv: list[str] | None = None) -> Path:
-    """Train the student; save adapter + score head, tokenizer, pointwise_format.json, dear_training.json."""
+def train_distill(dargs: DistillArguments, targs: Any, margs: Any) -> Any:
+    """Train the student and write the output folder; returns the trainer."""
+    from transformers import set_seed
+
     from data_prep.pointwise import read_groups
     from data_prep.pointwise_format import PairFormat, pools_on_last_real_token, save_pair_format
-    from dear_train.distill_losses import RANK_LOSSES
+    from dear_train.artifacts import finalize_output, resolved_config
+    from dear_train.checkpoints import resolve_resume
+    from dear_train.config import resolve_model_dtype
     from dear_train.pointwise_student import GroupCollator, GroupDataset, build_student, file_fingerprint
 
-    if dargs.rank_loss not in RANK_LOSSES:
-        raise ValueError(f"rank_loss must be one of {RANK_LOSSES}")
-    if not margs.model_name_or_path:
-        raise ValueError("--model_name_or_path is required (a Llama base or the tiny model)")
+    validate(dargs, margs)
     train_path, eval_path = _dataset_files(dargs.dataset_path, dargs.eval_dataset_path)
     groups = read_groups(train_path)
     if dargs.max_train_groups:
         groups = groups[: dargs.max_train_groups]
     train_ds = GroupDataset(groups, dargs.group_size, str(train_path))
     eval_ds = None
-    if eval_path is not None and targs.eval_strategy != "no":
+    if eval_path is not None and str(getattr(targs.eval_strategy, "value", targs.eval_strategy)) != "no":
         eval_ds = GroupDataset(read_groups(eval_path), train_ds.group_size, str(eval_path))
 
-    from transformers import set_seed
-
     set_seed(targs.seed)  # the student's fresh score head is reproducible
+    model_dtype = resolve_model_dtype(margs.dtype, bf16=bool(targs.bf16), fp16=bool(targs.fp16))
     quant = None
-    if getattr(margs, "load_in_4bit", False) or getattr(margs, "load_in_8bit", False):
+    if margs.load_in_4bit or margs.load_in_8bit:
         from trl import get_quantization_config
 
         quant = get_quantization_config(margs)
     model, tokenizer = build_student(
-        margs.model_name_or_path, dtype=margs.dtype, use_peft=margs.use_peft, lora_r=margs.lora_r,
+        margs.model_name_or_path, dtype=model_dtype, use_peft=margs.use_peft, lora_r=margs.lora_r,
         lora_alpha=margs.lora_alpha, lora_dropout=margs.lora_dropout,
         lora_target_modules=margs.lora_target_modules, lora_modules_to_save=margs.lora_modules_to_save,
         quantization_config=quant, attn_implementation=margs.attn_implementation,
-        trust_remote_code=getattr(margs, "trust_remote_code", False), gradient_checkpointing=targs.gradient_checkpointing)
+        trust_remote_code=bool(getattr(margs, "trust_remote_code", False)),
+        gradient_checkpointing=targs.gradient_checkpointing)
     fmt = PairFormat(q_max_len=dargs.q_max_len, p_max_len=dargs.p_max_len)
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
 
     targs.remove_unused_columns = False
     targs.label_names = ["teacher_scores"]
-    trainer_cls = _make_trainer_class()
-    trainer = trainer_cls(
+    trainer = _make_trainer_class()(
         model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=GroupCollator(tokenizer, fmt, fixed_length=not pools_on_last_real_token(tokenizer, config)),
         processing_class=tokenizer,
         loss_kwargs={"kind": dargs.rank_loss, "alpha": dargs.alpha, "temperature": dargs.temperature,
                      "mix_weight": dargs.mix_weight})
-    resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir)
+    resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir,
+                            require_optimizer=not targs.save_only_model)
     trainer.train(resume_from_checkpoint=resume)
-    out = Path(targs.output_dir)
-    trainer.save_model(str(out))
+    trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(out)
-        save_pair_format(out, fmt)
-        record = {
-            "base_model": margs.model_name_or_path,
-            "config": _jsonable({"distill": asdict(dargs), "model": asdict(margs), "training": targs.to_dict(),
-                                 "argv": argv}),
-            "versions": _versions(),
-            "dataset": {"path": str(train_path), "fingerprint": file_fingerprint(train_path)},
-            "task": "pointwise",
-        }
-        (out / "dear_training.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        logger.info("student saved to %s", out)
-    return out
+        resolved = resolved_config(dargs, margs, targs)
+        resolved["model_dtype"] = model_dtype
+        finalize_output(targs.output_dir, tokenizer=tokenizer, base_model=margs.model_name_or_path, config=resolved,
+                        dataset_path=train_path, fingerprint=file_fingerprint(train_path), task="pointwise",
+                        copy_spec=False)
+        save_pair_format(targs.output_dir, fmt)
+        logger.info("student saved to %s", targs.output_dir)
+    trainer.accelerator.wait_for_everyone()
+    return trainer
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[DistillArguments, Any, Any]:
-    from transformers import TrainingArguments
-    from trl import ModelConfig, TrlParser
+    """(DistillArguments, DistillTrainingArguments, DearModelConfig) from ``--config`` YAML + CLI flags."""
+    from dear_train.config import parse_config
+    from dear_train.distill_config import config_classes
 
-    parser = TrlParser((DistillArguments, TrainingArguments, ModelConfig), prog="dear distill")
-    dargs, targs, margs = parser.parse_args_and_config(args=argv)
+    dargs, targs, margs = parse_config(config_classes(), argv)
     return dargs, targs, margs
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    dargs, targs, margs = parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from dear_train.deepspeed_cpu import install_deepspeed_cpu_shim
+
+    install_deepspeed_cpu_shim()
     from data_prep.schema import DataError
 
     try:
-        train_distill(dargs, targs, margs, argv=argv)
-    except DataError as err:
-        print(f"dear distill: {err}", file=sys.stderr)
-        return 1
+        dargs, targs, margs = parse_args(argv)
+        train_distill(dargs, targs, margs)
+    except DataError as err:  # ConfigError included
+        print(f"dear distill: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     raise SystemExit(main())

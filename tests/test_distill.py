@@ -21,6 +21,25 @@ def _one_torch_thread():
         yield
 
 
+@pytest.mark.parametrize("name", ["llama31_8b_pointwise_distill", "llama32_3b_pointwise_distill",
+                                  "tiny_cpu_distill"])
+def test_shipped_distill_configs_parse(name):
+    from dear_train.distill import parse_args
+
+    dargs, targs, margs = parse_args(["--config", str(CONFIG.parent / f"{name}.yaml"), "--dataset_path", "x",
+                                      "--output_dir", "y"])
+    assert sorted(margs.lora_target_modules) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert margs.use_peft and margs.lora_modules_to_save == ["score"]
+    assert targs.bf16 is False  # no GPU here: fp32 even where the recipe says bf16
+    if name != "tiny_cpu_distill":  # DeAR's recipe
+        assert (dargs.rank_loss, dargs.alpha, dargs.temperature) == ("ce", 0.1, 2.0)
+        assert (dargs.q_max_len, dargs.p_max_len, dargs.group_size) == (32, 196, 16)
+        assert (margs.lora_r, margs.lora_alpha, margs.lora_dropout) == (32, 64, 0.1)
+        assert margs.model_name_or_path == ("meta-llama/Llama-3.1-8B" if "8b" in name else "meta-llama/Llama-3.2-3B")
+        assert targs.gradient_checkpointing and targs.report_to == ["wandb"]
+
+
 def test_pair_layout_truncates_query_and_document_separately(tiny_tokenizer):
     tok = tiny_tokenizer
     fmt = PairFormat(q_max_len=5, p_max_len=10)
@@ -95,7 +114,8 @@ def test_student_learns_the_teacher_on_dl19(tiny_model_dir, tmp_path):
                                  lora_alpha=margs.lora_alpha, lora_dropout=0.0)
     before = _ndcg_against_teacher(PointwiseReranker(model0, tok0, pair_format=FMT, batch_size=64), requests)
 
-    out = train_distill(dargs, targs, margs)
+    train_distill(dargs, targs, margs)
+    out = Path(targs.output_dir)
     trained = PointwiseReranker.from_pretrained(out, batch_size=64)
     assert trained.pair_format == FMT  # read back from pointwise_format.json
     after = _ndcg_against_teacher(trained, requests)
@@ -114,7 +134,8 @@ def test_student_learns_the_teacher_on_dl19(tiny_model_dir, tmp_path):
         assert (out / name).is_file(), name
     record = json.loads((out / "dear_training.json").read_text())
     assert record["task"] == "pointwise" and record["base_model"] == str(tiny_model_dir)
-    assert record["config"]["distill"]["rank_loss"] == "mix" and record["versions"]["peft"]
+    assert record["config"]["rank_loss"] == "mix" and record["config"]["learning_rate"] == targs.learning_rate
+    assert record["versions"]["peft"] and record["config"]["model_dtype"] == "float32"
     assert record["dataset"]["path"].endswith("train.jsonl") and len(record["dataset"]["fingerprint"]) == 64
     # a merged copy scores the same as the adapter
     merged = PointwiseReranker.from_pretrained(out, batch_size=64, merge=True)
@@ -123,7 +144,7 @@ def test_student_learns_the_teacher_on_dl19(tiny_model_dir, tmp_path):
                                                                       abs=1e-4)
 
 
-def test_cli_resumes_from_the_last_checkpoint(tiny_model_dir, tmp_path):
+def test_cli_resumes_from_the_last_checkpoint(tiny_model_dir, tmp_path, capsys):
     from dear_train.cli import main as dear
 
     data, _ = _distill_data(tmp_path, num_queries=4, depth=6, eval_queries=1)
@@ -138,8 +159,9 @@ def test_cli_resumes_from_the_last_checkpoint(tiny_model_dir, tmp_path):
     assert steps == [1, 2, 3, 4] and state["global_step"] == 4  # steps 1-2 came from the resumed checkpoint
     evals = [h for h in state["log_history"] if "eval_loss" in h]
     assert [h["step"] for h in evals] == [2, 4] and all(h["eval_loss"] > 0 for h in evals)  # held-out groups
-    with pytest.raises(ValueError, match="Unknown arguments|not_a_key"):
-        bad = tmp_path / "bad.yaml"
-        bad.write_text(CONFIG.read_text() + "not_a_key: 1\n")
-        dear(["distill", "--config", str(bad), "--model_name_or_path", str(tiny_model_dir),
-              "--dataset_path", str(data), "--output_dir", str(tmp_path / "o2")])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONFIG.read_text() + "rank_los: ce\n")  # a typo is an error naming the key, not ignored
+    assert dear(["distill", "--config", str(bad), "--model_name_or_path", str(tiny_model_dir),
+                 "--dataset_path", str(data), "--output_dir", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "rank_los" in err and "did you mean 'rank_loss'" in err and not (tmp_path / "o2").exists()
