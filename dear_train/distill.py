@@ -16,6 +16,7 @@ with its score head and ``pointwise_format.json``.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +41,13 @@ class DistillArguments:
     mix_weight: float = field(default=0.5, metadata={"help": "RankNet share of L_rank when rank_loss=mix"})
     group_size: int | None = field(default=None, metadata={"help": "cut groups to their first N passages"})
     max_train_groups: int | None = field(default=None, metadata={"help": "train on the first N groups only"})
+    ranking_eval_data: str | None = field(default=None, metadata={
+        "help": "RankGPT JSON of held-out queries the live student reranks at every evaluation"})
+    ranking_eval_qrels: str | None = field(default=None, metadata={"help": "TREC qrels for ranking_eval_data"})
+    ranking_eval_name: str | None = field(default=None, metadata={"help": "name logged for the held-out set"})
+    ranking_eval_queries: int | None = field(default=None, metadata={"help": "use the first N judged queries"})
+    ranking_eval_top_k: int = field(default=100, metadata={"help": "candidates scored per query"})
+    ranking_eval_batch_size: int = field(default=32, metadata={"help": "pairs scored together"})
 
 
 def _dataset_files(dataset_path: str, eval_dataset_path: str | None) -> tuple[Path, Path | None]:
@@ -78,6 +86,52 @@ def _make_trainer_class():
     return DistillTrainer
 
 
+def ranking_eval_callback(held_out: Any, *, output_dir: str, pair_format: Any, batch_size: int) -> Any:
+    """The Trainer callback that reranks a held-out set with the live student at every evaluation and
+    appends ``{"step", "dataset", "metrics", "valid_window_share"}`` to ``ranking_eval.jsonl`` (the listwise
+    callback's file and record; a pointwise ranking is always a valid permutation, so the share is 1.0)."""
+    from transformers import TrainerCallback
+
+    class PointwiseRankingEvalCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.trainer: Any = None
+            self.history: list[dict[str, Any]] = []
+
+        def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):  # noqa: ANN001
+            if model is None or processing_class is None:
+                return control
+            import torch
+
+            from dear_train.artifacts import RANKING_EVAL_FILE
+            from inference.metrics import evaluate
+            from inference.pointwise import PointwiseReranker
+
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    ranker = PointwiseReranker(model, processing_class, pair_format=pair_format,
+                                               batch_size=batch_size)
+                    results = ranker.rerank_batch(list(held_out.requests))
+            finally:
+                if was_training:
+                    model.train()
+            scores = evaluate({r.qid: r.ranked() for r in results}, held_out.qrels, metrics=("ndcg@10",))
+            record = {"step": int(state.global_step), "dataset": held_out.name,
+                      "metrics": {k: float(v) for k, v in scores.items()}, "valid_window_share": 1.0}
+            self.history.append(record)
+            if state.is_world_process_zero:
+                Path(output_dir).mkdir(parents=True, exist_ok=True)
+                with (Path(output_dir) / RANKING_EVAL_FILE).open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+                logger.info("ranking eval @ step %d on %s: %s", record["step"], held_out.name, record["metrics"])
+            if self.trainer is not None:
+                self.trainer.log({f"ranking_eval/{k}": v for k, v in record["metrics"].items()})
+            return control
+
+    return PointwiseRankingEvalCallback()
+
+
 def validate(dargs: DistillArguments, margs: Any) -> None:
     """Config checks that need no model or data; each error names the fix."""
     from dear_train.config import ConfigError
@@ -90,6 +144,9 @@ def validate(dargs: DistillArguments, margs: Any) -> None:
         raise ConfigError("missing base model", fix="set model_name_or_path (a Llama base, or the tiny model)")
     if dargs.rank_loss not in RANK_LOSSES:
         raise ConfigError(f"rank_loss {dargs.rank_loss!r} is unknown", fix=f"use one of {list(RANK_LOSSES)}")
+    if (dargs.ranking_eval_data is None) != (dargs.ranking_eval_qrels is None):
+        raise ConfigError("ranking evaluation needs both ranking_eval_data and ranking_eval_qrels",
+                          fix="set both, or neither")
     if not 0.0 <= dargs.alpha <= 1.0 or dargs.temperature <= 0:
         raise ConfigError(f"alpha={dargs.alpha}, temperature={dargs.temperature}",
                           fix="alpha in [0, 1] (DeAR: 0.1) and temperature > 0 (DeAR: 2)")
@@ -133,14 +190,32 @@ def train_distill(dargs: DistillArguments, targs: Any, margs: Any) -> Any:
     fmt = PairFormat(q_max_len=dargs.q_max_len, p_max_len=dargs.p_max_len)
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
 
+    callbacks = []
+    if dargs.ranking_eval_data:
+        from dear_train.ranking_eval import load_held_out
+
+        if str(getattr(targs.eval_strategy, "value", targs.eval_strategy)) == "no":
+            from dear_train.config import ConfigError
+
+            raise ConfigError("ranking evaluation is set but eval_strategy is 'no'",
+                              fix="set eval_strategy: steps and eval_steps: N")
+        held = load_held_out(dargs.ranking_eval_data, dargs.ranking_eval_qrels, name=dargs.ranking_eval_name,
+                             num_queries=dargs.ranking_eval_queries, top_k=dargs.ranking_eval_top_k)
+        callbacks.append(ranking_eval_callback(held, output_dir=targs.output_dir, pair_format=fmt,
+                                               batch_size=dargs.ranking_eval_batch_size))
+        if eval_ds is None:  # the Trainer calls on_evaluate only when it has an eval set
+            eval_ds = GroupDataset(groups[:4], train_ds.group_size, str(train_path))
+
     targs.remove_unused_columns = False
     targs.label_names = ["teacher_scores"]
     trainer = _make_trainer_class()(
         model=model, args=targs, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=GroupCollator(tokenizer, fmt, fixed_length=not pools_on_last_real_token(tokenizer, config)),
-        processing_class=tokenizer,
+        processing_class=tokenizer, callbacks=callbacks,
         loss_kwargs={"kind": dargs.rank_loss, "alpha": dargs.alpha, "temperature": dargs.temperature,
                      "mix_weight": dargs.mix_weight})
+    for cb in callbacks:
+        cb.trainer = trainer
     resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir,
                             require_optimizer=not targs.save_only_model)
     trainer.train(resume_from_checkpoint=resume)

@@ -100,14 +100,20 @@ def test_student_learns_the_teacher_on_dl19(tiny_model_dir, tmp_path):
     from safetensors import safe_open
     from transformers import set_seed
 
+    from data_prep.readers import write_rankgpt_json
     from dear_train.distill import parse_args, train_distill
     from dear_train.pointwise_student import build_student
     from inference.pointwise import PointwiseReranker
 
     data, requests = _distill_data(tmp_path)
+    write_rankgpt_json(tmp_path / "heldout.json", requests)  # ranking eval during training, teacher's top-10 judged
+    (tmp_path / "teacher.qrels").write_text("".join(f"{r.qid} 0 {c.docid} {10 - i}\n" for r in requests
+                                                    for i, c in enumerate(r.candidates[:10])))
     dargs, targs, margs = parse_args([
         "--config", str(CONFIG), "--model_name_or_path", str(tiny_model_dir), "--dataset_path", str(data),
-        "--output_dir", str(tmp_path / "out")])
+        "--output_dir", str(tmp_path / "out"), "--eval_strategy", "steps", "--eval_steps", "80",
+        "--ranking_eval_data", str(tmp_path / "heldout.json"), "--ranking_eval_qrels", str(tmp_path / "teacher.qrels"),
+        "--ranking_eval_top_k", "16"])
     assert (dargs.rank_loss, dargs.alpha, dargs.q_max_len, margs.lora_modules_to_save) == ("mix", 0.1, 16, ["score"])
     set_seed(targs.seed)  # the same initial student train_distill starts from
     model0, tok0 = build_student(str(tiny_model_dir), dtype="float32", lora_r=margs.lora_r,
@@ -121,6 +127,9 @@ def test_student_learns_the_teacher_on_dl19(tiny_model_dir, tmp_path):
     after = _ndcg_against_teacher(trained, requests)
     assert after > before + 0.2, (before, after)
     assert after > 0.8
+    (record,) = [json.loads(line) for line in (out / "ranking_eval.jsonl").read_text().splitlines()]
+    assert record["step"] == 80 and record["dataset"] == "heldout" and record["valid_window_share"] == 1.0
+    assert record["metrics"]["ndcg@10"] == pytest.approx(after, abs=1e-3)  # live model == reloaded adapter
 
     # the folder contract: adapter + score head, tokenizer, format, dear_training.json
     cfg = json.loads((out / "adapter_config.json").read_text())
