@@ -127,10 +127,14 @@ def test_dear_rerank_two_stage_cli(classifier, tiny_model_dir, tmp_path, dear_cm
     write_rankgpt_json(data, requests)
     (classifier / "pointwise_format.json").write_text(json.dumps(FMT.to_json()))
     out = tmp_path / "run.trec"
-    cmd = dear_cmd + ["rerank", "--pointwise", str(classifier), "--listwise", str(tiny_model_dir),
-                      "--input", str(data), "--out", str(out), "--pointwise-depth", "30", "--listwise-depth", "12",
-                      "--window", "6", "--stride", "3", "--max-new-tokens", "6", "--no-progress"]
-    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    args = ["--pointwise", str(classifier), "--listwise", str(tiny_model_dir), "--input", str(data), "--out", str(out),
+            "--pointwise-depth", "30", "--listwise-depth", "12", "--window", "6", "--stride", "3",
+            "--max-new-tokens", "6", "--no-progress"]
+    from inference.cli_rerank import main as rerank
+
+    assert rerank(args + ["--limit", "1"]) == 0  # in-process: one query, then the CLI resumes the other
+    proc = subprocess.run(dear_cmd + ["rerank", *args], env=subprocess_env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "pointwise stage" in proc.stderr and "listwise stage" in proc.stderr
     run = read_run(out)
@@ -141,5 +145,6 @@ def test_dear_rerank_two_stage_cli(classifier, tiny_model_dir, tmp_path, dear_cm
         assert docids[12:30] == p.docids[12:30] and docids[30:] == [c.docid for c in req.candidates[30:]]
     summary = json.loads((tmp_path / "run.trec.summary.json").read_text())
     stages = summary["stages"]
-    assert stages["pointwise"]["pairs"] == 60 and stages["listwise"]["wall_s"] > 0
+    assert summary["resumed"] == 1 and summary["ranked"] == 1
+    assert stages["pointwise"]["pairs"] == 30 and stages["listwise"]["wall_s"] > 0  # only the query not yet done
     assert stages["pointwise"]["share"] + stages["listwise"]["share"] == pytest.approx(1.0, abs=1e-3)
