@@ -292,7 +292,8 @@ class ListwiseReranker:
         spec = self.spec
         passages = [st.candidates[i].passage() for i in idx]
         prompt = render_prompt(spec, st.request.query, passages, tokenizer=self.tokenizer)
-        if self.max_prompt_tokens is not None and self.tokenizer is not None:
+        if self.max_prompt_tokens is not None and self.tokenizer is not None and not _surely_fits(
+                prompt, self.max_prompt_tokens):
             if prompt_token_count(prompt, self.tokenizer) > self.max_prompt_tokens:
                 prompt = render_prompt(spec, st.request.query, passages, tokenizer=self.tokenizer,
                                        max_tokens=self.max_prompt_tokens)
@@ -336,3 +337,11 @@ def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:
         return is_complete_ranking(_TRAILING_NUMBER.sub("", text), n, base=base, cot=cot)
 
     return check
+
+
+def _surely_fits(prompt: Any, max_tokens: int) -> bool:
+    """True when the prompt cannot exceed ``max_tokens`` without tokenizing it: byte-level and byte-fallback
+    tokenizers emit at most one token per UTF-8 byte (plus a few special tokens)."""
+    text = prompt.text if prompt.text is not None else "".join(m["content"] for m in prompt.messages or ())
+    extra = 16 if prompt.text is not None else 16 + 8 * len(prompt.messages or ())
+    return len(text.encode("utf-8")) + extra <= max_tokens

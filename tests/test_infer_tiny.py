@@ -15,6 +15,18 @@ from inference.backends import HFBackend
 from inference.reranker import ListwiseReranker
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny-model decoding is overhead-bound: on a shared 2-core machine a second OpenMP thread only spins
+    (measured 10-50x slower per step under load), so this module runs torch on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -181,3 +193,26 @@ def test_a_huge_passage_is_shrunk_to_fit_and_counted(tiny):
     (res,) = rr.rerank_batch([req])
     assert sorted(res.docids) == ["a", "b"] and res.repairs.get("prompt_shrunk") == 1
     assert res.windows[0].prompt_tokens <= 600
+
+
+def test_slot_reuse_growth_and_compaction_keep_greedy_outputs_exact(tiny, monkeypatch):
+    """Short prompts of different lengths and a budget past the buffer headroom: windows join, leave,
+    reuse slots, grow the buffer and compact at the end, and every output equals decoding alone."""
+    from data_prep.schema import Candidate, RerankRequest
+    from inference.backends import _SlotBatch
+
+    model, tok = tiny
+    monkeypatch.setattr(_SlotBatch, "HEADROOM", 8)  # grow often without long generations
+    words = "light bulb edison invent patent lamp current wire glass carbon filament vacuum".split()
+    reqs = [RerankRequest(qid=f"s{j}", query=" ".join(words[j: j + 3]),
+                          candidates=tuple(Candidate(f"s{j}-{i}", " ".join(words[: 1 + (3 * i + 5 * j) % 12]))
+                                           for i in range(8)))
+            for j in range(5)]
+    budget = 30
+    kw = dict(window=4, stride=2, max_new_tokens=budget, early_stop=False)
+    alone = ListwiseReranker(model, tok, "dear-card", batch_size=1, **kw).rerank_batch(reqs)
+    together = ListwiseReranker(model, tok, "dear-card", batch_size=3, **kw).rerank_batch(reqs)
+    assert [w.raw for r in together for w in r.windows] == [w.raw for r in alone for w in r.windows]
+    lengths = {w.generated_tokens for r in together for w in r.windows}
+    assert max(lengths) > _SlotBatch.HEADROOM  # the buffer had to grow
+    assert len({w.prompt_tokens for r in together for w in r.windows}) > 3  # prompts of different lengths
