@@ -256,7 +256,7 @@ class _SlotBatch:
 
         self.device = device
         self.cache = DynamicCache()  # its layers are views into our buffers
-        self.cache.layers = [_BufferLayer() for _ in template.layers]
+        self.cache.layers = [_new_buffer_layer() for _ in template.layers]
         first = template.layers[0].keys
         self.dtype = first.dtype
         self.rows: list[_Row | None] = []
@@ -373,50 +373,39 @@ class _SlotBatch:
         self._bind()
 
 
-def _buffer_layer_class() -> type:
-    from transformers.cache_utils import DynamicLayer
-
-    class BufferLayer(DynamicLayer):
-        """A cache layer over a slice of a preallocated buffer: ``update`` writes in place, never concatenates."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.is_initialized = True
-
-        bind = _BufferLayerMethods.bind
-        update = _BufferLayerMethods.update
-        get_seq_length = _BufferLayerMethods.get_seq_length
-        get_mask_sizes = _BufferLayerMethods.get_mask_sizes
-
-    return BufferLayer
+_BUFFER_LAYER_CLASS: Any = None
 
 
-def _BufferLayer() -> Any:  # noqa: N802 - a factory standing in for the lazily defined class
-    global _BUFFER_LAYER
-    if _BUFFER_LAYER is None:
-        _BUFFER_LAYER = _buffer_layer_class()
-    return _BUFFER_LAYER()
+def _new_buffer_layer() -> Any:
+    """A cache layer over a slice of a preallocated buffer: ``update`` writes in place, never concatenates.
+    (A DynamicLayer subclass, defined on first use so importing this module does not import transformers.)"""
+    global _BUFFER_LAYER_CLASS
+    if _BUFFER_LAYER_CLASS is None:
+        from transformers.cache_utils import DynamicLayer
 
+        class BufferLayer(DynamicLayer):
+            def __init__(self) -> None:
+                super().__init__()
+                self.is_initialized = True
 
-_BUFFER_LAYER: Any = None
+            def bind(self, batch: _SlotBatch, index: int) -> None:
+                self.batch, self.index = batch, index
+                n = batch.length
+                self.keys = batch.kbuf[index][:, :, :n]
+                self.values = batch.vbuf[index][:, :, :n]
 
+            def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+                n, q = self.batch.length, key_states.shape[-2]
+                kb, vb = self.batch.kbuf[self.index], self.batch.vbuf[self.index]
+                kb[:, :, n: n + q] = key_states
+                vb[:, :, n: n + q] = value_states
+                return kb[:, :, : n + q], vb[:, :, : n + q]
 
-class _BufferLayerMethods:
-    def bind(self, batch: _SlotBatch, index: int) -> None:
-        self.batch, self.index = batch, index
-        n = batch.length
-        self.keys = batch.kbuf[index][:, :, :n]
-        self.values = batch.vbuf[index][:, :, :n]
+            def get_seq_length(self) -> int:
+                return self.batch.length
 
-    def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        n, q = self.batch.length, key_states.shape[-2]
-        kb, vb = self.batch.kbuf[self.index], self.batch.vbuf[self.index]
-        kb[:, :, n: n + q] = key_states
-        vb[:, :, n: n + q] = value_states
-        return kb[:, :, : n + q], vb[:, :, : n + q]
+            def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+                return self.batch.length + query_length, 0
 
-    def get_seq_length(self) -> int:
-        return self.batch.length
-
-    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.batch.length + query_length, 0
+        _BUFFER_LAYER_CLASS = BufferLayer
+    return _BUFFER_LAYER_CLASS()

@@ -167,7 +167,7 @@ class ListwiseReranker:
         from inference.loading import load_model
 
         if backend == "vllm":
-            from inference.vllm_backend import VLLMBackend
+            from inference.vllm_backend import VLLMBackend, max_model_len
 
             vb, tokenizer, spec = VLLMBackend.from_pretrained(path, base_model=base_model, dtype=dtype,
                                                               prompt=prompt, trust_remote_code=trust_remote_code,
@@ -175,6 +175,9 @@ class ListwiseReranker:
                                                               do_sample=kwargs.pop("do_sample", False),
                                                               temperature=kwargs.pop("temperature", 1.0),
                                                               top_p=kwargs.pop("top_p", 1.0))
+            ctx = max_model_len(vb)
+            if ctx is not None and kwargs.get("max_prompt_tokens") is None:
+                kwargs["max_prompt_tokens"] = ctx - (kwargs.get("max_new_tokens") or 512)
             return cls(None, tokenizer, spec, backend=vb, **kwargs)
         if backend != "hf":
             raise ValueError(f"unknown backend {backend!r}: use 'hf' or 'vllm'")
