@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 
 import pytest
 from _infer_helpers import ScriptedBackend, rank_by_relevance
@@ -163,3 +164,13 @@ def test_dear_eval_table_and_json(tmp_path, capsys):
     assert round(100 * report["runs"][bm25]["metrics"]["ndcg@10"], 2) == 47.96
     assert report["runs"][bm25]["queries"] == 54
     assert cli_eval.main(["--run", bm25, "--qrels", bm25]) == 2  # a run passed as qrels: clear error
+
+
+def test_inference_imports_neither_torch_nor_dear_train_and_help_is_instant(subprocess_env):
+    code = ("import sys, inference, inference.cli_rerank, inference.cli_eval, inference.metrics; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'dear_train')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--top-k" in cli_rerank.build_parser().format_help()
