@@ -154,8 +154,10 @@ def _print_summary(summary: dict[str, Any], out: str) -> None:
     table.add_row("tokens generated", str(summary["generated_tokens"]))
     table.add_row("repairs", ", ".join(f"{k}={v}" for k, v in summary["repairs"].items()) or "none")
     table.add_row("wall time", f"{summary['wall_s']:.1f} s ({summary['queries_per_s'] or 0:.2f} queries/s)")
+    first = summary.get("first_stage_metrics", {})
     for name, value in summary.get("metrics", {}).items():
-        table.add_row(name, f"{100 * value:.2f}")
+        table.add_row(name, f"{100 * value:.2f} (first stage {100 * first[name]:.2f})" if name in first
+                      else f"{100 * value:.2f}")
     Console(stderr=True).print(table)
 
 
@@ -202,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             from inference.metrics import evaluate
 
             summary["metrics"] = evaluate(read_run(args.out), qrels, args.metrics)
+            first = {r.qid: [(c.docid, float(len(r.candidates) - i)) for i, c in enumerate(r.candidates)]
+                     for r in requests}
+            summary["first_stage_metrics"] = evaluate(first, qrels, args.metrics)
     except DataError as err:
         print(f"dear rerank: error: {err}", file=sys.stderr)
         return 2

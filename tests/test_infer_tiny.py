@@ -216,3 +216,16 @@ def test_slot_reuse_growth_and_compaction_keep_greedy_outputs_exact(tiny, monkey
     lengths = {w.generated_tokens for r in together for w in r.windows}
     assert max(lengths) > _SlotBatch.HEADROOM  # the buffer had to grow
     assert len({w.prompt_tokens for r in together for w in r.windows}) > 3  # prompts of different lengths
+
+
+def test_adapter_on_a_4bit_base_keeps_lora_layers_and_ranks(tiny_model_dir, tmp_path):
+    from data_prep.samples import load_noveleval_sample
+
+    _save_adapter(tiny_model_dir, tmp_path / "qlora", spec=get_prompt_spec("dear-card"))
+    rr = ListwiseReranker.from_pretrained(str(tmp_path / "qlora"), quantization="4bit", device_map={"": "cpu"},
+                                          max_new_tokens=6, batch_size=2)
+    names = {type(m).__name__ for m in rr.model.modules()}
+    assert "Linear4bit" in names and any("lora" in n.lower() for n in names)  # quantized base, unmerged LoRA
+    requests, _ = load_noveleval_sample()
+    for res, req in zip(rr.rerank_batch(requests[:2]), requests[:2], strict=True):
+        assert _permutation_of(res, req) and len(res.windows) == 1
