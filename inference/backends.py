@@ -264,6 +264,7 @@ class _SlotBatch:
         self.kbuf: list[Any] = []
         self.vbuf: list[Any] = []
         self.shapes = [(layer.keys.shape[1], layer.keys.shape[3], layer.values.shape[3]) for layer in template.layers]
+        self.devices = [layer.keys.device for layer in template.layers]  # layers may sit on several GPUs
         self.mask: Any = None
         self._alloc(0, 0)
 
@@ -271,8 +272,10 @@ class _SlotBatch:
     def _alloc(self, slots: int, cap: int) -> None:
         import torch
 
-        self.kbuf = [torch.zeros((slots, h, cap, dk), dtype=self.dtype, device=self.device) for h, dk, _ in self.shapes]
-        self.vbuf = [torch.zeros((slots, h, cap, dv), dtype=self.dtype, device=self.device) for h, _, dv in self.shapes]
+        self.kbuf = [torch.zeros((slots, h, cap, dk), dtype=self.dtype, device=dev)
+                     for (h, dk, _), dev in zip(self.shapes, self.devices, strict=True)]
+        self.vbuf = [torch.zeros((slots, h, cap, dv), dtype=self.dtype, device=dev)
+                     for (h, _, dv), dev in zip(self.shapes, self.devices, strict=True)]
         self.mask = torch.zeros((slots, cap), dtype=torch.long, device=self.device)
 
     def _rebuild(self, slots: int, keep: list[int], shift: int, drop: int, cap: int) -> None:
@@ -284,8 +287,9 @@ class _SlotBatch:
 
             idx = torch.tensor(keep, device=self.device)
             for i in range(len(old_k)):
-                self.kbuf[i][: len(keep), :, shift: shift + n - drop] = old_k[i].index_select(0, idx)[:, :, drop:n]
-                self.vbuf[i][: len(keep), :, shift: shift + n - drop] = old_v[i].index_select(0, idx)[:, :, drop:n]
+                li = idx.to(self.devices[i])
+                self.kbuf[i][: len(keep), :, shift: shift + n - drop] = old_k[i].index_select(0, li)[:, :, drop:n]
+                self.vbuf[i][: len(keep), :, shift: shift + n - drop] = old_v[i].index_select(0, li)[:, :, drop:n]
             self.mask[: len(keep), shift: shift + n - drop] = old_mask.index_select(0, idx)[:, drop:n]
         self.rows = [self.rows[i] for i in keep] + [None] * (slots - len(keep))
         self.length = n - drop + shift
