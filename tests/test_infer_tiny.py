@@ -229,3 +229,13 @@ def test_adapter_on_a_4bit_base_keeps_lora_layers_and_ranks(tiny_model_dir, tmp_
     requests, _ = load_noveleval_sample()
     for res, req in zip(rr.rerank_batch(requests[:2]), requests[:2], strict=True):
         assert _permutation_of(res, req) and len(res.windows) == 1
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError, match="cannot reach the Hub") as err:
+        ListwiseReranker.from_pretrained("abdoelsayed/dear-8b-reranker-listwise-lora-v1")
+    assert err.value.reason == "offline" and "HF_HUB_OFFLINE" in str(err.value)
