@@ -176,14 +176,15 @@ class HFBackend:
         was_training = bool(getattr(model, "training", False))
         model.eval()
         device = self._device()
-        rows: list[_Row] = []
-        cache: Any = None
-        mask: Any = None  # (B, T) 1 for real tokens, 0 for left padding
         limit = max(1, max_in_flight)
+        batch: _SlotBatch | None = None
+        pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         try:
             with torch.inference_mode():
                 while True:
-                    new = pull(limit - len(rows)) if len(rows) < limit else []
+                    active = batch.active() if batch is not None else 0
+                    new = pull(limit - active) if active < limit else []
+                    joining = []
                     for req in new:
                         ids = self.tokenizer(req.text, add_special_tokens=req.add_special_tokens)["input_ids"]
                         row = _Row(req=req, prompt_len=len(ids))
@@ -202,72 +203,213 @@ class HFBackend:
                         if reason is not None:
                             yield self._done(row, reason)
                             continue
-                        row_cache = out.cache
-                        if not all(type(layer) is DynamicLayer for layer in row_cache.layers):
+                        if not all(type(layer) is DynamicLayer for layer in out.cache.layers):
                             limit = 1  # sliding-window or hybrid caches: decode one window at a time
-                        if cache is None:
-                            cache, mask = row_cache, torch.ones((1, len(ids)), dtype=torch.long, device=device)
-                        else:
-                            mask = _join(cache, mask, row_cache, len(ids))
-                        rows.append(row)
-                    if not rows:
+                        joining.append((row, out.cache))
+                    if joining:
+                        if batch is None:
+                            batch = _SlotBatch(joining[0][1], device)
+                        batch.add_many(joining)
+                    if batch is not None:
+                        batch.maybe_compact()
+                    if batch is None or batch.active() == 0:
                         if not new:
                             return
                         continue
                     t0 = time.perf_counter()
-                    input_ids = torch.tensor([[r.ids[-1]] for r in rows], device=device)
-                    positions = torch.tensor([[r.prompt_len + len(r.ids) - 1] for r in rows], device=device)
-                    mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+                    input_ids, positions, mask = batch.step_inputs(pad_id)
                     out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                cache=cache, use_cache=True, logits_to_keep=1)
-                    tokens = self._next_token(out.logits[:, -1, :], rows)
+                                cache=batch.cache, use_cache=True, logits_to_keep=1)
+                    batch.after_step()
+                    slots = batch.active_slots()
+                    logits = out.logits[:, -1, :]
+                    rows = [batch.rows[i] for i in slots]
+                    tokens = self._next_token(logits[slots] if len(slots) < logits.shape[0] else logits, rows)
                     self._sync()
                     self.stats.decode_s += time.perf_counter() - t0
                     self.stats.decode_steps += 1
-                    keep, finished = [], []
-                    for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+                    finished = []
+                    for slot, row, token in zip(slots, rows, tokens, strict=True):
                         reason = self._finished(row, token)
-                        if reason is None:
-                            keep.append(i)
-                        else:
+                        if reason is not None:
+                            batch.remove(slot)
                             finished.append(self._done(row, reason))
-                    if finished:
-                        if keep:
-                            mask = _select(cache, mask, keep)
-                            rows = [rows[i] for i in keep]
-                        else:
-                            rows, cache, mask = [], None, None
-                        yield from finished
+                    yield from finished
         finally:
             if was_training:
                 model.train()
 
 
-def _join(cache: Any, mask: Any, row_cache: Any, length: int) -> Any:
-    """Append one prefilled row to the batch cache, left-padding whichever side is shorter."""
-    import torch
-    import torch.nn.functional as F
+class _SlotBatch:
+    """The in-flight windows: one slot per window in a shared, preallocated KV buffer per layer.
 
-    total = mask.shape[1]
-    width = max(total, length)
-    for layer, new in zip(cache.layers, row_cache.layers, strict=True):
-        layer.keys = torch.cat([F.pad(layer.keys, (0, 0, width - total, 0)),
-                                F.pad(new.keys, (0, 0, width - length, 0))], dim=0)
-        layer.values = torch.cat([F.pad(layer.values, (0, 0, width - total, 0)),
-                                  F.pad(new.values, (0, 0, width - length, 0))], dim=0)
-    row_mask = mask.new_zeros((1, width))
-    row_mask[0, width - length:] = 1
-    return torch.cat([F.pad(mask, (width - total, 0)), row_mask], dim=0)
+    Every slot's keys end at the same column (``length``); a slot's prompt is right-aligned there and the
+    columns before it are masked out. A finished window frees its slot, and a new window of prompt length
+    ``L <= length`` is written straight into it, so decoding never copies the cache per step; buffers grow
+    (and drop all-padding columns) only when full.
+    """
+
+    HEADROOM = 256
+
+    def __init__(self, template: Any, device: Any) -> None:
+        from transformers.cache_utils import DynamicCache
+
+        self.device = device
+        self.cache = DynamicCache()  # its layers are views into our buffers
+        self.cache.layers = [_new_buffer_layer() for _ in template.layers]
+        first = template.layers[0].keys
+        self.dtype = first.dtype
+        self.rows: list[_Row | None] = []
+        self.length = 0
+        self.kbuf: list[Any] = []
+        self.vbuf: list[Any] = []
+        self.shapes = [(layer.keys.shape[1], layer.keys.shape[3], layer.values.shape[3]) for layer in template.layers]
+        self.devices = [layer.keys.device for layer in template.layers]  # layers may sit on several GPUs
+        self.mask: Any = None
+        self._alloc(0, 0)
+
+    # buffers ------------------------------------------------------------------------------------------
+    def _alloc(self, slots: int, cap: int) -> None:
+        import torch
+
+        self.kbuf = [torch.zeros((slots, h, cap, dk), dtype=self.dtype, device=dev)
+                     for (h, dk, _), dev in zip(self.shapes, self.devices, strict=True)]
+        self.vbuf = [torch.zeros((slots, h, cap, dv), dtype=self.dtype, device=dev)
+                     for (h, _, dv), dev in zip(self.shapes, self.devices, strict=True)]
+        self.mask = torch.zeros((slots, cap), dtype=torch.long, device=self.device)
+
+    def _rebuild(self, slots: int, keep: list[int], shift: int, drop: int, cap: int) -> None:
+        """New buffers with ``slots`` rows: old rows ``keep`` copied to rows 0.., columns moved by ``shift - drop``."""
+        old_k, old_v, old_mask, n = self.kbuf, self.vbuf, self.mask, self.length
+        self._alloc(slots, cap)
+        if keep and n - drop > 0:
+            import torch
+
+            idx = torch.tensor(keep, device=self.device)
+            for i in range(len(old_k)):
+                li = idx.to(self.devices[i])
+                self.kbuf[i][: len(keep), :, shift: shift + n - drop] = old_k[i].index_select(0, li)[:, :, drop:n]
+                self.vbuf[i][: len(keep), :, shift: shift + n - drop] = old_v[i].index_select(0, li)[:, :, drop:n]
+            self.mask[: len(keep), shift: shift + n - drop] = old_mask.index_select(0, idx)[:, drop:n]
+        self.rows = [self.rows[i] for i in keep] + [None] * (slots - len(keep))
+        self.length = n - drop + shift
+        self._bind()
+
+    def _bind(self) -> None:
+        for i, layer in enumerate(self.cache.layers):
+            layer.bind(self, i)
+
+    def _first_used_column(self) -> int:
+        used = [i for i, r in enumerate(self.rows) if r is not None]
+        if not used:
+            return self.length
+        import torch
+
+        cols = self.mask[torch.tensor(used, device=self.device), : self.length].any(dim=0).nonzero()
+        return int(cols[0].item()) if cols.numel() else self.length
+
+    # rows ---------------------------------------------------------------------------------------------
+    def active(self) -> int:
+        return sum(r is not None for r in self.rows)
+
+    def active_slots(self) -> list[int]:
+        return [i for i, r in enumerate(self.rows) if r is not None]
+
+    def add_many(self, joining: list[tuple[_Row, Any]]) -> None:
+        """Place prefilled rows into free slots; one buffer rebuild at most (more slots, or a longer prompt)."""
+        free = [i for i, r in enumerate(self.rows) if r is None]
+        longest = max(row.prompt_len for row, _ in joining)
+        if longest > self.length or len(free) < len(joining):
+            drop = self._first_used_column()
+            new_len = max(self.length - drop, longest)
+            busy = self.active_slots()
+            self._rebuild(max(len(self.rows), len(busy) + len(joining)), busy, new_len - (self.length - drop),
+                          drop, new_len + self.HEADROOM)
+            free = [i for i, r in enumerate(self.rows) if r is None]
+        for (row, row_cache), slot in zip(joining, free, strict=False):
+            self._place(slot, row, row_cache)
+
+    def _place(self, slot: int, row: _Row, row_cache: Any) -> None:
+        start = self.length - row.prompt_len
+        for i, layer in enumerate(row_cache.layers):
+            self.kbuf[i][slot, :, :start] = 0
+            self.vbuf[i][slot, :, :start] = 0
+            self.kbuf[i][slot, :, start: self.length] = layer.keys[0]
+            self.vbuf[i][slot, :, start: self.length] = layer.values[0]
+        self.mask[slot].zero_()
+        self.mask[slot, start: self.length] = 1
+        self.rows[slot] = row
+
+    def remove(self, slot: int) -> None:
+        self.rows[slot] = None
+        self.mask[slot].zero_()
+
+    def maybe_compact(self) -> None:
+        """Drop idle slots once at most half are busy after refilling (the end of a run), so idle rows stop
+        costing compute."""
+        busy = self.active()
+        if busy and busy * 2 <= len(self.rows):
+            drop = self._first_used_column()
+            self._rebuild(busy, self.active_slots(), 0, drop, self.kbuf[0].shape[2] - drop)
+
+    # one decode step ----------------------------------------------------------------------------------
+    def step_inputs(self, pad_id: int) -> tuple[Any, Any, Any]:
+        import torch
+
+        if self.length + 1 > self.kbuf[0].shape[2]:
+            drop = self._first_used_column()
+            self._rebuild(len(self.rows), list(range(len(self.rows))), 0, drop,
+                          self.length - drop + self.HEADROOM)
+        ids, pos = [], []
+        for r in self.rows:
+            ids.append(r.ids[-1] if r is not None else pad_id)
+            pos.append(r.prompt_len + len(r.ids) - 1 if r is not None else 0)
+        self.mask[:, self.length] = 1  # every slot sees its own new token (idle slots see only that)
+        return (torch.tensor(ids, device=self.device).unsqueeze(1),
+                torch.tensor(pos, device=self.device).unsqueeze(1),
+                self.mask[:, : self.length + 1])
+
+    def after_step(self) -> None:
+        self.length += 1
+        for i, r in enumerate(self.rows):
+            if r is None:
+                self.mask[i, self.length - 1] = 0
+        self._bind()
 
 
-def _select(cache: Any, mask: Any, keep: list[int]) -> Any:
-    """Keep rows ``keep`` and drop the left columns that are padding for every remaining row."""
-    import torch
+_BUFFER_LAYER_CLASS: Any = None
 
-    idx = torch.tensor(keep, device=mask.device)
-    mask = mask.index_select(0, idx)
-    first = int(mask.any(dim=0).nonzero()[0].item())
-    for layer in cache.layers:
-        layer.keys = layer.keys.index_select(0, idx)[:, :, first:, :]
-        layer.values = layer.values.index_select(0, idx)[:, :, first:, :]
-    return mask[:, first:]
+
+def _new_buffer_layer() -> Any:
+    """A cache layer over a slice of a preallocated buffer: ``update`` writes in place, never concatenates.
+    (A DynamicLayer subclass, defined on first use so importing this module does not import transformers.)"""
+    global _BUFFER_LAYER_CLASS
+    if _BUFFER_LAYER_CLASS is None:
+        from transformers.cache_utils import DynamicLayer
+
+        class BufferLayer(DynamicLayer):
+            def __init__(self) -> None:
+                super().__init__()
+                self.is_initialized = True
+
+            def bind(self, batch: _SlotBatch, index: int) -> None:
+                self.batch, self.index = batch, index
+                n = batch.length
+                self.keys = batch.kbuf[index][:, :, :n]
+                self.values = batch.vbuf[index][:, :, :n]
+
+            def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+                n, q = self.batch.length, key_states.shape[-2]
+                kb, vb = self.batch.kbuf[self.index], self.batch.vbuf[self.index]
+                kb[:, :, n: n + q] = key_states
+                vb[:, :, n: n + q] = value_states
+                return kb[:, :, : n + q], vb[:, :, : n + q]
+
+            def get_seq_length(self) -> int:
+                return self.batch.length
+
+            def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+                return self.batch.length + query_length, 0
+
+        _BUFFER_LAYER_CLASS = BufferLayer
+    return _BUFFER_LAYER_CLASS()

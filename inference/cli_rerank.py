@@ -167,8 +167,10 @@ def _print_summary(summary: dict[str, Any], out: str) -> None:
     for name, stage in (summary.get("stages") or {}).items():
         if isinstance(stage, dict):
             table.add_row(f"{name} stage", f"{stage['wall_s']:.1f} s ({100 * (stage['share'] or 0):.0f}% of the time)")
+    first = summary.get("first_stage_metrics", {})
     for name, value in summary.get("metrics", {}).items():
-        table.add_row(name, f"{100 * value:.2f}")
+        table.add_row(name, f"{100 * value:.2f} (first stage {100 * first[name]:.2f})" if name in first
+                      else f"{100 * value:.2f}")
     Console(stderr=True).print(table)
 
 
@@ -226,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             from inference.metrics import evaluate
 
             summary["metrics"] = evaluate(read_run(args.out), qrels, args.metrics)
+            first = {r.qid: [(c.docid, float(len(r.candidates) - i)) for i, c in enumerate(r.candidates)]
+                     for r in requests}
+            summary["first_stage_metrics"] = evaluate(first, qrels, args.metrics)
     except DataError as err:
         print(f"dear rerank: error: {err}", file=sys.stderr)
         return 2

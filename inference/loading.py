@@ -85,13 +85,22 @@ def describe_source(path: str, *, revision: str | None = None) -> dict[str, Any]
 
 def _describe_hub(repo_id: str, revision: str | None) -> dict[str, Any]:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     try:
         cfg_path = hf_hub_download(repo_id, "adapter_config.json", revision=revision)
-    except EntryNotFoundError:
+    except RemoteEntryNotFoundError:  # the repo exists and is not an adapter: a full model
         return {"kind": "model", "dir": None, "hub_id": repo_id, "base_model": None}
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
+    except RepositoryNotFoundError as err:
+        raise DataError(f"no Hub repository {repo_id!r} (or it is gated/private)", path=repo_id,
+                        reason="not_found", fix="check the id, or log in with `hf auth login` for gated models"
+                        ) from err
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:  # offline and not in the local cache
         raise DataError(f"cannot reach the Hub for {repo_id!r} ({type(err).__name__})", path=repo_id,
                         reason="offline",
                         fix="unset HF_HUB_OFFLINE and check the network, or download the folder and pass its path"
@@ -122,7 +131,7 @@ def _hub_spec(repo_id: str, revision: str | None) -> PromptSpec | None:
 
     try:
         return load_prompt_spec(Path(hf_hub_download(repo_id, PROMPT_SPEC_FILE, revision=revision)).parent)
-    except EntryNotFoundError:
+    except EntryNotFoundError:  # not in the repo (or, offline, not cached): the released adapter has none
         return None
 
 

@@ -167,7 +167,7 @@ class ListwiseReranker:
         from inference.loading import load_model
 
         if backend == "vllm":
-            from inference.vllm_backend import VLLMBackend
+            from inference.vllm_backend import VLLMBackend, max_model_len
 
             vb, tokenizer, spec = VLLMBackend.from_pretrained(path, base_model=base_model, dtype=dtype,
                                                               prompt=prompt, trust_remote_code=trust_remote_code,
@@ -175,6 +175,9 @@ class ListwiseReranker:
                                                               do_sample=kwargs.pop("do_sample", False),
                                                               temperature=kwargs.pop("temperature", 1.0),
                                                               top_p=kwargs.pop("top_p", 1.0))
+            ctx = max_model_len(vb)
+            if ctx is not None and kwargs.get("max_prompt_tokens") is None:
+                kwargs["max_prompt_tokens"] = ctx - (kwargs.get("max_new_tokens") or 512)
             return cls(None, tokenizer, spec, backend=vb, **kwargs)
         if backend != "hf":
             raise ValueError(f"unknown backend {backend!r}: use 'hf' or 'vllm'")
@@ -292,7 +295,8 @@ class ListwiseReranker:
         spec = self.spec
         passages = [st.candidates[i].passage() for i in idx]
         prompt = render_prompt(spec, st.request.query, passages, tokenizer=self.tokenizer)
-        if self.max_prompt_tokens is not None and self.tokenizer is not None:
+        if self.max_prompt_tokens is not None and self.tokenizer is not None and not _surely_fits(
+                prompt, self.max_prompt_tokens):
             if prompt_token_count(prompt, self.tokenizer) > self.max_prompt_tokens:
                 prompt = render_prompt(spec, st.request.query, passages, tokenizer=self.tokenizer,
                                        max_tokens=self.max_prompt_tokens)
@@ -336,3 +340,11 @@ def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:
         return is_complete_ranking(_TRAILING_NUMBER.sub("", text), n, base=base, cot=cot)
 
     return check
+
+
+def _surely_fits(prompt: Any, max_tokens: int) -> bool:
+    """True when the prompt cannot exceed ``max_tokens`` without tokenizing it: byte-level and byte-fallback
+    tokenizers emit at most one token per UTF-8 byte (plus a few special tokens)."""
+    text = prompt.text if prompt.text is not None else "".join(m["content"] for m in prompt.messages or ())
+    extra = 16 if prompt.text is not None else 16 + 8 * len(prompt.messages or ())
+    return len(text.encode("utf-8")) + extra <= max_tokens

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 
 import pytest
 from _infer_helpers import ScriptedBackend, rank_by_relevance
@@ -163,3 +164,48 @@ def test_dear_eval_table_and_json(tmp_path, capsys):
     assert round(100 * report["runs"][bm25]["metrics"]["ndcg@10"], 2) == 47.96
     assert report["runs"][bm25]["queries"] == 54
     assert cli_eval.main(["--run", bm25, "--qrels", bm25]) == 2  # a run passed as qrels: clear error
+
+
+def test_inference_imports_neither_torch_nor_dear_train_and_help_is_instant(subprocess_env):
+    code = ("import sys, inference, inference.cli_rerank, inference.cli_eval, inference.metrics; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'dear_train')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--top-k" in cli_rerank.build_parser().format_help()
+
+
+def test_killed_mid_run_then_rerun_loses_and_repeats_nothing(tiny_model_dir, tmp_path, dear_cmd, subprocess_env):
+    import signal
+    import time
+
+    reqs = read_rankgpt_json(shared_path("trec-dl19", "retrieve_results_dl19_top100.json"))[:8]
+    src = tmp_path / "eight.json"
+    write_rankgpt_json(src, reqs)
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    cmd = dear_cmd + ["rerank", "--model", str(tiny_model_dir), "--input", str(src), "--out", str(out),
+                      "--jsonl", str(jl), "--top-k", "40", "--max-new-tokens", "8", "--batch-size", "1",
+                      "--no-progress"]
+    proc = subprocess.Popen(cmd, env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and len(out.read_text().splitlines()) >= 100:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = out.read_text()
+    finished = {line.split()[0] for line in before.splitlines()}
+    assert 1 <= len(finished) < len(reqs), "the run should be killed part-way"
+    done = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(set(lines)) == 100 * len(reqs)
+    run = read_run(out)
+    assert set(run) == {r.qid for r in reqs} and all(len(v) == 100 for v in run.values())
+    complete_before = [q for q in finished if sum(1 for x in before.splitlines() if x.split()[0] == q) == 100]
+    for q in complete_before:  # finished queries were kept as written, not redone
+        assert [x for x in lines if x.split()[0] == q] == [x for x in before.splitlines() if x.split()[0] == q]
+    qids = [json.loads(x)["qid"] for x in jl.read_text().splitlines()]
+    assert sorted(qids) == sorted(r.qid for r in reqs)

@@ -15,6 +15,18 @@ from inference.backends import HFBackend
 from inference.reranker import ListwiseReranker
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny-model decoding is overhead-bound: on a shared 2-core machine a second OpenMP thread only spins
+    (measured 10-50x slower per step under load), so this module runs torch on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -181,3 +193,49 @@ def test_a_huge_passage_is_shrunk_to_fit_and_counted(tiny):
     (res,) = rr.rerank_batch([req])
     assert sorted(res.docids) == ["a", "b"] and res.repairs.get("prompt_shrunk") == 1
     assert res.windows[0].prompt_tokens <= 600
+
+
+def test_slot_reuse_growth_and_compaction_keep_greedy_outputs_exact(tiny, monkeypatch):
+    """Short prompts of different lengths and a budget past the buffer headroom: windows join, leave,
+    reuse slots, grow the buffer and compact at the end, and every output equals decoding alone."""
+    from data_prep.schema import Candidate, RerankRequest
+    from inference.backends import _SlotBatch
+
+    model, tok = tiny
+    monkeypatch.setattr(_SlotBatch, "HEADROOM", 8)  # grow often without long generations
+    words = "light bulb edison invent patent lamp current wire glass carbon filament vacuum".split()
+    reqs = [RerankRequest(qid=f"s{j}", query=" ".join(words[j: j + 3]),
+                          candidates=tuple(Candidate(f"s{j}-{i}", " ".join(words[: 1 + (3 * i + 5 * j) % 12]))
+                                           for i in range(8)))
+            for j in range(5)]
+    budget = 30
+    kw = dict(window=4, stride=2, max_new_tokens=budget, early_stop=False)
+    alone = ListwiseReranker(model, tok, "dear-card", batch_size=1, **kw).rerank_batch(reqs)
+    together = ListwiseReranker(model, tok, "dear-card", batch_size=3, **kw).rerank_batch(reqs)
+    assert [w.raw for r in together for w in r.windows] == [w.raw for r in alone for w in r.windows]
+    lengths = {w.generated_tokens for r in together for w in r.windows}
+    assert max(lengths) > _SlotBatch.HEADROOM  # the buffer had to grow
+    assert len({w.prompt_tokens for r in together for w in r.windows}) > 3  # prompts of different lengths
+
+
+def test_adapter_on_a_4bit_base_keeps_lora_layers_and_ranks(tiny_model_dir, tmp_path):
+    from data_prep.samples import load_noveleval_sample
+
+    _save_adapter(tiny_model_dir, tmp_path / "qlora", spec=get_prompt_spec("dear-card"))
+    rr = ListwiseReranker.from_pretrained(str(tmp_path / "qlora"), quantization="4bit", device_map={"": "cpu"},
+                                          max_new_tokens=6, batch_size=2)
+    names = {type(m).__name__ for m in rr.model.modules()}
+    assert "Linear4bit" in names and any("lora" in n.lower() for n in names)  # quantized base, unmerged LoRA
+    requests, _ = load_noveleval_sample()
+    for res, req in zip(rr.rerank_batch(requests[:2]), requests[:2], strict=True):
+        assert _permutation_of(res, req) and len(res.windows) == 1
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError, match="cannot reach the Hub") as err:
+        ListwiseReranker.from_pretrained("abdoelsayed/dear-8b-reranker-listwise-lora-v1")
+    assert err.value.reason == "offline" and "HF_HUB_OFFLINE" in str(err.value)
