@@ -15,7 +15,7 @@ order of the files or on which other queries were kept. Each group carries the t
 its passages, positive first.
 
 Accounting (report.json): every query read is written or dropped with a reason, every score line read is
-used or dropped with a reason; ``strict`` raises on the first bad record (file, line, qid, fix), ``skip``
+used or dropped with a reason; ``fail`` raises on the first bad record (file, line, qid, fix), ``skip``
 drops and counts it.
 """
 
@@ -38,7 +38,7 @@ from data_prep.schema import Candidate, DataError, RerankRequest
 
 logger = logging.getLogger(__name__)
 
-OnError = Literal["strict", "skip"]
+OnError = Literal["fail", "skip"]
 TeacherScores = dict[str, dict[str, float]]  # qid -> docid -> score
 
 
@@ -96,13 +96,13 @@ def _parse_score_line(line: str, path: str, lineno: int, is_jsonl: bool) -> tupl
     return qid, docid, score
 
 
-def read_teacher_scores(path: str | Path, report: PointwiseReport, *, on_error: OnError = "strict",
+def read_teacher_scores(path: str | Path, report: PointwiseReport, *, on_error: OnError = "fail",
                         known: dict[str, set[str]] | None = None) -> TeacherScores:
     """Teacher scores keyed by qid then docid.
 
     ``known`` (qid -> candidate docids with text) checks each line against the candidates: a line for a query
     that is not among the candidates is counted as ``unknown_qid`` (a teacher file may cover more queries);
-    a docid the query's candidates lack is an error in ``strict`` mode (its text is missing).
+    a docid the query's candidates lack is an error in ``fail`` mode (its text is missing).
     """
     p = str(path)
     is_jsonl = p.endswith((".jsonl", ".jsonl.gz", ".json"))
@@ -127,7 +127,7 @@ def read_teacher_scores(path: str | Path, report: PointwiseReport, *, on_error: 
                     raise DataError(f"second score for docid {docid!r}", path=p, line=lineno, qid=qid,
                                     reason="duplicate", fix="keep one score per (qid, docid)")
             except DataError as err:
-                if on_error == "strict":
+                if on_error == "fail":
                     raise
                 ledger.record_dropped(err.reason, message=err.message, line=lineno, qid=err.qid)
                 continue
@@ -219,7 +219,7 @@ def prep_pointwise(
     max_positives: int = 1,
     negative_depth: int | None = None,
     eval_queries: int = 0,
-    on_error: OnError = "strict",
+    on_error: OnError = "fail",
     sources: dict[str, Any] | None = None,
 ) -> PointwiseReport:
     """Write ``out_dir/{train,eval}.jsonl`` and ``report.json`` (atomically); return the report."""
@@ -243,7 +243,7 @@ def prep_pointwise(
                 qrels=None if qrels is None else qrels.get(req.qid, {}), min_rel=min_rel,
                 max_positives=max_positives, negative_depth=negative_depth)
         except DataError as err:
-            if on_error == "strict":
+            if on_error == "fail":
                 raise err.located(path=str(teacher_scores)) from None
             report.queries.record_dropped(err.reason, message=err.message, qid=req.qid)
             continue

@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative-depth", type=int, help="sample negatives only from the teacher's top K")
     p.add_argument("--eval-queries", type=int, default=0, help="queries held out into eval.jsonl")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--on-error", choices=("strict", "skip"), default="strict",
-                   help="strict: stop at the first bad record; skip: drop it and count it in report.json")
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="fail: stop at the first bad record (file, line, qid, fix); skip: drop it and count it in report.json")
     p.add_argument("--out", required=True, help="output folder (train.jsonl, eval.jsonl, report.json)")
     return p
 

@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     print("7/7 verify and export the adapter with its model card")
     timings["export"] = dear("export", "--adapter", adapter, "--out", export, "--dtype", "fp32", log=log)
 
-    from inference.metrics import evaluate
     from data_prep.readers import read_qrels, read_run
+    from inference.metrics import evaluate
 
     q = read_qrels(qrels)
     ndcg = {name: evaluate(read_run(path), q, metrics=("ndcg@10",))["ndcg@10"]
