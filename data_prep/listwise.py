@@ -300,6 +300,7 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
         raise ValueError("max_tokens needs a tokenizer")
     report = PrepReport()
     out: list[dict[str, Any]] = []
+    groups: list[str] = []  # split key per output record: the source query (windows of one query stay together)
     seen: dict[str, int | None] = {}
     prompt_lens: list[int] = []
     completion_lens: list[int] = []
@@ -361,13 +362,14 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
         report.add_repairs(rec.repairs)
         report.record_written()
         out.extend(made)
+        groups.extend([str(ex.meta.get("source_qid") or ex.qid)] * len(made))
     report.check()
     report.outputs = type(report.outputs)({k: v for k, v in report.outputs.items() if v})
     if with_reasoning and not spec.cot:
         logger.info("%d teacher records carry reasoning; pass --cot to train on it", with_reasoning)
-    eval_qids = split_qids([r["qid"] for r in out], options.eval_fraction, options.seed)
-    train = [r for r in out if r["qid"] not in eval_qids]
-    evals = [r for r in out if r["qid"] in eval_qids]
+    eval_groups = split_qids(groups, options.eval_fraction, options.seed)
+    train = [r for r, g in zip(out, groups, strict=True) if g not in eval_groups]
+    evals = [r for r, g in zip(out, groups, strict=True) if g in eval_groups]
     report.outputs["records"] = len(out)
     lengths = {
         "unit": "tokens" if tokenizer is not None else "chars",
@@ -376,7 +378,7 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
         "total": length_stats(total_lens),
     }
     split = {"seed": options.seed, "eval_fraction": options.eval_fraction,
-             "train_queries": len({r["qid"] for r in train}), "eval_queries": len(eval_qids),
+             "train_queries": len({r["qid"] for r in train}), "eval_queries": len(eval_groups),
              "train_records": len(train), "eval_records": len(evals),
              "teacher_records_with_reasoning": with_reasoning}
     return PrepResult(train=train, eval=evals, report=report, lengths=lengths, split=split)

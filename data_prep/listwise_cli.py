@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from data_prep.prompts import PROMPT_SPECS
 from data_prep.schema import DataError
 
 FORMAT_CHOICES = ("auto", "jsonl", "rankgpt", "rankllm", "reason-to-rank", "responses", "qrels")
@@ -36,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help="teacher format (default: auto)")
     p.add_argument("--qrels", metavar="QRELS", help="TREC qrels: judgments become the teacher (--format qrels)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--prompt", default="dear-card", choices=("dear-card", "rankgpt"),
+    p.add_argument("--prompt", default="dear-card", choices=sorted(PROMPT_SPECS),
                    help="prompt template (default: dear-card, the released DeAR adapter's prompt)")
+    p.add_argument("--passage-length", type=int, default=None, metavar="N",
+                   help="cut each passage to N units of the template (characters for dear-card, words for "
+                        "the chat templates; default 300); saved in prompt_spec.json so inference matches")
     p.add_argument("--window", type=int, default=20, help="passages per record; longer lists become windows")
     p.add_argument("--stride", type=int, default=None, help="step between windows (default: window // 2)")
     p.add_argument("--min-window", type=int, default=None, metavar="N",
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_tokens is not None and not args.tokenizer:
         parser.error("--max-tokens needs --tokenizer")
+    if args.passage_length is not None and args.passage_length < 1:
+        parser.error("--passage-length must be >= 1")
     if args.qrels and args.format not in ("auto", "qrels"):
         parser.error("--qrels is only for --format qrels (or auto)")
 
@@ -114,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     started = time.perf_counter()
     try:
-        spec = get_prompt_spec(args.prompt, cot=True) if args.cot else get_prompt_spec(args.prompt)
+        overrides: dict[str, Any] = {"cot": True} if args.cot else {}
+        if args.passage_length is not None:
+            overrides["truncate_length"] = args.passage_length
+        spec = get_prompt_spec(args.prompt, **overrides)
         tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else None
         qrels = read_qrels(args.qrels) if args.qrels else None
         fmt, records = read_teacher(args.teacher, args.format, qrels=qrels,

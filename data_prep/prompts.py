@@ -107,6 +107,28 @@ def get_prompt_spec(name: str, **overrides: Any) -> PromptSpec:
     return replace(spec, **overrides) if overrides else spec
 
 
+def resolve_prompt_spec(name_or_path: str) -> PromptSpec:
+    """A spec from a registered name, a ``prompt_spec.json`` file, or a folder holding one (a prep output
+    or an adapter folder), so a model can be run with exactly the spec some data was built with."""
+    path = Path(name_or_path)
+    if name_or_path not in PROMPT_SPECS and path.exists():
+        if path.is_file():
+            return load_prompt_spec_file(path)
+        spec = load_prompt_spec(path)
+        if spec is None:
+            raise DataError(f"no {PROMPT_SPEC_FILE} in this folder", path=str(path),
+                            fix="pass a template name, a prompt_spec.json file, or a prep/adapter folder")
+        return spec
+    return get_prompt_spec(name_or_path)
+
+
+def load_prompt_spec_file(path: str | Path) -> PromptSpec:
+    try:
+        return PromptSpec.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise DataError(f"unreadable prompt spec: {err}", path=str(path), fix="re-save it with save_prompt_spec") from err
+
+
 def save_prompt_spec(directory: str | Path, spec: PromptSpec) -> Path:
     path = Path(directory) / PROMPT_SPEC_FILE
     path.write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -116,12 +138,7 @@ def save_prompt_spec(directory: str | Path, spec: PromptSpec) -> Path:
 def load_prompt_spec(directory: str | Path) -> PromptSpec | None:
     """The spec saved in a dataset or adapter folder, or None when the folder has none."""
     path = Path(directory) / PROMPT_SPEC_FILE
-    if not path.is_file():
-        return None
-    try:
-        return PromptSpec.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError) as err:
-        raise DataError(f"unreadable prompt spec: {err}", path=str(path), fix="re-save it with save_prompt_spec") from err
+    return load_prompt_spec_file(path) if path.is_file() else None
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--backoff-base", type=float, default=1.0, help="first backoff in seconds (doubles)")
     ep.add_argument("--backoff-max", type=float, default=60.0, help="longest backoff in seconds")
     ep.add_argument("--max-tokens", type=int, help="completion token limit sent with each request")
-    ep.add_argument("--prices", help="price table YAML/JSON (default configs/teacher_prices.yaml)")
+    ep.add_argument("--prices", help="price table YAML/JSON (default data_prep/teacher/prices.yaml)")
     pr = p.add_argument_group("prompting")
     pr.add_argument("--prompt", default="dear-cot", help="prompt spec name (default dear-cot)")
     pr.add_argument("--cot", action="store_true", help="force chain of thought on a spec without it (rankgpt)")

@@ -196,6 +196,8 @@ def read_canonical(path: str | Path) -> Iterator[TeacherRecord]:
         meta: dict[str, Any] = {}
         if rec.get("reasoning"):
             meta[META_REASONING_ID_BASE] = int(rec.get(META_REASONING_ID_BASE, 0))
+        if rec.get("source_qid") is not None:  # window records of one query (from `dear teacher`)
+            meta["source_qid"] = str(rec["source_qid"])
         return RankingExample(qid=qid, query=str(rec["query"]), candidates=cands, ranking=ranking,
                               reasoning=rec.get("reasoning") or None, meta=meta), repairs
 

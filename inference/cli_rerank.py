@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", help="per-query results with per-window raw generations and repairs")
     p.add_argument("--qrels", help="TREC qrels: print nDCG of the run at the end")
     p.add_argument("--metrics", nargs="+", default=["ndcg@10", "ndcg@5", "ndcg@1"], help="metrics with --qrels")
-    p.add_argument("--prompt", help="prompt template name (default: the model folder's prompt_spec.json, else dear-card)")
+    p.add_argument("--prompt", help="prompt template name, a prompt_spec.json, or a folder with one such as a `dear prep` output "
+                        "(default: the model folder's prompt_spec.json, else dear-card)")
     p.add_argument("--window", type=int, default=20)
     p.add_argument("--stride", type=int, default=10)
     p.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order")

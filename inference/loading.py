@@ -13,7 +13,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, get_prompt_spec, load_prompt_spec
+from data_prep.prompts import (
+    PROMPT_SPEC_FILE,
+    PromptSpec,
+    get_prompt_spec,
+    load_prompt_spec,
+    resolve_prompt_spec,
+)
 from data_prep.schema import DataError
 
 logger = logging.getLogger(__name__)
@@ -95,9 +101,10 @@ def _describe_hub(repo_id: str, revision: str | None) -> dict[str, Any]:
 
 
 def resolve_spec(source: dict[str, Any], prompt: str | None, *, revision: str | None = None) -> PromptSpec:
-    """``prompt`` by name when given, else the folder's prompt_spec.json, else ``dear-card``."""
+    """``prompt`` when given (a name, a prompt_spec.json, or a folder with one), else the model folder's
+    prompt_spec.json, else ``dear-card``."""
     if prompt:
-        return get_prompt_spec(prompt)
+        return resolve_prompt_spec(prompt)
     if source["dir"] is not None:
         spec = load_prompt_spec(source["dir"])
     else:

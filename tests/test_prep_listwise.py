@@ -343,3 +343,33 @@ def test_free_text_reasoning_is_renumbered_on_full_views_and_dropped_on_windows(
     assert not lost and text == "[1] beats [3]; passage 0 is weakest"
     assert view_reasoning(ex, [0, 1, 2, 3], 1) == ("[3] beats [1]; passage 4 is weakest", False)
     assert view_reasoning(ex, [0, 2], 0) == (None, True)
+
+
+def test_window_records_of_one_source_query_stay_in_one_split(tmp_path):
+    # `dear teacher` writes one record per window with qid "<qid>@<start>-<end>" and the query's source_qid.
+    teacher = tmp_path / "teacher.jsonl"
+    with teacher.open("w") as f:
+        for q in range(10):
+            for start in (0, 3):
+                rec = _good(f"q{q}@{start}-{start + 3}")
+                rec["source_qid"] = f"q{q}"
+                f.write(json.dumps(rec) + "\n")
+    out = tmp_path / "out"
+    assert _run("--teacher", str(teacher), "--format", "jsonl", "--out", str(out), "--eval-fraction", "0.3") == 0
+    train = {r["qid"].split("@")[0] for r in _jsonl(out / "train.jsonl")}
+    evals = {r["qid"].split("@")[0] for r in _jsonl(out / "eval.jsonl")}
+    assert evals and train and not (train & evals)
+    assert len(train) + len(evals) == 10
+
+
+def test_passage_length_is_applied_and_saved_in_the_spec(tmp_path):
+    data, qrels = noveleval_paths()
+    out = tmp_path / "out"
+    assert _run("--teacher", data, "--format", "qrels", "--qrels", qrels, "--out", out,
+                "--window", "5", "--passage-length", "40") == 0
+    spec = load_prompt_spec(out)
+    assert spec.truncate_length == 40 and spec.name == "dear-card"
+    rec = _jsonl(out / "train.jsonl")[0]
+    lines = [ln for ln in rec["prompt"].split("\n") if ln.startswith("[")]
+    assert len(lines) == 5 and all(len(ln.split("] ", 1)[1]) <= 40 for ln in lines)
+    assert any(len(ln.split("] ", 1)[1]) == 40 for ln in lines)

@@ -102,3 +102,17 @@ def test_unknown_template_and_empty_query():
         get_prompt_spec("nope")
     with pytest.raises(DataError, match="empty query"):
         render_prompt(get_prompt_spec("dear-card"), "  ", ["a"])
+
+
+def test_resolve_prompt_spec_by_name_file_or_folder(tmp_path):
+    from data_prep.prompts import PROMPT_SPEC_FILE, resolve_prompt_spec
+
+    spec = get_prompt_spec("dear-card", truncate_length=100)
+    save_prompt_spec(tmp_path, spec)
+    assert resolve_prompt_spec("rankgpt") == get_prompt_spec("rankgpt")
+    assert resolve_prompt_spec(str(tmp_path)) == spec
+    assert resolve_prompt_spec(str(tmp_path / PROMPT_SPEC_FILE)) == spec
+    with pytest.raises(DataError, match="no prompt_spec.json"):
+        resolve_prompt_spec(str(tmp_path / "sub")) if (tmp_path / "sub").mkdir() is None else None
+    with pytest.raises(DataError, match="unknown prompt template"):
+        resolve_prompt_spec("not-a-template")

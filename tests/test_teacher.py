@@ -179,7 +179,7 @@ def test_retry_after_and_backoff():
 
 def test_price_table(tmp_path):
     table, src = load_prices()
-    assert src and src.endswith("configs/teacher_prices.yaml")
+    assert src and src.endswith("data_prep/teacher/prices.yaml")
     assert price_for("gpt-4o-2024-08-06", table) == table["gpt-4o"]
     assert price_for("gpt-4o-mini", table) == table["gpt-4o-mini"]
     assert price_for("my-local-model", table) is None

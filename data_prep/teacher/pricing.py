@@ -14,7 +14,7 @@ from pathlib import Path
 
 from data_prep.schema import DataError
 
-DEFAULT_PRICES = Path(__file__).resolve().parents[2] / "configs" / "teacher_prices.yaml"
+DEFAULT_PRICES = Path(__file__).resolve().parent / "prices.yaml"  # shipped as package data
 PRICES_ENV = "DEAR_TEACHER_PRICES"
 
 
