@@ -75,6 +75,44 @@ def build_data(out: Path, *, window: int, examples: int, seed: int = 0) -> Path:
     return out
 
 
+def pad_stats(*, window: int, batch: int, seeds: int = 5) -> dict:
+    """Pad share of padded batches over ALL DL19 windows (not the training subset): random order (TRL default)
+    vs the Trainer's length-grouped sampler, with the tokenizer the runs use. No training, just lengths."""
+    import random
+
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from dear_train.tiny_model import build_tokenizer
+
+    tok = build_tokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = build_data(Path(tmp), window=window, examples=10**9)
+        from datasets import load_from_disk
+
+        ds = load_from_disk(str(Path(tmp) / "dataset"))["train"]
+        lengths = [len(tok(r["prompt"] + r["completion"])["input_ids"]) + 1 for r in ds]
+    del data
+
+    def padded(order: list[int]) -> int:
+        return sum(max(lengths[i] for i in order[k : k + batch]) * len(order[k : k + batch])
+                   for k in range(0, len(order), batch))
+
+    useful = sum(lengths)
+    out = {"windows": len(lengths), "useful_tokens": useful, "mean_len": useful / len(lengths),
+           "min_len": min(lengths), "max_len": max(lengths)}
+    rand, grouped = [], []
+    for seed in range(seeds):
+        order = list(range(len(lengths)))
+        random.Random(seed).shuffle(order)
+        rand.append(1 - useful / padded(order))
+        g = torch.Generator().manual_seed(seed)
+        grouped.append(1 - useful / padded(get_length_grouped_indices(lengths, batch, generator=g)))
+    out["pad_share_random"] = statistics.mean(rand)
+    out["pad_share_length_grouped"] = statistics.mean(grouped)
+    return out
+
+
 def worker(cfg_path: str) -> int:
     """One training run in this process; prints a JSON line with the timings and peak RSS."""
     cfg = json.loads(Path(cfg_path).read_text())
@@ -162,10 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="OMP threads per run (1: CPU time is clean)")
     p.add_argument("--out", default=None, help="work folder (default: a temp dir)")
     p.add_argument("--arms", default="baseline,dear,padding_free")
+    p.add_argument("--pad-stats", action="store_true",
+                   help="only the pad share of padded batches over all DL19 windows, random vs length-grouped")
     p.add_argument("--markdown", action="store_true")
     a = p.parse_args(argv)
     if a.worker:
         return worker(a.worker)
+    if a.pad_stats:
+        for w in sorted({a.window, 20}):
+            st = pad_stats(window=w, batch=a.batch)
+            print(f"window {w}: {st['windows']} windows, {st['min_len']}-{st['max_len']} tokens (mean "
+                  f"{st['mean_len']:.0f}); pad share with batch {a.batch}: random order "
+                  f"{st['pad_share_random']:.1%}, length-grouped {st['pad_share_length_grouped']:.1%}")
+        return 0
     work = Path(a.out or tempfile.mkdtemp(prefix="bench_train_"))
     model = build_model(work / "model", hidden=a.hidden, layers=a.layers)
     data = build_data(work / "data", window=a.window, examples=a.examples)
