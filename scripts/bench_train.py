@@ -116,10 +116,10 @@ def pad_stats(*, window: int, batch: int, seeds: int = 5) -> dict:
 def worker(cfg_path: str) -> int:
     """One training run in this process; prints a JSON line with the timings and peak RSS."""
     cfg = json.loads(Path(cfg_path).read_text())
+    import transformers
+
     from dear_train import sft
     from dear_train.config import parse_config
-
-    import transformers
 
     clock: dict[str, float] = {}
 
