@@ -145,7 +145,9 @@ def _check_yaml(path: str, known: set[str]) -> None:
                           fix="remove or rename them; `dear train --help` lists every key")
 
 
-def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+def parse_config(
+    dataclass_types: Sequence[type], argv: Sequence[str] | None = None, *, prog: str | None = None
+) -> tuple[Any, ...]:
     """Parse ``argv`` (``--config x.yaml`` plus ``--key value`` overrides) into ``dataclass_types``.
 
     Unknown keys raise :class:`ConfigError` naming them; so do values the dataclasses reject.
@@ -160,7 +162,7 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
         raise ConfigError("--config needs a file path", fix="--config configs/train/tiny_cpu.yaml")
     if cfg is not None:
         _check_yaml(cfg, known)
-    parser = TrlParser(dataclass_types)
+    parser = TrlParser(dataclass_types, prog=prog)
     try:
         outputs = parser.parse_args_and_config(args, return_remaining_strings=True)
     except ValueError as err:  # TRL / TrainingArguments reject a value

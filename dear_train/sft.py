@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     from dear_train.config import parse_config
 
     try:
-        script, training_args, model_args = parse_config(config_classes(), argv)
+        script, training_args, model_args = parse_config(config_classes(), argv, prog="dear train")
         run(script, training_args, model_args)
     except DataError as err:
         rank = os.environ.get("RANK", "0")

@@ -102,3 +102,24 @@ def test_deepspeed_checkpoint_counts_as_complete(tmp_path):
     assert checkpoint_problem(d) == "no model/adapter weights"
     (d / "global_step4").mkdir()
     assert checkpoint_problem(d) is None
+
+
+def test_liger_is_used_only_on_a_gpu_with_the_package(monkeypatch, caplog):
+    import importlib.util
+
+    from dear_train import config, sft
+
+    class Args:
+        use_liger_kernel = True
+
+    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    a = Args()
+    sft._setup_liger(a)
+    assert a.use_liger_kernel is False and "liger" in caplog.text
+    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *x: object() if name == "liger_kernel" else real_find_spec(name, *x))
+    a = Args()
+    sft._setup_liger(a)
+    assert a.use_liger_kernel is True
