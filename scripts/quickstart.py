@@ -4,9 +4,9 @@ tiny model -> `dear prep listwise` (NovelEval judgments as the teacher) -> `dear
 `dear rerank` held-out queries (untrained base and trained adapter) -> `dear eval` -> `dear export`,
 then one summary table. Every step is a `dear` subcommand, printed before it runs so it can be rerun by hand.
 
-A 0.2M-parameter random model cannot learn relevance in minutes. What the table can honestly show is that
-training took: the share of windows whose output was a clean permutation goes up, while nDCG@10 stays
-near the first-stage order's.
+A 1.3M-parameter random model cannot learn relevance in minutes. What the table can honestly show is that
+training took: the share of windows answered with a well-formed ranking and with a clean permutation goes
+up, while nDCG@10 does not beat the first-stage order's.
 """
 
 from __future__ import annotations
@@ -30,12 +30,16 @@ from data_prep.samples import noveleval_paths  # noqa: E402
 
 # Windows of 5 passages cut to 100 characters: what a tiny model can learn to answer in ~2 minutes.
 WINDOW, STRIDE, TOP_K, PASSAGE_CHARS = 5, 3, 20, 100
+# A 1.3M-parameter Llama (hidden 128, 4 layers, 2k vocab). The 0.2M default of `dear tiny-model` learns the
+# answer format but rarely a clean permutation in this time (measured: 10% of held-out windows vs 63%).
+TINY = ("--hidden-size", "128", "--layers", "4", "--intermediate-size", "256", "--vocab-size", "2048")
 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                 "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"})
+    env.setdefault("OMP_NUM_THREADS", "1")  # tiny matrices: one thread is faster than two spinning
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
 
@@ -78,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="quickstart", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="quickstart_out", help="folder for every artifact (replaced)")
-    ap.add_argument("--steps", type=int, default=450, help="LoRA training steps")
+    ap.add_argument("--steps", type=int, default=600, help="LoRA training steps")
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--learning-rate", default="3e-3")
+    ap.add_argument("--learning-rate", default="2e-3")
     args = ap.parse_args(argv)
 
     out = Path(args.out).resolve()
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     print("1/7 a tiny random Llama-3.1-architecture model and tokenizer (offline)")
-    timings["tiny-model"] = dear("tiny-model", base, log=log)
+    timings["tiny-model"] = dear("tiny-model", base, *TINY, log=log)
 
     print("2/7 SFT data from the embedded NovelEval sample, judgments as the teacher")
     timings["prep"] = dear("prep", "listwise", "--teacher", data_json, "--format", "qrels", "--qrels", qrels,
@@ -118,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                                        "--out", untrained.with_suffix(".trec"), "--jsonl", untrained.with_suffix(".jsonl"),
                                        *rerank_opts, log=log)
 
-    print(f"4/7 LoRA fine-tuning ({args.steps} steps; lm_head trained too: a random output layer caps a tiny model)")
+    print(f"4/7 LoRA fine-tuning ({args.steps} steps; embeddings and lm_head trained too: a random frozen "
+          "output layer caps a tiny model)")
     timings["train"] = dear("train", "--config", REPO / "configs" / "train" / "tiny_cpu.yaml",
                             "--model_name_or_path", base, "--dataset_path", data, "--output_dir", adapter,
                             "--max_steps", args.steps, "--per_device_train_batch_size", args.batch_size,
-                            "--learning_rate", args.learning_rate, "--lora_modules_to_save", "lm_head",
+                            "--learning_rate", args.learning_rate, "--lr_scheduler_type", "cosine",
+                            "--lora_modules_to_save", "lm_head", "embed_tokens",
                             "--gradient_checkpointing", "false", "--logging_steps", 50, log=log)
 
     print("5/7 rerank the held-out queries with the trained adapter (prompt spec read from the adapter folder)")
@@ -139,11 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     print("7/7 verify and export the adapter with its model card")
     timings["export"] = dear("export", "--adapter", adapter, "--out", export, "--dtype", "fp32", log=log)
 
-    from data_prep.readers import read_qrels, read_run
-    from inference.metrics import evaluate
-
-    q = read_qrels(qrels)
-    ndcg = {name: evaluate(read_run(path), q, metrics=("ndcg@10",))["ndcg@10"]
+    evaluated = json.loads(eval_json.read_text(encoding="utf-8"))["runs"]
+    ndcg = {name: evaluated[str(path)]["metrics"]["ndcg@10"]
             for name, path in zip(("first_stage", "untrained", "trained"), runs, strict=True)}
     before, after = window_stats(untrained.with_suffix(".jsonl")), window_stats(trained.with_suffix(".jsonl"))
     total = time.perf_counter() - started
@@ -182,10 +185,10 @@ def print_summary(s: dict) -> None:
         a.add_row(k, v)
     c = Console()
     c.print(t)
-    c.print("A random 0.2M-parameter model cannot learn relevance in minutes: nDCG@10 stays near the first-stage "
-            "order's (ties are broken by the model's guesses). The signal that training took is the share of "
-            "windows answered with a clean permutation. The same flow with Llama-3.1-8B is one config change "
-            "(see README).")
+    c.print("A random 1.3M-parameter model cannot learn relevance in minutes: the adapter's nDCG@10 is no "
+            "better than the first-stage order's (it reorders passages it cannot judge). The signal that "
+            "training took is the share of windows answered with a well-formed ranking, and with a clean "
+            "permutation that needed no repair. The same flow with Llama-3.1-8B is one config change (README).")
     c.print(a)
     c.print(f"total {s['timings_s']['total']} s")
 

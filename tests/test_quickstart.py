@@ -1,0 +1,38 @@
+"""The README's first command, end to end: tiny model -> prep -> train -> rerank -> eval -> export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+@pytest.mark.slow
+def test_quickstart_runs_offline_and_shows_that_training_took(tmp_path, subprocess_env):
+    out = tmp_path / "qs"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "quickstart.py"), "--out", str(out)],
+                          env=subprocess_env, capture_output=True, text=True, timeout=1500, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # every step is printed as the `dear` command a user can rerun
+    for cmd in ("dear tiny-model", "dear prep listwise", "dear train", "dear rerank", "dear eval", "dear export"):
+        assert f"$ {cmd}" in proc.stdout
+    s = json.loads((out / "summary.json").read_text())
+    assert len(s["heldout_queries"]) == 5
+    before, after = s["windows_untrained"], s["windows_trained"]
+    assert before["windows"] == after["windows"] == 30  # 5 queries x 6 windows of 5 over the top 20
+    assert before["well_formed_share"] == 0.0 and after["well_formed_share"] >= 0.9
+    assert after["clean_share"] > before["clean_share"]
+    assert 0.0 < s["ndcg@10"]["first_stage"] <= 1.0
+    # the export is a loadable adapter folder with its model card and the training prompt spec
+    export = out / "export"
+    for name in ("adapter_model.safetensors", "adapter_config.json", "README.md", "prompt_spec.json"):
+        assert (export / name).is_file(), name
+    assert json.loads((export / "prompt_spec.json").read_text())["truncate_length"] == 100
+    for run in ("first_stage", "untrained", "trained"):
+        lines = (out / "runs" / f"{run}.trec").read_text().splitlines()
+        assert len(lines) == 5 * 20
+    evals = json.loads((out / "eval.json").read_text())["runs"]
+    assert evals[str(out / "runs" / "trained.trec")]["metrics"]["ndcg@10"] == s["ndcg@10"]["trained"]
