@@ -135,6 +135,27 @@ def _hub_spec(repo_id: str, revision: str | None) -> PromptSpec | None:
         return None
 
 
+def load_kwargs(*, dtype: str, quantization: str | None, device_map: str | dict[str, Any] | None,
+                trust_remote_code: bool) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments shared by the listwise and pointwise loaders."""
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
+    qconfig = quantization_config(quantization, dtype)
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    return kwargs
+
+
+def adapter_base(source: dict[str, Any], base_model: str | None, where: str) -> str:
+    """The base model an adapter loads onto: the override, else what adapter_config.json names."""
+    base = base_model or source["base_model"]
+    if not base:
+        raise DataError("adapter_config.json names no base model", path=where, reason="no_base_model",
+                        fix="pass --base-model / base_model= (the model the adapter was trained on)")
+    return base
+
+
 def load_model(
     path: str,
     *,
@@ -154,24 +175,17 @@ def load_model(
     source = describe_source(path, revision=revision)
     spec = resolve_spec(source, prompt, revision=revision)
     where = str(source["dir"]) if source["dir"] is not None else source["hub_id"]
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
-    qconfig = quantization_config(quantization, dtype)
-    if qconfig is not None:
-        kwargs["quantization_config"] = qconfig
-    if device_map is not None:
-        kwargs["device_map"] = device_map
+    kwargs = load_kwargs(dtype=dtype, quantization=quantization, device_map=device_map,
+                         trust_remote_code=trust_remote_code)
     if source["kind"] == "adapter":
-        base = base_model or source["base_model"]
-        if not base:
-            raise DataError("adapter_config.json names no base model", path=where, reason="no_base_model",
-                            fix="pass --base-model (the model the adapter was trained on)")
+        base = adapter_base(source, base_model, where)
         from peft import PeftModel
 
         logger.info("loading base model %s for adapter %s", base, where)
         model = AutoModelForCausalLM.from_pretrained(base, revision=None, **kwargs)
         model = PeftModel.from_pretrained(model, where, revision=revision, is_trainable=False)
         if merge_adapter is None:
-            merge_adapter = qconfig is None
+            merge_adapter = "quantization_config" not in kwargs
         if merge_adapter:
             model = model.merge_and_unload()
         tok_source = where if _has_tokenizer(source) else base

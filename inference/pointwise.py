@@ -59,23 +59,16 @@ def load_sequence_classifier(
     reranker's)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from inference.loading import describe_source, quantization_config, resolve_dtype
+    from inference.loading import adapter_base, describe_source, load_kwargs
 
     source = describe_source(str(path), revision=revision)
     where = str(source["dir"]) if source["dir"] is not None else source["hub_id"]
-    kwargs: dict[str, Any] = {"num_labels": 1, "dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
-    qconfig = quantization_config(quantization, dtype)
-    if qconfig is not None:
-        kwargs["quantization_config"] = qconfig
-    if device_map is not None:
-        kwargs["device_map"] = device_map
+    kwargs = {"num_labels": 1, **load_kwargs(dtype=dtype, quantization=quantization, device_map=device_map,
+                                             trust_remote_code=trust_remote_code)}
     if source["kind"] == "adapter":
         from peft import PeftModel
 
-        base = base_model or source["base_model"]
-        if not base:
-            raise DataError("adapter_config.json names no base model", path=where, reason="no_base_model",
-                            fix="pass base_model= (the model the adapter was trained on)")
+        base = adapter_base(source, base_model, where)
         has_tok = source["dir"] is None or any((source["dir"] / f).is_file()
                                                for f in ("tokenizer.json", "tokenizer_config.json"))
         tokenizer = AutoTokenizer.from_pretrained(where if has_tok else base, trust_remote_code=trust_remote_code)
@@ -83,7 +76,7 @@ def load_sequence_classifier(
         model = AutoModelForSequenceClassification.from_pretrained(base, **kwargs)
         ensure_pad_token(tokenizer, model.config)  # before the adapter: as the student was trained
         model = PeftModel.from_pretrained(model, where, revision=revision, is_trainable=False)
-        if merge and qconfig is None:
+        if merge and "quantization_config" not in kwargs:
             model = model.merge_and_unload()
     else:
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
