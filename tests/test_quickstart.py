@@ -36,3 +36,28 @@ def test_quickstart_runs_offline_and_shows_that_training_took(tmp_path, subproce
         assert len(lines) == 5 * 20
     evals = json.loads((out / "eval.json").read_text())["runs"]
     assert evals[str(out / "runs" / "trained.trec")]["metrics"]["ndcg@10"] == s["ndcg@10"]["trained"]
+
+    # `dear export --dry-run` (adapter, and merged) on the quickstart's adapter: the folders load with plain
+    # transformers/PEFT and rerank the held-out queries exactly as the source adapter did in `dear rerank`.
+    merged = out / "export-merged"
+    proc = subprocess.run([sys.executable, "-m", "dear_train.cli", "export", "--adapter", str(out / "adapter"),
+                           "--out", str(merged), "--merge", "--dtype", "fp32", "--dry-run",
+                           "--push-to-hub", "someone/dear-tiny"], env=subprocess_env, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dry run: would upload these" in proc.stdout
+
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    from data_prep.readers import read_rankgpt_json
+    from inference import ListwiseReranker
+
+    assert AutoPeftModelForCausalLM.from_pretrained(export) is not None
+    assert AutoModelForCausalLM.from_pretrained(merged) is not None
+    source = {r["qid"]: r["docids"] for r in map(json.loads, (out / "runs" / "trained.jsonl").read_text().splitlines())}
+    requests = read_rankgpt_json(out / "heldout.json")
+    for folder in (export, merged):
+        reranker = ListwiseReranker.from_pretrained(str(folder), device_map="cpu", window=5, stride=3, top_k=20)
+        got = {r.qid: list(r.docids) for r in reranker.rerank_batch(requests)}
+        assert got == source, folder
