@@ -98,6 +98,7 @@ class _Row:
     prompt_len: int
     ids: list[int] = field(default_factory=list)
     generator: Any = None
+    text: str | None = None  # the decoded ``ids`` (None until decoded, and after each new token)
 
 
 class HFBackend:
@@ -121,6 +122,7 @@ class HFBackend:
         self.seed = seed
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.stats = BackendStats()
+        self._batch_decode: Any = None
 
     # -- helpers -------------------------------------------------------------------------------------
     def _device(self) -> Any:
@@ -150,17 +152,47 @@ class HFBackend:
         return out
 
     def _finished(self, row: _Row, token: int) -> str | None:
-        if token in self.eos_ids:
-            return FINISH_EOS
-        row.ids.append(token)
-        if row.req.is_complete is not None and row.req.is_complete(self._text(row)):
-            return FINISH_COMPLETE
-        if len(row.ids) >= row.req.max_new_tokens:
-            return FINISH_LENGTH
-        return None
+        return self._finish_many([row], [token])[0]
+
+    def _finish_many(self, rows: list[_Row], tokens: list[int]) -> list[str | None]:
+        """Each row's finish reason after taking its next token (None: keep decoding). The texts the early-stop
+        checks need are decoded in one batched call."""
+        reasons: list[str | None] = [None] * len(rows)
+        check: list[int] = []
+        for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+            if token in self.eos_ids:
+                reasons[i] = FINISH_EOS
+                continue
+            row.ids.append(token)
+            row.text = None
+            if row.req.is_complete is not None:
+                check.append(i)
+            elif len(row.ids) >= row.req.max_new_tokens:
+                reasons[i] = FINISH_LENGTH
+        if check:
+            texts = self._decode_many([rows[i].ids for i in check])
+            for i, text in zip(check, texts, strict=True):
+                row = rows[i]
+                row.text = text
+                if row.req.is_complete(text):
+                    reasons[i] = FINISH_COMPLETE
+                elif len(row.ids) >= row.req.max_new_tokens:
+                    reasons[i] = FINISH_LENGTH
+        return reasons
+
+    def _decode_many(self, seqs: list[list[int]]) -> list[str]:
+        """``[tokenizer.decode(ids, skip_special_tokens=True) for ids in seqs]``, in one call to the Rust
+        tokenizer when that is exactly what ``decode`` runs (a fast tokenizer without text clean-up)."""
+        if self._batch_decode is None:
+            self._batch_decode = _exact_batch_decoder(self.tokenizer) or False
+        if self._batch_decode:
+            return self._batch_decode(seqs)
+        return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in seqs]
 
     def _text(self, row: _Row) -> str:
-        return self.tokenizer.decode(row.ids, skip_special_tokens=True)
+        if row.text is None:
+            row.text = self._decode_many([row.ids])[0]
+        return row.text
 
     def _done(self, row: _Row, reason: str) -> Generation:
         self.stats.generated_tokens += len(row.ids) + (1 if reason == FINISH_EOS else 0)
@@ -208,7 +240,7 @@ class HFBackend:
                         joining.append((row, out.cache))
                     if joining:
                         if batch is None:
-                            batch = _SlotBatch(joining[0][1], device)
+                            batch = _SlotBatch(joining[0][1], device, mask_4d=limit > 1 and _sdpa(model))
                         batch.add_many(joining)
                     if batch is not None:
                         batch.maybe_compact()
@@ -229,8 +261,7 @@ class HFBackend:
                     self.stats.decode_s += time.perf_counter() - t0
                     self.stats.decode_steps += 1
                     finished = []
-                    for slot, row, token in zip(slots, rows, tokens, strict=True):
-                        reason = self._finished(row, token)
+                    for slot, row, reason in zip(slots, rows, self._finish_many(rows, tokens), strict=True):
                         if reason is not None:
                             batch.remove(slot)
                             finished.append(self._done(row, reason))
@@ -238,6 +269,38 @@ class HFBackend:
         finally:
             if was_training:
                 model.train()
+
+
+def _sdpa(model: Any) -> bool:
+    """True when every attention layer runs PyTorch SDPA, which takes a prepared boolean 4-D mask as is (the same
+    mask transformers would build from the 2-D one for a one-token query that sees every cached column)."""
+    config = getattr(model, "config", None)
+    impl = getattr(config, "_attn_implementation", None)
+    if impl != "sdpa":
+        return False
+    sub = [getattr(config, name, None) for name in ("text_config", "decoder")]
+    return all(getattr(c, "_attn_implementation", "sdpa") == "sdpa" for c in sub if c is not None)
+
+
+def _exact_batch_decoder(tokenizer: Any) -> Callable[[list[list[int]]], list[str]] | None:
+    """A batched ``decode(..., skip_special_tokens=True)`` for transformers' fast tokenizers, or None when
+    ``decode`` would do more than the Rust decoder (text clean-up, a slow tokenizer, added post-processing)."""
+    try:
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:  # pragma: no cover - older transformers
+        return None
+    if type(tokenizer)._decode is not TokenizersBackend._decode or type(tokenizer).decode is not TokenizersBackend.decode:
+        return None
+    if getattr(tokenizer, "clean_up_tokenization_spaces", True):
+        return None
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is None or not hasattr(backend, "decode_batch"):
+        return None
+
+    def decode(seqs: list[list[int]]) -> list[str]:
+        return backend.decode_batch(seqs, skip_special_tokens=True)
+
+    return decode
 
 
 class _SlotBatch:
@@ -251,10 +314,11 @@ class _SlotBatch:
 
     HEADROOM = 256
 
-    def __init__(self, template: Any, device: Any) -> None:
+    def __init__(self, template: Any, device: Any, *, mask_4d: bool = False) -> None:
         from transformers.cache_utils import DynamicCache
 
         self.device = device
+        self.mask_4d = mask_4d  # hand the model the final (slots, 1, 1, keys) boolean mask: no per-step mask building
         self.cache = DynamicCache()  # its layers are views into our buffers
         self.cache.layers = [_new_buffer_layer() for _ in template.layers]
         first = template.layers[0].keys
@@ -365,9 +429,11 @@ class _SlotBatch:
             ids.append(r.ids[-1] if r is not None else pad_id)
             pos.append(r.prompt_len + len(r.ids) - 1 if r is not None else 0)
         self.mask[:, self.length] = 1  # every slot sees its own new token (idle slots see only that)
+        mask = self.mask[:, : self.length + 1]
+        if self.mask_4d:
+            mask = mask.bool()[:, None, None, :]
         return (torch.tensor(ids, device=self.device).unsqueeze(1),
-                torch.tensor(pos, device=self.device).unsqueeze(1),
-                self.mask[:, : self.length + 1])
+                torch.tensor(pos, device=self.device).unsqueeze(1), mask)
 
     def after_step(self) -> None:
         self.length += 1
