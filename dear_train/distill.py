@@ -16,7 +16,6 @@ with its score head and ``pointwise_format.json``.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -102,7 +101,7 @@ def ranking_eval_callback(held_out: Any, *, output_dir: str, pair_format: Any, b
                 return control
             import torch
 
-            from dear_train.artifacts import RANKING_EVAL_FILE
+            from dear_train.ranking_eval import publish_ranking_eval
             from inference.metrics import evaluate
             from inference.pointwise import PointwiseReranker
 
@@ -119,14 +118,8 @@ def ranking_eval_callback(held_out: Any, *, output_dir: str, pair_format: Any, b
             scores = evaluate({r.qid: r.ranked() for r in results}, held_out.qrels, metrics=("ndcg@10",))
             record = {"step": int(state.global_step), "dataset": held_out.name,
                       "metrics": {k: float(v) for k, v in scores.items()}, "valid_window_share": 1.0}
-            self.history.append(record)
-            if state.is_world_process_zero:
-                Path(output_dir).mkdir(parents=True, exist_ok=True)
-                with (Path(output_dir) / RANKING_EVAL_FILE).open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(record) + "\n")
-                logger.info("ranking eval @ step %d on %s: %s", record["step"], held_out.name, record["metrics"])
-            if self.trainer is not None:
-                self.trainer.log({f"ranking_eval/{k}": v for k, v in record["metrics"].items()})
+            publish_ranking_eval(record, state=state, output_dir=output_dir, trainer=self.trainer,
+                                 history=self.history, log_share=False)
             return control
 
     return PointwiseRankingEvalCallback()

@@ -174,17 +174,27 @@ class RankingEvalCallback(TrainerCallback):
                 model.train()
         record = {"step": int(state.global_step), "dataset": self.held_out.name, "metrics": out["metrics"],
                   "valid_window_share": out["valid_window_share"]}
-        self.history.append(record)
-        if state.is_world_process_zero:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            from dear_train.artifacts import RANKING_EVAL_FILE
-
-            with (self.output_dir / RANKING_EVAL_FILE).open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            logger.info("ranking eval @ step %d on %s: %s, valid windows %.3f", record["step"],
-                        self.held_out.name, record["metrics"], record["valid_window_share"])
-        if self.trainer is not None:
-            logs = {f"ranking_eval/{k}": v for k, v in out["metrics"].items()}
-            logs["ranking_eval/valid_window_share"] = out["valid_window_share"]
-            self.trainer.log(logs)
+        publish_ranking_eval(record, state=state, output_dir=self.output_dir, trainer=self.trainer,
+                             history=self.history, log_share=True)
         return control
+
+
+def publish_ranking_eval(record: dict[str, Any], *, state: Any, output_dir: str | Path, trainer: Any,
+                         history: list[dict[str, Any]], log_share: bool) -> None:
+    """Keep one evaluation record: in ``history``, appended to ``ranking_eval.jsonl`` (rank 0 only), and in the
+    Trainer's loggers (wandb) as ``ranking_eval/<metric>``. Shared by the listwise and pointwise callbacks."""
+    from dear_train.artifacts import RANKING_EVAL_FILE
+
+    history.append(record)
+    if state.is_world_process_zero:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / RANKING_EVAL_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        logger.info("ranking eval @ step %d on %s: %s, valid windows %.3f", record["step"], record["dataset"],
+                    record["metrics"], record["valid_window_share"])
+    if trainer is not None:
+        logs = {f"ranking_eval/{k}": v for k, v in record["metrics"].items()}
+        if log_share:
+            logs["ranking_eval/valid_window_share"] = record["valid_window_share"]
+        trainer.log(logs)
