@@ -148,3 +148,15 @@ def test_dear_rerank_two_stage_cli(classifier, tiny_model_dir, tmp_path, dear_cm
     assert summary["resumed"] == 1 and summary["ranked"] == 1
     assert stages["pointwise"]["pairs"] == 30 and stages["listwise"]["wall_s"] > 0  # only the query not yet done
     assert stages["pointwise"]["share"] + stages["listwise"]["share"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_unreadable_pointwise_format_names_the_file(tmp_path):
+    import pytest as _pytest
+
+    from data_prep.pointwise_format import POINTWISE_FORMAT_FILE, load_pair_format
+    from data_prep.schema import DataError
+
+    (tmp_path / POINTWISE_FORMAT_FILE).write_text("{bad", encoding="utf-8")
+    with _pytest.raises(DataError, match=r"pointwise_format\.json: unreadable pointwise format"):
+        load_pair_format(tmp_path)
+    assert load_pair_format(tmp_path / "absent") is None
