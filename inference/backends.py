@@ -18,6 +18,8 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from inference.prefill import last_row_prefill
+
 logger = logging.getLogger(__name__)
 
 FINISH_COMPLETE = "complete"  # the parsed ranking names every candidate
@@ -99,6 +101,8 @@ class _Row:
     ids: list[int] = field(default_factory=list)
     generator: Any = None
     text: str | None = None  # the decoded ``ids`` (None until decoded, and after each new token)
+    stream: Any = None  # incremental decoder of ``ids`` for the early-stop check (fast tokenizers)
+    stream_text: str = ""
 
 
 class HFBackend:
@@ -113,8 +117,10 @@ class HFBackend:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int = 0,
+        trim_prefill: bool = True,
     ) -> None:
         self.model = model
+        self.trim_prefill = trim_prefill  # last layer's prefill attention for the kept row only (inference.prefill)
         self.tokenizer = tokenizer
         self.do_sample = do_sample
         self.temperature = temperature
@@ -123,6 +129,8 @@ class HFBackend:
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.stats = BackendStats()
         self._batch_decode: Any = None
+        self._stream_factory: Any = None
+        self._rust_tokenizer: Any = None
 
     # -- helpers -------------------------------------------------------------------------------------
     def _device(self) -> Any:
@@ -155,8 +163,13 @@ class HFBackend:
         return self._finish_many([row], [token])[0]
 
     def _finish_many(self, rows: list[_Row], tokens: list[int]) -> list[str | None]:
-        """Each row's finish reason after taking its next token (None: keep decoding). The texts the early-stop
-        checks need are decoded in one batched call."""
+        """Each row's finish reason after taking its next token (None: keep decoding).
+
+        The early-stop check reads each row's text so far. With a fast tokenizer that text grows by one
+        incremental Rust decode step per token (``tokenizers.decoders.DecodeStream``), instead of decoding the
+        whole generation again every step. Whenever a step releases text, the streamed text equals the full
+        ``decode`` (tested); when it holds text back, and before any stop, the full decode decides, so every
+        decision is the one a full decode gives."""
         reasons: list[str | None] = [None] * len(rows)
         check: list[int] = []
         for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
@@ -169,6 +182,25 @@ class HFBackend:
                 check.append(i)
             elif len(row.ids) >= row.req.max_new_tokens:
                 reasons[i] = FINISH_LENGTH
+        if not check:
+            return reasons
+        stream = self._streamer()
+        if stream is not None:
+            full = []  # rows whose check needs the full decode
+            for i in check:
+                row = rows[i]
+                if row.stream is None:
+                    row.stream = stream()
+                chunk = row.stream.step(self._rust_tokenizer, row.ids[-1])
+                if chunk is None:  # text held back (a split character, a skipped special token)
+                    full.append(i)
+                    continue
+                row.stream_text += chunk  # now equal to the full decode (tests/test_infer_backend_decode.py)
+                if row.req.is_complete(row.stream_text):
+                    full.append(i)  # confirmed on the full decode below
+                elif len(row.ids) >= row.req.max_new_tokens:
+                    reasons[i] = FINISH_LENGTH
+            check = full
         if check:
             texts = self._decode_many([rows[i].ids for i in check])
             for i, text in zip(check, texts, strict=True):
@@ -180,6 +212,21 @@ class HFBackend:
                     reasons[i] = FINISH_LENGTH
         return reasons
 
+    def _streamer(self) -> Callable[[], Any] | None:
+        """A factory of incremental decoders equal to ``decode(..., skip_special_tokens=True)``, or None when only
+        the tokenizer's own ``decode`` is exact (see ``_exact_batch_decoder``)."""
+        if self._stream_factory is None:
+            self._stream_factory = False
+            if _exact_batch_decoder(self.tokenizer) is not None:
+                try:
+                    from tokenizers.decoders import DecodeStream
+                except ImportError:  # pragma: no cover - tokenizers < 0.21
+                    DecodeStream = None
+                if DecodeStream is not None:
+                    self._rust_tokenizer = self.tokenizer._tokenizer
+                    self._stream_factory = lambda: DecodeStream(skip_special_tokens=True)
+        return self._stream_factory or None
+
     def _decode_many(self, seqs: list[list[int]]) -> list[str]:
         """``[tokenizer.decode(ids, skip_special_tokens=True) for ids in seqs]``, in one call to the Rust
         tokenizer when that is exactly what ``decode`` runs (a fast tokenizer without text clean-up)."""
@@ -188,6 +235,18 @@ class HFBackend:
         if self._batch_decode:
             return self._batch_decode(seqs)
         return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in seqs]
+
+    def _tokenize(self, reqs: list[GenerationRequest]) -> list[list[int]]:
+        """Token ids of each request's text, in one batched tokenizer call per ``add_special_tokens`` value (a fast
+        tokenizer encodes a batch on all cores, and the next windows of many queries often arrive together)."""
+        out: list[list[int]] = [[] for _ in reqs]
+        for special in (True, False):
+            pos = [i for i, r in enumerate(reqs) if r.add_special_tokens is special]
+            if pos:
+                enc = self.tokenizer([reqs[i].text for i in pos], add_special_tokens=special)["input_ids"]
+                for i, ids in zip(pos, enc, strict=True):
+                    out[i] = list(ids)
+        return out
 
     def _text(self, row: _Row) -> str:
         if row.text is None:
@@ -217,15 +276,15 @@ class HFBackend:
                     active = batch.active() if batch is not None else 0
                     new = pull(limit - active) if active < limit else []
                     joining = []
-                    for req in new:
-                        ids = self.tokenizer(req.text, add_special_tokens=req.add_special_tokens)["input_ids"]
+                    for req, ids in zip(new, self._tokenize(new), strict=True):
                         row = _Row(req=req, prompt_len=len(ids))
                         if self.do_sample:
                             row.generator = torch.Generator().manual_seed(
                                 self.seed if req.seed is None else req.seed)
                         t0 = time.perf_counter()
-                        out = model(input_ids=torch.tensor([ids], device=device), use_cache=True,
-                                    cache=DynamicCache(config=model.config), logits_to_keep=1)
+                        with last_row_prefill(model, self.trim_prefill):
+                            out = model(input_ids=torch.tensor([ids], device=device), use_cache=True,
+                                        cache=DynamicCache(config=model.config), logits_to_keep=1)
                         token = self._next_token(out.logits[:, -1, :], [row])[0]
                         self._sync()
                         self.stats.prefill_s += time.perf_counter() - t0

@@ -25,6 +25,7 @@ from inference.windows import apply_window, window_plan
 logger = logging.getLogger(__name__)
 
 _TRAILING_NUMBER = re.compile(r"\d+\s*$")
+_NUMBER = re.compile(r"\d+")
 
 # Input repairs, counted next to the parser's kinds (data_prep.permutation.REPAIR_KINDS).
 DUPLICATE_DOCID = "duplicate_docid"
@@ -337,6 +338,8 @@ def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:
     """Early stop once the final ranking names all ``n`` ids; a trailing number may still grow ("[1" -> "[12]")."""
 
     def check(text: str) -> bool:
+        if len(_NUMBER.findall(text)) < n:  # cheap: a full ranking holds at least n numbers
+            return False
         return is_complete_ranking(_TRAILING_NUMBER.sub("", text), n, base=base, cot=cot)
 
     return check

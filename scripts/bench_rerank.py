@@ -3,8 +3,11 @@
 The card's approach (``ListwiseLoRAReranker.rerank`` applied per sliding window): one window per
 ``model.generate`` call, no batching, a fixed ``max_new_tokens``. It is given the same untruncated prompts
 (the card's ``truncation=True, max_length=2048`` would cut the instruction off a 20-passage prompt). Ours:
-windows of different queries decoded together, each window prefilled alone, early stop once the ranking is
-complete. Both read the generations with the same parser, so greedy rankings must be identical.
+windows of different queries decoded together, each window prefilled alone (the last layer's attention for the
+kept row only), early stop once the ranking is complete. Both read the generations with the same parser, so
+greedy rankings must be identical. An ablation row runs ours again with the full prefill (every layer's attention
+for every row, as the card's ``generate`` does): the last-row trim saves one layer's share of prefill attention,
+half of it on the 2-layer tiny model but 1/32 on an 8B model, so that row is the fair guide to larger models.
 
     python scripts/bench_rerank.py                      # tiny random Llama on CPU, DL19 BM25 top-100
     python scripts/bench_rerank.py --random-8b --device cuda --queries 10 --budgets 50 100 --threads 8
@@ -40,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-interleave", dest="interleave", action="store_false",
                    help="run each approach over all queries in one go (default: alternate per batch of queries)")
+    p.add_argument("--no-ablation", dest="ablation", action="store_false",
+                   help="skip the extra run of ours with a full prefill (the last-row prefill trim off)")
     p.add_argument("--json", help="write the figures here")
     return p.parse_args(argv)
 
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_prep.prompts import get_prompt_spec
     from data_prep.readers import read_rankgpt_json
+    from inference.backends import HFBackend
     from inference.reranker import ListwiseReranker
 
     args = parse_args(argv)
@@ -159,13 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         requests[:1])
     report = {"model": what, "device": args.device, "threads": args.threads, "queries": len(requests),
               "batch_size": args.batch_size, "interleaved": args.interleave, **common, "runs": []}
+    approaches = {"ours": True, "ours_full_prefill": False} if args.ablation else {"ours": True}
     for budget in args.budgets:
-        # The machine is shared: the two approaches alternate over chunks of `batch_size` queries so that load
-        # drifts hit both alike (a chunk is a full batch for ours, so chunking costs ours nothing).
+        # The machine is shared: the approaches alternate over chunks of `batch_size` queries so that load
+        # drifts hit all alike (a chunk is a full batch for ours, so chunking costs ours nothing).
         card = {"prefill_s": 0.0, "decode_s": 0.0, "windows": 0, "generated_tokens": 0, "wall_s": 0.0}
-        ours = {"wall_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "windows": 0, "generated_tokens": 0,
-                "decode_steps": 0}
-        card_rank, card_raw, results = {}, [], []
+        ours = {name: {"wall_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "windows": 0, "generated_tokens": 0,
+                       "decode_steps": 0} for name in approaches}
+        card_rank, card_raw = {}, []
+        results: dict[str, list] = {name: [] for name in approaches}
         step = args.batch_size if args.interleave else len(requests)
         for lo in range(0, len(requests), step):
             chunk = requests[lo: lo + step]
@@ -176,24 +184,29 @@ def main(argv: list[str] | None = None) -> int:
                 card[k] += st[k]
             card_rank.update(ranks)
             card_raw.extend(raws)
-            rr = ListwiseReranker(model, tok, spec, max_new_tokens=budget, batch_size=args.batch_size, **common)
-            t0 = time.perf_counter()
-            res = rr.rerank_batch(chunk)
-            sync()
-            ours["wall_s"] += time.perf_counter() - t0
-            bs = rr.backend.stats
-            ours["prefill_s"] += bs.prefill_s
-            ours["decode_s"] += bs.decode_s
-            ours["generated_tokens"] += bs.generated_tokens
-            ours["decode_steps"] += bs.decode_steps
-            ours["windows"] += sum(len(r.windows) for r in res)
-            results.extend(res)
-        ours_raw = [w.raw for r in results for w in r.windows if w.raw is not None]
-        same_rank = sum(1 for r in results if card_rank[r.qid] == r.docids)
-        same_raw = sum(1 for a, b in zip(card_raw, ours_raw, strict=True) if a == b)
-        row = {"budget": budget, "card": card, "ours": ours, "speedup": card["wall_s"] / ours["wall_s"],
-               "identical_rankings": f"{same_rank}/{len(results)}",
-               "identical_window_outputs": f"{same_raw}/{len(card_raw)}"}
+            for name, trim in approaches.items():
+                rr = ListwiseReranker(model, tok, spec, max_new_tokens=budget, batch_size=args.batch_size,
+                                      backend=HFBackend(model, tok, trim_prefill=trim), **common)
+                t0 = time.perf_counter()
+                res = rr.rerank_batch(chunk)
+                sync()
+                acc = ours[name]
+                acc["wall_s"] += time.perf_counter() - t0
+                bs = rr.backend.stats
+                acc["prefill_s"] += bs.prefill_s
+                acc["decode_s"] += bs.decode_s
+                acc["generated_tokens"] += bs.generated_tokens
+                acc["decode_steps"] += bs.decode_steps
+                acc["windows"] += sum(len(r.windows) for r in res)
+                results[name].extend(res)
+        row = {"budget": budget, "card": card}
+        for name in approaches:
+            ours_raw = [w.raw for r in results[name] for w in r.windows if w.raw is not None]
+            same_rank = sum(1 for r in results[name] if card_rank[r.qid] == r.docids)
+            same_raw = sum(1 for a, b in zip(card_raw, ours_raw, strict=True) if a == b)
+            row[name] = {**ours[name], "speedup": card["wall_s"] / ours[name]["wall_s"],
+                         "identical_rankings": f"{same_rank}/{len(results[name])}",
+                         "identical_window_outputs": f"{same_raw}/{len(card_raw)}"}
         report["runs"].append(row)
         print(json.dumps(row, indent=1), flush=True)
     print(markdown(report))
@@ -202,21 +215,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+NAMES = {"card": "card (1 window per generate)", "ours": "ours (batched, early stop, last-row prefill)",
+         "ours_full_prefill": "ours with the full prefill (ablation)"}
+
+
 def markdown(report: dict) -> str:
     n = report["queries"]
     lines = [f"{report['model']} on {report['device']} ({report['threads']} threads), {n} queries, "
              f"window {report['window']} / stride {report['stride']} / top {report['top_k']}, "
              f"batch {report['batch_size']}", "",
-             "| budget | approach | wall s/query | windows/s | generated tokens | prefill s | decode s | speedup | identical rankings |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| budget | approach | wall s/query | windows/s | generated tokens | prefill s | decode s | decode steps "
+             "| speedup | identical rankings / window outputs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["runs"]:
-        for name, key in (("card (1 window per generate)", "card"), ("ours (batched, early stop)", "ours")):
+        for key in [k for k in NAMES if k in row]:
             s = row[key]
-            speed = "1.00x" if key == "card" else f"{row['speedup']:.2f}x"
-            same = "" if key == "card" else row["identical_rankings"]
-            lines.append(f"| {row['budget']} | {name} | {s['wall_s'] / n:.3f} | {s['windows'] / s['wall_s']:.2f} | "
-                         f"{s['generated_tokens']} | {s['prefill_s']:.1f} | {s['decode_s']:.1f} | "
-                         f"{speed} | {same} |")
+            speed = "1.00x" if key == "card" else f"**{s['speedup']:.2f}x**"
+            same = "" if key == "card" else f"{s['identical_rankings']}, {s['identical_window_outputs']}"
+            lines.append(f"| {row['budget']} | {NAMES[key]} | {s['wall_s'] / n:.3f} | {s['windows'] / s['wall_s']:.2f} "
+                         f"| {s['generated_tokens']} | {s['prefill_s']:.1f} | {s['decode_s']:.1f} "
+                         f"| {s.get('decode_steps', '')} | {speed} | {same} |")
     return "\n".join(lines)
 
 
