@@ -5,8 +5,9 @@ asks for at most ``n`` new requests whenever it has free slots, and yields each 
 finishes, so a query's next window can enter the batch while other windows are still decoding.
 
 ``HFBackend`` (transformers, PEFT and bitsandbytes models alike) prefills every window alone (no
-left-padded long prompts) and decodes all in-flight windows together over one left-padded KV cache, with
-explicit positions, so greedy outputs equal unbatched ones. A window stops as soon as its ranking is complete
+left-padded long prompts; the last layer's attention for the one kept row only, see ``inference.prefill``) and
+decodes all in-flight windows together over one left-padded KV cache, with explicit positions, so greedy outputs
+equal unbatched ones and plain ``generate``. A window stops as soon as its ranking is complete
 (``GenerationRequest.is_complete``), at end-of-turn, or at its token budget.
 """
 
@@ -217,7 +218,7 @@ class HFBackend:
         the tokenizer's own ``decode`` is exact (see ``_exact_batch_decoder``)."""
         if self._stream_factory is None:
             self._stream_factory = False
-            if _exact_batch_decoder(self.tokenizer) is not None:
+            if self._exact_decoder() is not None:
                 try:
                     from tokenizers.decoders import DecodeStream
                 except ImportError:  # pragma: no cover - tokenizers < 0.21
@@ -227,13 +228,17 @@ class HFBackend:
                     self._stream_factory = lambda: DecodeStream(skip_special_tokens=True)
         return self._stream_factory or None
 
+    def _exact_decoder(self) -> Callable[[list[list[int]]], list[str]] | None:
+        if self._batch_decode is None:
+            self._batch_decode = _exact_batch_decoder(self.tokenizer) or False
+        return self._batch_decode or None
+
     def _decode_many(self, seqs: list[list[int]]) -> list[str]:
         """``[tokenizer.decode(ids, skip_special_tokens=True) for ids in seqs]``, in one call to the Rust
         tokenizer when that is exactly what ``decode`` runs (a fast tokenizer without text clean-up)."""
-        if self._batch_decode is None:
-            self._batch_decode = _exact_batch_decoder(self.tokenizer) or False
-        if self._batch_decode:
-            return self._batch_decode(seqs)
+        decode = self._exact_decoder()
+        if decode is not None:
+            return decode(seqs)
         return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in seqs]
 
     def _tokenize(self, reqs: list[GenerationRequest]) -> list[list[int]]:
