@@ -34,6 +34,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny-model work is overhead-bound: on a shared 2-core machine a second OpenMP thread only spins
+    (measured 10-50x slower per decode step, 50-90 s CPU against 8 s under load). Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama-3.1-architecture model + Llama-3-style tokenizer, built once per session."""

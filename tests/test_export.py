@@ -12,25 +12,12 @@ import pytest
 import yaml
 from _export_helpers import EVAL_RECORDS, make_adapter_folder
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("one_torch_thread")]
 
 SENTINEL_TOKEN = "hf_SENTINELtokenDoNotLeak0123456789"
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model gains nothing from a second thread, and on a shared 2-core machine the OpenMP
-    workers spin: measured 8 s CPU with one thread against 50-90 s with two. Restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 @pytest.fixture(scope="module")

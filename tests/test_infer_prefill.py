@@ -13,12 +13,7 @@ from inference.prefill import LAST_ROW_SDPA, _trims, can_trim, last_row_prefill
 from inference.reranker import ListwiseReranker
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

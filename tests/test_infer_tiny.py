@@ -15,16 +15,7 @@ from inference.backends import HFBackend
 from inference.reranker import ListwiseReranker
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny-model decoding is overhead-bound: on a shared 2-core machine a second OpenMP thread only spins
-    (measured 10-50x slower per step under load), so this module runs torch on one thread."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
