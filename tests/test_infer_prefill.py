@@ -12,7 +12,6 @@ from inference import prefill
 from inference.prefill import LAST_ROW_SDPA, _trims, can_trim, last_row_prefill
 from inference.reranker import ListwiseReranker
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -14,7 +14,6 @@ from data_prep.schema import DataError
 from inference.backends import HFBackend
 from inference.reranker import ListwiseReranker
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
