@@ -69,19 +69,15 @@ def _register() -> None:
     _registered = True
 
 
-def _configs(model: Any) -> list[Any]:
-    config = getattr(model, "config", None)
-    return [config] if config is not None else []
-
-
 def can_trim(model: Any) -> bool:
-    """True for models whose every attention layer runs PyTorch SDPA through transformers' attention interface
-    (plain decoder configs: no text/vision sub-configs that might attend differently)."""
-    configs = _configs(model)
-    if not configs:
+    """True for transformers' own decoder models (PEFT-wrapped or not) whose attention runs PyTorch SDPA through
+    the attention interface: plain decoder configs, no text/vision sub-configs that might attend differently,
+    no remote code (which may not read the attention interface at all)."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    if not type(base).__module__.startswith("transformers.models."):
         return False
-    config = configs[0]
-    if getattr(config, "_attn_implementation", None) != "sdpa":
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
         return False
     if getattr(config, "num_hidden_layers", None) is None:
         return False

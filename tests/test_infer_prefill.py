@@ -95,6 +95,11 @@ def test_no_trim_where_it_would_not_be_exact(tiny_model_dir, tiny):
         assert on is False and eager.config._attn_implementation == "eager"
 
     model, _ = tiny
+
+    class RemoteCodeLlama(type(model)):  # stands in for trust_remote_code classes: not transformers' own
+        pass
+
+    assert not can_trim(RemoteCodeLlama(model.config))
     last = model.model.layers[-1].self_attn
     first = model.model.layers[0].self_attn
     q, k = torch.zeros(1, 4, 5, 16), torch.zeros(1, 2, 5, 16)
