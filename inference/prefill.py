@@ -69,15 +69,24 @@ def _register() -> None:
     _registered = True
 
 
+# Decoder-only families whose layers mix positions only in attention (per-token norms, MLPs and MoE after it), so
+# the last layer's other rows really feed nothing. Others keep the full prefill: correct, just not trimmed.
+TRIMMABLE_MODEL_TYPES = frozenset({
+    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text",
+    "phi3", "granite", "olmo2", "smollm3",
+})
+
+
 def can_trim(model: Any) -> bool:
-    """True for transformers' own decoder models (PEFT-wrapped or not) whose attention runs PyTorch SDPA through
-    the attention interface: plain decoder configs, no text/vision sub-configs that might attend differently,
-    no remote code (which may not read the attention interface at all)."""
+    """True for transformers' own decoder models of the families above (PEFT-wrapped or not) whose attention runs
+    PyTorch SDPA through the attention interface. Not for remote code, which may not read that interface."""
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     if not type(base).__module__.startswith("transformers.models."):
         return False
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    if getattr(config, "model_type", None) not in TRIMMABLE_MODEL_TYPES:
         return False
     if getattr(config, "num_hidden_layers", None) is None:
         return False

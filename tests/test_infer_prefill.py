@@ -100,6 +100,11 @@ def test_no_trim_where_it_would_not_be_exact(tiny_model_dir, tiny):
         pass
 
     assert not can_trim(RemoteCodeLlama(model.config))
+    model.config.model_type = "some_hybrid"  # a family not known to mix positions only in attention
+    try:
+        assert not can_trim(model)
+    finally:
+        model.config.model_type = "llama"
     last = model.model.layers[-1].self_attn
     first = model.model.layers[0].self_attn
     q, k = torch.zeros(1, 4, 5, 16), torch.zeros(1, 2, 5, 16)
