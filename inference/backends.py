@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from inference.grad_mode import inference_context
 from inference.prefill import last_row_prefill
 
 logger = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ class HFBackend:
         batch: _SlotBatch | None = None
         pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         try:
-            with torch.inference_mode():
+            with inference_context(model):
                 while True:
                     active = batch.active() if batch is not None else 0
                     new = pull(limit - active) if active < limit else []

@@ -25,6 +25,7 @@ from data_prep.pointwise_format import (
     pools_on_last_real_token,
 )
 from data_prep.schema import Candidate, DataError, RerankRequest
+from inference.grad_mode import inference_context
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,6 @@ class PointwiseReranker:
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """One score per (query, document text) pair, in input order."""
-        import torch
 
         fmt = self.pair_format
         rows = [encode_pair(self.tokenizer, q, d, fmt) for q, d in pairs]
@@ -150,7 +150,7 @@ class PointwiseReranker:
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i])) if dynamic else list(range(len(rows)))
         scores = [0.0] * len(rows)
         device = self.device
-        with torch.inference_mode():
+        with inference_context(self.model):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
                 batch_rows = [rows[i] for i in idx]

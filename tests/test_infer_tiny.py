@@ -229,3 +229,25 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
     with pytest.raises(DataError, match="cannot reach the Hub") as err:
         ListwiseReranker.from_pretrained("abdoelsayed/dear-8b-reranker-listwise-lora-v1")
     assert err.value.reason == "offline" and "HF_HUB_OFFLINE" in str(err.value)
+
+
+def test_autograd_mode_follows_whether_the_model_is_being_trained(tiny):
+    """Inference mode for a frozen model; no_grad for one with trainable parameters (training-time evaluation),
+    whose sharded parameters (ZeRO-3) must not become inference tensors."""
+    import torch
+
+    from inference.grad_mode import inference_context
+
+    model, _ = tiny
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        with inference_context(model):
+            assert torch.is_inference_mode_enabled()
+        next(model.parameters()).requires_grad_(True)
+        with inference_context(model):
+            assert not torch.is_inference_mode_enabled() and not torch.is_grad_enabled()
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests._train_helpers import REPO, build_prep_folder, fail_msg, load_adapter_tensors, run_cmd, tiny_args
+from tests._train_helpers import (
+    DL19_JSON,
+    DL19_QRELS,
+    REPO,
+    build_prep_folder,
+    fail_msg,
+    load_adapter_tensors,
+    run_cmd,
+    tiny_args,
+)
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 
@@ -88,11 +97,22 @@ def test_deepspeed_zero2_two_processes(tiny_model_dir, prep_dir, tmp_path, subpr
 
 
 @pytest.mark.multiprocess
-def test_deepspeed_zero3_saves_trained_adapter_and_converts(tiny_model_dir, prep_dir, tmp_path, subprocess_env):
+def test_deepspeed_zero3_saves_trained_adapter_and_converts(tiny_model_dir, prep_dir, tmp_path, subprocess_env,
+                                                            shared_data):
+    """Also ranks held-out DL19 queries every 2 steps: every rank generates over the sharded weights (rank 0
+    alone would wait forever for the others' parameter gathers), and rank 0 records the figures."""
     out = tmp_path / "z3"
-    proc = _deepspeed(3, tiny_model_dir, prep_dir, out, subprocess_env)
+    proc = _deepspeed(3, tiny_model_dir, prep_dir, out, subprocess_env,
+                      "--eval_strategy", "steps", "--eval_steps", "2",
+                      "--ranking_eval_data", str(shared_data.joinpath(*DL19_JSON)),
+                      "--ranking_eval_qrels", str(shared_data.joinpath(*DL19_QRELS)),
+                      "--ranking_eval_queries", "2", "--ranking_eval_top_k", "6", "--ranking_eval_window", "4",
+                      "--ranking_eval_stride", "2", "--ranking_eval_max_new_tokens", "12")
     assert proc.returncode == 0, fail_msg(proc)
     adapter = _check_deepspeed_run(out)
+    evals = [json.loads(x) for x in (out / "ranking_eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in evals] == [2, 4]  # written once (rank 0), per evaluation
+    assert all(0.0 <= r["metrics"]["ndcg@10"] <= 1.0 for r in evals)
     # the sharded ZeRO-3 checkpoint converts (zero_to_fp32; the trainable tensors are the LoRA ones) to fp32
     # weights equal to the adapter saved from ZeRO-3
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint

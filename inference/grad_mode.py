@@ -1,0 +1,18 @@
+"""The autograd mode for generating or scoring with a model that may be in the middle of training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def inference_context(model: Any) -> Any:
+    """``torch.inference_mode()`` for a model at rest; ``torch.no_grad()`` for one with trainable parameters (a
+    training-time evaluation). Wrappers such as DeepSpeed ZeRO-3 gather parameters during the forward; gathered
+    in inference mode they can stay inference tensors, and the next training step fails with "Inference tensors
+    cannot be saved for backward" (seen with ZeRO-3 after a listwise ranking evaluation; tested)."""
+    import torch
+
+    params = getattr(model, "parameters", None)
+    if callable(params) and any(p.requires_grad for p in params()):
+        return torch.no_grad()
+    return torch.inference_mode()
