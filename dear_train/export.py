@@ -14,11 +14,13 @@ from dear_train.export_verify import TORCH_DTYPES
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dear export",
-        description="Verify a trained LoRA adapter on ranking prompts, write a clean adapter folder (or the "
-                    "merged model) with a model card, and optionally publish it to the Hugging Face Hub. "
+        description="Verify a trained LoRA adapter (listwise from `dear train`: on ranking prompts; pointwise from "
+                    "`dear distill`: on (query, passage) pairs), write a clean adapter folder (or the merged "
+                    "model) with a model card, and optionally publish it to the Hugging Face Hub. "
                     "Nothing is written to --out unless the checks pass.",
     )
-    p.add_argument("--adapter", required=True, help="training output / adapter folder (`dear train --output_dir`)")
+    p.add_argument("--adapter", required=True,
+                   help="training output / adapter folder (`dear train` or `dear distill` --output_dir)")
     p.add_argument("--out", required=True, help="new (or empty) folder for the export")
     p.add_argument("--merge", action="store_true", help="merge the LoRA into the base model (merge_and_unload)")
     p.add_argument("--dtype", choices=sorted(TORCH_DTYPES), default="bf16",
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     r = result.report
     kind = f"merged model ({args.dtype})" if result.merged else "adapter"
-    print(f"{kind} export verified on {r.probes} ranking prompts: max relative logit difference "
+    probes = "queries' (query, passage) pairs" if result.task == "pointwise" else "ranking prompts"
+    print(f"{kind} export verified on {r.probes} {probes}: max relative logit difference "
           f"{r.export_vs_source:.3g} to the source adapter (tolerance {r.tolerance:g}), "
           f"{r.export_vs_base:.3g} to the base model")
     total = sum(size for _, size in result.files)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, load_prompt_spec, save_prompt_spec
+from data_prep.pointwise_format import POINTWISE_FORMAT_FILE, PairFormat, load_pair_format
+from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, load_prompt_spec
 from data_prep.schema import DataError
+from dear_train.export_kinds import ListwiseKind, PointwiseKind
 from dear_train.export_verify import (
     ADAPTER_WEIGHTS,
     TORCH_DTYPES,
@@ -25,11 +27,7 @@ from dear_train.export_verify import (
     VerificationReport,
     check_adapter_file,
     check_adapter_loaded,
-    check_tokenizer_roundtrip,
     compare_logits,
-    probe_input_ids,
-    probe_logits,
-    probe_prompts,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,12 +44,20 @@ class SourceAdapter:
     path: Path
     adapter_config: dict[str, Any]
     training: dict[str, Any]
-    spec: PromptSpec
+    spec: PromptSpec | None  # listwise: the prompt it was trained on
     evals: tuple[dict[str, Any], ...]
+    pair_format: PairFormat | None = None  # pointwise: how a (query, passage) pair was encoded
 
     @property
     def recorded_base(self) -> str:
         return str(self.training.get("base_model") or self.adapter_config.get("base_model_name_or_path") or "")
+
+    @property
+    def kind(self) -> ListwiseKind | PointwiseKind:
+        if self.pair_format is not None:
+            return PointwiseKind(self.pair_format)
+        assert self.spec is not None
+        return ListwiseKind(self.spec)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class ExportResult:
     files: tuple[tuple[str, int], ...]  # (relative path, bytes), sorted
     report: VerificationReport
     merged: bool
+    task: str = "listwise"  # or "pointwise"
 
 
 def _read_json(path: Path, what: str, fix: str) -> dict[str, Any]:
@@ -104,21 +111,29 @@ def read_source(adapter_dir: str | Path) -> SourceAdapter:
         raise DataError(f"peft_type is {cfg.get('peft_type')!r}, expected 'LORA'", path=str(path / ADAPTER_CONFIG),
                         fix="only LoRA adapters can be exported")
     task_type = cfg.get("task_type")
-    if task_type not in (None, "CAUSAL_LM"):
-        raise DataError(f"adapter task_type is {task_type!r}: dear export handles listwise (causal LM) adapters",
-                        path=str(path / ADAPTER_CONFIG), reason="not_causal_lm",
-                        fix="export a `dear train` (listwise) output; pointwise (SEQ_CLS) export is not supported")
+    if task_type not in (None, "CAUSAL_LM", "SEQ_CLS"):
+        raise DataError(f"adapter task_type is {task_type!r}: dear export handles listwise (CAUSAL_LM) and "
+                        "pointwise (SEQ_CLS) adapters", path=str(path / ADAPTER_CONFIG), reason="unknown_task",
+                        fix="export a `dear train` (listwise) or `dear distill` (pointwise) output")
     if not (path / ADAPTER_WEIGHTS).is_file():
         raise DataError(f"missing {ADAPTER_WEIGHTS}", path=str(path),
                         fix="save the adapter with safetensors (PEFT's default) or convert adapter_model.bin")
     training = _read_json(path / TRAINING_FILE, "training record",
                           "export a folder written by `dear train` (it records base model, config, versions)")
+    evals = tuple(read_ranking_eval(path / EVAL_FILE))
+    if task_type == "SEQ_CLS":
+        fmt = load_pair_format(path)
+        if fmt is None:
+            raise DataError(f"missing {POINTWISE_FORMAT_FILE}", path=str(path),
+                            fix="save the pair format the student was trained with: data_prep.pointwise_format."
+                                "save_pair_format(DIR, PairFormat()) for DeAR's 32/196-token default")
+        return SourceAdapter(path, cfg, training, None, evals, pair_format=fmt)
     spec = load_prompt_spec(path)
     if spec is None:
         raise DataError(f"missing {PROMPT_SPEC_FILE}", path=str(path),
                         fix="save the spec the adapter was trained with: "
                             "data_prep.prompts.save_prompt_spec(DIR, get_prompt_spec('dear-card'))")
-    return SourceAdapter(path, cfg, training, spec, tuple(read_ranking_eval(path / EVAL_FILE)))
+    return SourceAdapter(path, cfg, training, spec, evals)
 
 
 def folder_files(folder: Path) -> tuple[tuple[str, int], ...]:
@@ -152,8 +167,9 @@ def _load_tokenizer(src: SourceAdapter, base_model: str, local_files_only: bool)
 
 
 def _copy_contract_files(src: SourceAdapter, tokenizer: Any, dst: Path) -> None:
-    """Prompt spec, training record and evaluation log: the files every exported folder carries."""
-    save_prompt_spec(dst, src.spec)
+    """Input spec (prompt spec or pair format), training record and evaluation log: the files every exported
+    folder carries."""
+    src.kind.save_spec(dst)
     shutil.copy2(src.path / TRAINING_FILE, dst / TRAINING_FILE)
     if (src.path / EVAL_FILE).is_file():
         shutil.copy2(src.path / EVAL_FILE, dst / EVAL_FILE)
@@ -196,10 +212,11 @@ def export_adapter(
     device: str = "auto",
 ) -> ExportResult:
     """Export ``adapter_dir`` to ``out``: a clean adapter folder, or (``merge``) the merged model in
-    ``dtype``; verified on ranking prompts before ``out`` appears. Returns the file list and the checks."""
+    ``dtype``; verified on ranking prompts (listwise) or (query, passage) pairs (pointwise) before ``out``
+    appears. Returns the file list and the checks."""
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from dear_train.model_card import build_model_card, is_hub_id
 
@@ -227,19 +244,18 @@ def export_adapter(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the final folder gets normal permissions
     try:
+        kind = src.kind
         tokenizer = _load_tokenizer(src, base, local_files_only)
-        probes = probe_prompts(src.spec, tokenizer, n_probes=n_probes, window=probe_window)
-        ids = probe_input_ids(tokenizer, probes)
-
-        logger.info("loading %s (%s) with the adapter from %s", base, dtype, src.path)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype, device_map=device,
-                                                     local_files_only=local_files_only)
+        logger.info("loading %s (%s) with the %s adapter from %s", base, dtype, kind.task, src.path)
+        model = kind.load(base, dtype=torch_dtype, device=device, local_files_only=local_files_only,
+                          tokenizer=tokenizer)
         model = PeftModel.from_pretrained(model, src.path)
         model.eval()
         check_adapter_loaded(model, src.path / ADAPTER_WEIGHTS)
-        source_logits = probe_logits(model, ids)
+        probes = kind.probes(tokenizer, n_probes=n_probes, window=probe_window)
+        source_logits = kind.outputs(model, tokenizer, probes)
         with model.disable_adapter():
-            base_logits = probe_logits(model, ids)
+            base_logits = kind.outputs(model, tokenizer, probes)
 
         _copy_contract_files(src, tokenizer, tmp)
         if merge:
@@ -249,9 +265,8 @@ def export_adapter(
             if saved != {SAFETENSORS_DTYPES[dtype]}:
                 raise ExportVerificationError(f"the merged shards hold {sorted(saved)} tensors, expected "
                                               f"{SAFETENSORS_DTYPES[dtype]} only")
-            exported = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch_dtype, device_map=device,
-                                                            local_files_only=True)
-            export_logits = probe_logits(exported.eval(), ids)
+            exported = kind.load(tmp, dtype=torch_dtype, device=device, local_files_only=True, tokenizer=tokenizer)
+            export_logits = kind.outputs(exported.eval(), tokenizer, probes)
             del exported
         else:
             shutil.copy2(src.path / ADAPTER_CONFIG, tmp / ADAPTER_CONFIG)
@@ -259,18 +274,16 @@ def export_adapter(
             model.load_adapter(tmp, adapter_name="export")
             check_adapter_loaded(model, tmp / ADAPTER_WEIGHTS, adapter_name="export")
             model.set_adapter("export")
-            export_logits = probe_logits(model, ids)
+            export_logits = kind.outputs(model, tokenizer, probes)
             del model
         report = compare_logits(kind="merged" if merge else "adapter", dtype=dtype, export=export_logits,
                                 source=source_logits, base=base_logits)
-        check_tokenizer_roundtrip(tokenizer, AutoTokenizer.from_pretrained(tmp), probes)
-        if load_prompt_spec(tmp) != src.spec:
-            raise ExportVerificationError("the exported prompt spec differs from the source's")
+        kind.check_copy(tokenizer, AutoTokenizer.from_pretrained(tmp), probes, tmp)
 
         card = build_model_card(
             training=src.training, adapter_config=src.adapter_config, spec=src.spec, evals=list(src.evals),
             merged=merge, dtype=dtype, repo_id=repo_id or f"./{out.name}", tokenizer=tokenizer,
-            verification=report, license=license,
+            verification=report, license=license, pair_format=src.pair_format,
         )
         (tmp / "README.md").write_text(card, encoding="utf-8")
         files = folder_files(tmp)
@@ -281,4 +294,4 @@ def export_adapter(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     logger.info("export written to %s (%d files)", out, len(files))
-    return ExportResult(out=out, files=files, report=report, merged=merge)
+    return ExportResult(out=out, files=files, report=report, merged=merge, task=src.kind.task)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from data_prep.pointwise_format import PairFormat
 from data_prep.prompts import Prompt, PromptSpec, TokenizerLike, model_input_text, render_prompt
 from dear_train.export_verify import VerificationReport
 
@@ -108,19 +109,22 @@ def build_model_card(
     tokenizer: TokenizerLike | None = None,
     verification: VerificationReport | None = None,
     license: str | None = None,
+    pair_format: PairFormat | None = None,
 ) -> str:
-    """The README.md text: YAML front matter (validated by huggingface_hub) and a Markdown body."""
+    """The README.md text: YAML front matter (validated by huggingface_hub) and a Markdown body. A listwise
+    adapter's card shows its prompt (``spec``); a pointwise one's (``pair_format`` given) its pair encoding."""
     from huggingface_hub import ModelCard, ModelCardData
 
     base = str(training.get("base_model") or adapter_config.get("base_model_name_or_path") or "")
-    task = str(training.get("task") or "listwise")
+    pointwise = pair_format is not None
+    task = str(training.get("task") or ("pointwise" if pointwise else "listwise"))
     dataset = training.get("dataset") or {}
     data_path = str(dataset.get("path") or "")
     lic = license or infer_license(base)
     meta = ModelCardData(
         base_model=base if is_hub_id(base) else None,
         library_name="transformers" if merged else "peft",
-        pipeline_tag="text-generation",
+        pipeline_tag="text-ranking" if pointwise else "text-generation",
         license=lic,
         datasets=[data_path] if is_hub_id(data_path) else None,
         tags=["reranking", "dear", task, "llm-reranker", "text-ranking", "lora"]
@@ -133,20 +137,28 @@ def build_model_card(
     summary = [[k, _fmt(config[k])] for k in SUMMARY_KEYS if k in config]
     versions = [[k, f"`{v}`"] for k, v in sorted((training.get("versions") or {}).items())]
 
-    query, passages, prompt = example_prompt(spec, tokenizer)
-    model_input = model_input_text(prompt, tokenizer) if tokenizer is not None else (prompt.text or "")
-    b = spec.id_base
-    answer = spec.completion_prefix + " > ".join(f"[{i + b}]" for i in (1, 0, 2))
-
     what = (f"the merged weights (LoRA merged into `{base}`, saved in {dtype})" if merged
             else f"a LoRA adapter for `{base}`")
+    checked = ("merged model's" if merged else "exported adapter's")
+    if pointwise:
+        intro = (f"A DeAR-style pointwise (stage-1) LLM document reranker: {what}, with its trained one-logit "
+                 "sequence-classification head. It scores a (query, passage) pair; rank the passages by score, "
+                 "highest first. Exported with `dear export` from the dear-reranker toolkit, which verified "
+                 f"before writing it that the {checked} scores of real (query, passage) pairs equal the source "
+                 "adapter's and differ from the base model's.")
+    else:
+        assert spec is not None, "a listwise card needs the prompt spec"
+        query, passages, prompt = example_prompt(spec, tokenizer)
+        model_input = model_input_text(prompt, tokenizer) if tokenizer is not None else (prompt.text or "")
+        b = spec.id_base
+        answer = spec.completion_prefix + " > ".join(f"[{i + b}]" for i in (1, 0, 2))
+        intro = (f"A DeAR-style {task} LLM document reranker: {what}. Given a query and a window of passages it "
+                 f"writes a ranking of passage identifiers such as `{answer.strip()}`. Exported with `dear export` "
+                 f"from the dear-reranker toolkit, which verified before writing it that the {checked} logits on "
+                 "real ranking prompts equal the source adapter's and differ from the base model's.")
     parts = [
         f"# {repo_id.rsplit('/', 1)[-1]}",
-        f"A DeAR-style {task} LLM document reranker: {what}. Given a query and a window of passages it "
-        f"writes a ranking of passage identifiers such as `{answer.strip()}`. Exported with `dear export` "
-        "from the dear-reranker toolkit, which verified before writing it that the "
-        + ("merged model's" if merged else "exported adapter's")
-        + " logits on real ranking prompts equal the source adapter's and differ from the base model's.",
+        intro,
         "## Base model",
         f"`{base}`" + ("" if is_hub_id(base) else " (a local path when this was exported; load the same "
                        "weights from wherever you keep them)"),
@@ -165,13 +177,19 @@ def build_model_card(
         eval_table(evals),
     ]
     if verification is not None:
+        on = (f"{verification.positions} (query, passage) pairs of {verification.probes} queries" if pointwise
+              else f"{verification.probes} ranking prompts ({verification.positions} next-token distributions at "
+                   "the end of the prompts)")
         parts += [
             "## Export check",
-            f"On {verification.probes} ranking prompts ({verification.positions} next-token distributions at the "
-            f"end of the prompts) in {verification.dtype}: "
-            f"max relative logit difference to the source adapter {verification.export_vs_source:.3g} "
-            f"(tolerance {verification.tolerance:g}); to the base model {verification.export_vs_base:.3g}.",
+            f"On {on} in {verification.dtype}: "
+            f"max relative {'score' if pointwise else 'logit'} difference to the source adapter "
+            f"{verification.export_vs_source:.3g} (tolerance {verification.tolerance:g}); to the base model "
+            f"{verification.export_vs_base:.3g}.",
         ]
+    if pointwise:
+        parts += _pointwise_usage(repo_id, merged, pair_format, tokenizer)
+        return str(ModelCard("---\n" + meta.to_yaml() + "\n---\n\n" + "\n\n".join(parts) + "\n"))
     parts += [
         "## Prompt",
         f"The model must be given exactly the prompt it was trained on. Prompt spec (`prompt_spec.json`, "
@@ -229,3 +247,64 @@ def _plain_snippet(repo_id: str, merged: bool, prompt: Prompt, model_input: str,
         "```",
     ]
     return "\n".join(lines)
+
+
+def _pointwise_usage(repo_id: str, merged: bool, fmt: PairFormat, tokenizer: TokenizerLike | None) -> list[str]:
+    """The input and usage sections of a pointwise card: the exact pair encoding, and snippets that run."""
+    from data_prep.samples import load_noveleval_sample
+
+    req = load_noveleval_sample()[0][0]
+    doc = req.candidates[0]
+    layout = (f"`<bos>` + `{fmt.query_prefix}{{query}}` (cut to {fmt.q_max_len} tokens) + `<bos>` + "
+              f"`{fmt.doc_prefix}{{title}} {{text}}` (cut to {fmt.p_max_len - 3} tokens), each part tokenized "
+              "without special tokens, padded on the right")
+    parts = [
+        "## Input",
+        "The model must be given pairs encoded exactly as it was trained. Pair format (`pointwise_format.json`, "
+        f"applied by `data_prep.pointwise_format.encode_pair`):\n\n```json\n{json.dumps(fmt.to_json(), indent=2)}\n```",
+        f"Each pair is {layout}; the score is the classifier's single logit, pooled (as in training) at the last "
+        "token that is not the config's `pad_token_id`.",
+    ]
+    if tokenizer is not None:
+        from data_prep.pointwise_format import document_text, encode_pair
+
+        ids = encode_pair(tokenizer, req.query, document_text(doc.text, doc.title), fmt)
+        parts.append(f"For the query \"{req.query}\" and its first passage the model reads:\n\n```text\n"
+                     + tokenizer.decode(ids) + "\n```")
+    loader = "AutoModelForSequenceClassification" if merged else "AutoPeftModelForSequenceClassification"
+    module = "transformers" if merged else "peft"
+    parts += [
+        "## Usage",
+        "### With dear-reranker",
+        "```python\nfrom inference import PointwiseReranker\n\n"
+        f"reranker = PointwiseReranker.from_pretrained(\"{repo_id}\")  # reads pointwise_format.json\n"
+        "scores = reranker.score(query, documents)  # one score per document, input order\n```",
+        "or as DeAR's stage 1 in front of a listwise model (see `dear rerank --help`):\n\n```bash\n"
+        f"dear rerank --pointwise {repo_id} --listwise LISTWISE_ADAPTER --input candidates.json --out run.trec\n```",
+        "### With transformers" + ("" if merged else " + PEFT"),
+        "\n".join([
+            "```python",
+            "import torch",
+            f"from {module} import {loader}",
+            "from transformers import AutoTokenizer",
+            "",
+            f"tokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")",
+            f"model = {loader}.from_pretrained(\"{repo_id}\", num_labels=1, dtype=torch.float32).eval()",
+            "",
+            "def encode(query, document):  # the training layout: padded on the right to the fixed length",
+            f"    q = tokenizer.encode({fmt.query_prefix!r} + query, add_special_tokens=False)[:{fmt.q_max_len}]",
+            f"    d = tokenizer.encode({fmt.doc_prefix!r} + document, add_special_tokens=False)[:{fmt.p_max_len - 3}]",
+            f"    ids = ([tokenizer.bos_token_id] + q + [tokenizer.bos_token_id] + d)[:{fmt.max_length}]",
+            f"    pad = {fmt.max_length} - len(ids)",
+            "    return torch.tensor([ids + [tokenizer.pad_token_id] * pad]), torch.tensor([[1] * len(ids) + [0] * pad])",
+            "",
+            "scores = []",
+            "with torch.no_grad():",
+            "    for doc in documents:",
+            "        input_ids, attention_mask = encode(query, doc)",
+            "        scores.append(model(input_ids=input_ids, attention_mask=attention_mask).logits.item())",
+            "order = sorted(range(len(documents)), key=lambda i: -scores[i])  # best first",
+            "```",
+        ]),
+    ]
+    return parts

@@ -455,7 +455,10 @@ def test_existing_output_and_bad_arguments_are_refused(adapter_dir, tmp_path, ca
     cfg = json.loads((pointwise / "adapter_config.json").read_text())
     (pointwise / "adapter_config.json").write_text(json.dumps({**cfg, "task_type": "SEQ_CLS"}))
     assert main(["--adapter", str(pointwise), "--out", str(tmp_path / "p")]) == 1
-    assert "listwise (causal LM) adapters" in capsys.readouterr().err
+    assert "missing pointwise_format.json" in capsys.readouterr().err  # a SEQ_CLS adapter is a pointwise student
+    (pointwise / "adapter_config.json").write_text(json.dumps({**cfg, "task_type": "TOKEN_CLS"}))
+    assert main(["--adapter", str(pointwise), "--out", str(tmp_path / "p")]) == 1
+    assert "listwise (CAUSAL_LM) and pointwise (SEQ_CLS) adapters" in capsys.readouterr().err
     (pointwise / "prompt_spec.json").unlink()
     (pointwise / "adapter_config.json").write_text(json.dumps(cfg))
     assert main(["--adapter", str(pointwise), "--out", str(tmp_path / "p")]) == 1
