@@ -12,6 +12,7 @@ half of it on the 2-layer tiny model but 1/32 on an 8B model, so that row is the
     python scripts/bench_rerank.py                      # tiny random Llama on CPU, DL19 BM25 top-100
     python scripts/bench_rerank.py --random-8b --device cuda --queries 10 --budgets 50 100 --threads 8
         # an 8B-shaped random bf16 Llama on a GPU (about 16 GB; decode dominates there)
+    python scripts/bench_rerank.py --dry-run      # that path at a tiny shape on the CPU, in seconds
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="model folder (default: build the tiny random Llama)")
     p.add_argument("--random-8b", action="store_true",
                    help="a random Llama-3.1-8B-shaped model in bf16 (needs a GPU), tiny tokenizer")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --random-8b: the same code path at a tiny width and depth on the CPU (2 queries, "
+                        "4 tokens), to check the script before spending GPU time")
     p.add_argument("--device", default="cpu")
     p.add_argument("--queries", type=int, default=None, help="first N queries (default: all)")
     p.add_argument("--budgets", type=int, nargs="+", default=[50, 100])
@@ -66,8 +70,12 @@ def load_model(args: argparse.Namespace):
     if not args.random_8b:
         model = AutoModelForCausalLM.from_pretrained(tiny_dir).to(args.device)
         return model.eval(), tok, f"tiny random Llama ({sum(p.numel() for p in model.parameters())} parameters)"
-    cfg = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                      num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
+    shape = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=8)
+    if args.dry_run:
+        shape = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=1)
+    cfg = LlamaConfig(vocab_size=128256, **shape, max_position_embeddings=131072,
                       rope_theta=500000.0, bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
                       eos_token_id=[tok.convert_tokens_to_ids("<|eot_id|>")])
     torch.manual_seed(0)
@@ -79,7 +87,8 @@ def load_model(args: argparse.Namespace):
         torch.set_default_dtype(torch.float32)
     model.generation_config = GenerationConfig(eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
                                                bos_token_id=cfg.bos_token_id, do_sample=False)
-    return model.eval(), tok, "random Llama-3.1-8B-shaped model, bf16"
+    what = "random Llama-3.1-8B-shaped model, bf16"
+    return model.eval(), tok, (what + " (dry run: tiny width and depth)" if args.dry_run else what)
 
 
 class _FirstTokenClock:
@@ -149,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     from inference.reranker import ListwiseReranker
 
     args = parse_args(argv)
+    if args.dry_run:
+        args.random_8b, args.queries, args.budgets = True, 2, [4]
     torch.set_num_threads(args.threads)
     model, tok, what = load_model(args)
     requests = read_rankgpt_json(args.input)[: args.queries]

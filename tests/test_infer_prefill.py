@@ -147,3 +147,24 @@ def test_reranker_windows_equal_plain_generate(tiny):
     got = [w.raw for r in rr.rerank_batch(reqs) for w in r.windows]
     assert rr.backend.trim_prefill and prefill._registered
     assert got == expected
+
+
+def test_gpu_rerank_bench_script_dry_run(tmp_path):
+    """The prepared GPU reranking benchmark (random 8B-shaped bf16 Llama) runs end to end at a tiny shape on the
+    CPU, and its own check holds: every approach gives the card approach's rankings and window outputs."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_rerank", repo / "scripts" / "bench_rerank.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "dry.json"
+    assert mod.main(["--dry-run", "--threads", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert "dry run" in report["model"] and report["queries"] == 2
+    (run,) = report["runs"]
+    for name in ("ours", "ours_full_prefill"):
+        assert run[name]["identical_rankings"] == "2/2" and run[name]["identical_window_outputs"] == "18/18"
+        assert run[name]["windows"] == run["card"]["windows"] == 18
