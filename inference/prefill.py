@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 LAST_ROW_SDPA = "dear_sdpa_last_row"
 _registered = False
+# Set only inside ``last_row_prefill`` and per thread: another thread running the same model meanwhile (its
+# config switched too) gets plain SDPA.
+_ACTIVE: ContextVar[bool] = ContextVar("dear_last_row_prefill", default=False)
 
 
 def _last_row_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any) -> tuple[Any, None]:
@@ -42,7 +46,8 @@ def _trims(module: Any, query: Any, key: Any, attention_mask: Any, kwargs: dict[
     config = getattr(module, "config", None)
     layers = getattr(config, "num_hidden_layers", None)
     return (
-        layers is not None
+        _ACTIVE.get()
+        and layers is not None
         and getattr(module, "layer_idx", None) == layers - 1
         and attention_mask is None
         and query.shape[2] > 1
@@ -103,7 +108,9 @@ def last_row_prefill(model: Any, enabled: bool = True) -> Iterator[bool]:
     _register()
     config = model.config
     config._attn_implementation = LAST_ROW_SDPA
+    token = _ACTIVE.set(True)
     try:
         yield True
     finally:
+        _ACTIVE.reset(token)
         config._attn_implementation = "sdpa"

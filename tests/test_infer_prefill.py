@@ -86,6 +86,26 @@ def test_the_attention_setting_is_restored_after_an_error(tiny):
     assert model.config._attn_implementation == "sdpa"
 
 
+def test_another_thread_running_the_model_meanwhile_gets_every_row(tiny):
+    """The switch is the model config's (shared), the trim is this thread's: a full forward elsewhere is exact."""
+    import threading
+
+    model, _ = tiny
+    ids = torch.randint(0, model.config.vocab_size, (1, 64), generator=torch.Generator().manual_seed(2))
+
+    def full_logits():
+        with torch.inference_mode():
+            return model(input_ids=ids).logits
+
+    expected, got = full_logits(), {}
+    with last_row_prefill(model) as on:
+        assert on
+        worker = threading.Thread(target=lambda: got.update(logits=full_logits()))
+        worker.start()
+        worker.join()
+    assert torch.equal(got["logits"], expected)
+
+
 def test_no_trim_where_it_would_not_be_exact(tiny_model_dir, tiny):
     from transformers import AutoModelForCausalLM
 
@@ -95,6 +115,7 @@ def test_no_trim_where_it_would_not_be_exact(tiny_model_dir, tiny):
         assert on is False and eager.config._attn_implementation == "eager"
 
     model, _ = tiny
+    assert not prefill._ACTIVE.get()
 
     class RemoteCodeLlama(type(model)):  # stands in for trust_remote_code classes: not transformers' own
         pass
@@ -108,6 +129,15 @@ def test_no_trim_where_it_would_not_be_exact(tiny_model_dir, tiny):
     last = model.model.layers[-1].self_attn
     first = model.model.layers[0].self_attn
     q, k = torch.zeros(1, 4, 5, 16), torch.zeros(1, 2, 5, 16)
+    assert not _trims(last, q, k, None, {})  # outside last_row_prefill (another thread's forward, say)
+    token = prefill._ACTIVE.set(True)
+    try:
+        _check_cases(last, first, q, k)
+    finally:
+        prefill._ACTIVE.reset(token)
+
+
+def _check_cases(last, first, q, k) -> None:
     assert _trims(last, q, k, None, {})
     assert not _trims(first, q, k, None, {})  # not the last layer: later layers read its output
     assert not _trims(last, q, k, torch.ones(1, 1, 5, 5, dtype=torch.bool), {})  # padded/masked input
