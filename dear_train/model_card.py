@@ -214,16 +214,17 @@ def build_model_card(
     return str(ModelCard("---\n" + meta.to_yaml() + "\n---\n\n" + body))
 
 
+def _snippet_head(module: str, loader: str, repo_id: str) -> list[str]:
+    """The first lines of a plain transformers/PEFT usage snippet: imports and the tokenizer."""
+    return ["```python", "import torch", f"from {module} import {loader}", "from transformers import AutoTokenizer",
+            "", f"tokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")"]
+
+
 def _plain_snippet(repo_id: str, merged: bool, prompt: Prompt, model_input: str, n: int) -> str:
     loader = "AutoModelForCausalLM" if merged else "AutoPeftModelForCausalLM"
     module = "transformers" if merged else "peft"
     lines = [
-        "```python",
-        "import torch",
-        f"from {module} import {loader}",
-        "from transformers import AutoTokenizer",
-        "",
-        f"tokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")",
+        *_snippet_head(module, loader, repo_id),
         f"model = {loader}.from_pretrained(\"{repo_id}\", dtype=torch.bfloat16, device_map=\"auto\")",
         "",
     ]
@@ -283,12 +284,7 @@ def _pointwise_usage(repo_id: str, merged: bool, fmt: PairFormat, tokenizer: Tok
         f"dear rerank --pointwise {repo_id} --listwise LISTWISE_ADAPTER --input candidates.json --out run.trec\n```",
         "### With transformers" + ("" if merged else " + PEFT"),
         "\n".join([
-            "```python",
-            "import torch",
-            f"from {module} import {loader}",
-            "from transformers import AutoTokenizer",
-            "",
-            f"tokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")",
+            *_snippet_head(module, loader, repo_id),
             f"model = {loader}.from_pretrained(\"{repo_id}\", num_labels=1, dtype=torch.float32).eval()",
             "",
             "def encode(query, document):  # the training layout: padded on the right to the fixed length",
