@@ -99,22 +99,14 @@ def ranking_eval_callback(held_out: Any, *, output_dir: str, pair_format: Any, b
         def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):  # noqa: ANN001
             if model is None or processing_class is None:
                 return control
-            import torch
-
             from dear_train.ranking_eval import publish_ranking_eval
+            from inference.grad_mode import evaluating
             from inference.metrics import evaluate
             from inference.pointwise import PointwiseReranker
 
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    ranker = PointwiseReranker(model, processing_class, pair_format=pair_format,
-                                               batch_size=batch_size)
-                    results = ranker.rerank_batch(list(held_out.requests))
-            finally:
-                if was_training:
-                    model.train()
+            with evaluating(model):
+                ranker = PointwiseReranker(model, processing_class, pair_format=pair_format, batch_size=batch_size)
+                results = ranker.rerank_batch(list(held_out.requests))
             scores = evaluate({r.qid: r.ranked() for r in results}, held_out.qrels, metrics=("ndcg@10",))
             record = {"step": int(state.global_step), "dataset": held_out.name,
                       "metrics": {k: float(v) for k, v in scores.items()}, "valid_window_share": 1.0}

@@ -156,13 +156,11 @@ class RankingEvalCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):  # noqa: ANN001
         if model is None or processing_class is None:
             return control
-        import torch
+        from inference.grad_mode import evaluating
 
-        was_training = model.training
-        model.eval()
         padding_side = getattr(processing_class, "padding_side", None)
         try:
-            with torch.no_grad():
+            with evaluating(model):
                 out = evaluate_ranking(
                     model, processing_class, self.spec, self.held_out, window=self.window, stride=self.stride,
                     batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, metrics=self.metrics,
@@ -170,8 +168,6 @@ class RankingEvalCallback(TrainerCallback):
         finally:
             if padding_side is not None:
                 processing_class.padding_side = padding_side
-            if was_training:
-                model.train()
         record = {"step": int(state.global_step), "dataset": self.held_out.name, "metrics": out["metrics"],
                   "valid_window_share": out["valid_window_share"]}
         publish_ranking_eval(record, state=state, output_dir=self.output_dir, trainer=self.trainer,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from inference.grad_mode import inference_context
+from inference.grad_mode import evaluating
 from inference.prefill import last_row_prefill
 
 logger = logging.getLogger(__name__)
@@ -270,70 +270,64 @@ class HFBackend:
         from transformers.cache_utils import DynamicCache, DynamicLayer
 
         model = self.model
-        was_training = bool(getattr(model, "training", False))
-        model.eval()
         device = self._device()
         limit = max(1, max_in_flight)
         batch: _SlotBatch | None = None
         pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
-        try:
-            with inference_context(model):
-                while True:
-                    active = batch.active() if batch is not None else 0
-                    new = pull(limit - active) if active < limit else []
-                    joining = []
-                    for req, ids in zip(new, self._tokenize(new), strict=True):
-                        row = _Row(req=req, prompt_len=len(ids))
-                        if self.do_sample:
-                            row.generator = torch.Generator().manual_seed(
-                                self.seed if req.seed is None else req.seed)
-                        t0 = time.perf_counter()
-                        with last_row_prefill(model, self.trim_prefill):
-                            out = model(input_ids=torch.tensor([ids], device=device), use_cache=True,
-                                        cache=DynamicCache(config=model.config), logits_to_keep=1)
-                        token = self._next_token(out.logits[:, -1, :], [row])[0]
-                        self._sync()
-                        self.stats.prefill_s += time.perf_counter() - t0
-                        self.stats.prefills += 1
-                        self.stats.prompt_tokens += len(ids)
-                        reason = self._finished(row, token)
-                        if reason is not None:
-                            yield self._done(row, reason)
-                            continue
-                        if not all(type(layer) is DynamicLayer for layer in out.cache.layers):
-                            limit = 1  # sliding-window or hybrid caches: decode one window at a time
-                        joining.append((row, out.cache))
-                    if joining:
-                        if batch is None:
-                            batch = _SlotBatch(joining[0][1], device, mask_4d=limit > 1 and _sdpa(model))
-                        batch.add_many(joining)
-                    if batch is not None:
-                        batch.maybe_compact()
-                    if batch is None or batch.active() == 0:
-                        if not new:
-                            return
-                        continue
+        with evaluating(model):
+            while True:
+                active = batch.active() if batch is not None else 0
+                new = pull(limit - active) if active < limit else []
+                joining = []
+                for req, ids in zip(new, self._tokenize(new), strict=True):
+                    row = _Row(req=req, prompt_len=len(ids))
+                    if self.do_sample:
+                        row.generator = torch.Generator().manual_seed(
+                            self.seed if req.seed is None else req.seed)
                     t0 = time.perf_counter()
-                    input_ids, positions, mask = batch.step_inputs(pad_id)
-                    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                cache=batch.cache, use_cache=True, logits_to_keep=1)
-                    batch.after_step()
-                    slots = batch.active_slots()
-                    logits = out.logits[:, -1, :]
-                    rows = [batch.rows[i] for i in slots]
-                    tokens = self._next_token(logits[slots] if len(slots) < logits.shape[0] else logits, rows)
+                    with last_row_prefill(model, self.trim_prefill):
+                        out = model(input_ids=torch.tensor([ids], device=device), use_cache=True,
+                                    cache=DynamicCache(config=model.config), logits_to_keep=1)
+                    token = self._next_token(out.logits[:, -1, :], [row])[0]
                     self._sync()
-                    self.stats.decode_s += time.perf_counter() - t0
-                    self.stats.decode_steps += 1
-                    finished = []
-                    for slot, row, reason in zip(slots, rows, self._finish_many(rows, tokens), strict=True):
-                        if reason is not None:
-                            batch.remove(slot)
-                            finished.append(self._done(row, reason))
-                    yield from finished
-        finally:
-            if was_training:
-                model.train()
+                    self.stats.prefill_s += time.perf_counter() - t0
+                    self.stats.prefills += 1
+                    self.stats.prompt_tokens += len(ids)
+                    reason = self._finished(row, token)
+                    if reason is not None:
+                        yield self._done(row, reason)
+                        continue
+                    if not all(type(layer) is DynamicLayer for layer in out.cache.layers):
+                        limit = 1  # sliding-window or hybrid caches: decode one window at a time
+                    joining.append((row, out.cache))
+                if joining:
+                    if batch is None:
+                        batch = _SlotBatch(joining[0][1], device, mask_4d=limit > 1 and _sdpa(model))
+                    batch.add_many(joining)
+                if batch is not None:
+                    batch.maybe_compact()
+                if batch is None or batch.active() == 0:
+                    if not new:
+                        return
+                    continue
+                t0 = time.perf_counter()
+                input_ids, positions, mask = batch.step_inputs(pad_id)
+                out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                            cache=batch.cache, use_cache=True, logits_to_keep=1)
+                batch.after_step()
+                slots = batch.active_slots()
+                logits = out.logits[:, -1, :]
+                rows = [batch.rows[i] for i in slots]
+                tokens = self._next_token(logits[slots] if len(slots) < logits.shape[0] else logits, rows)
+                self._sync()
+                self.stats.decode_s += time.perf_counter() - t0
+                self.stats.decode_steps += 1
+                finished = []
+                for slot, row, reason in zip(slots, rows, self._finish_many(rows, tokens), strict=True):
+                    if reason is not None:
+                        batch.remove(slot)
+                        finished.append(self._done(row, reason))
+                yield from finished
 
 
 def _sdpa(model: Any) -> bool:

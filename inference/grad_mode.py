@@ -1,7 +1,9 @@
-"""The autograd mode for generating or scoring with a model that may be in the middle of training."""
+"""Eval and autograd modes for generating or scoring with a model that may be in the middle of training."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -17,3 +19,17 @@ def inference_context(model: Any) -> Any:
     if callable(params) and any(p.requires_grad for p in params()):
         return torch.no_grad()
     return torch.inference_mode()
+
+
+@contextmanager
+def evaluating(model: Any) -> Iterator[None]:
+    """Eval mode and :func:`inference_context` for the block; a model that was training is put back in training
+    mode afterwards (a ranking evaluation in the middle of a training run)."""
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        with inference_context(model):
+            yield
+    finally:
+        if was_training:
+            model.train()

@@ -91,11 +91,7 @@ def can_trim(model: Any) -> bool:
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
         return False
-    if getattr(config, "model_type", None) not in TRIMMABLE_MODEL_TYPES:
-        return False
-    if getattr(config, "num_hidden_layers", None) is None:
-        return False
-    return not any(getattr(config, name, None) is not None for name in ("text_config", "vision_config", "decoder"))
+    return getattr(config, "model_type", None) in TRIMMABLE_MODEL_TYPES  # plain decoder configs, no sub-configs
 
 
 @contextmanager

@@ -84,3 +84,16 @@ def make_adapter_folder(
     (out / "checkpoint-100" / "optimizer.pt").write_bytes(b"\0" * 16)
     (out / "training_args.bin").write_bytes(b"\0" * 8)
     return out
+
+
+def front_matter(card: str) -> dict:
+    """The YAML metadata block of a model card."""
+    import yaml
+
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n", 2)[1])
+
+
+def code_after(card: str, heading: str) -> str:
+    """The first Python code block after ``heading`` in a model card."""
+    return card.split(heading, 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.pointwise import prep_pointwise
 from data_prep.pointwise_format import PairFormat, encode_pair, encode_pairs
-from tests._pointwise_helpers import dl19, short, torch_threads, write_bm25_scores
+from tests._pointwise_helpers import distill_data, dl19, torch_threads
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train" / "tiny_cpu_distill.yaml"
 FMT = PairFormat(q_max_len=16, p_max_len=48)  # what tiny_cpu_distill.yaml sets
@@ -75,15 +74,6 @@ def test_pair_score_is_the_same_alone_and_in_a_padded_batch(tiny_model_dir, tmp_
     assert ranker.score(requests[0].query, docs) == pytest.approx(batched, abs=1e-5)
 
 
-def _distill_data(tmp_path: Path, num_queries: int = 8, depth: int = 16, eval_queries: int = 0) -> tuple[Path, list]:
-    requests, _ = dl19(num_queries=num_queries, depth=depth)
-    requests = short(requests, 200)
-    scores = write_bm25_scores(tmp_path / "bm25.tsv", requests)
-    prep_pointwise(tmp_path / "data", requests, teacher_scores=scores, num_negatives=depth - 1,
-                   eval_queries=eval_queries)
-    return tmp_path / "data", requests
-
-
 def _ndcg_against_teacher(ranker, requests) -> float:
     """nDCG@10 of the student's order, with the teacher's (BM25) top-10 as graded judgments (10, 9, ..., 1)."""
     import ir_measures
@@ -105,7 +95,7 @@ def test_student_learns_the_teacher_on_dl19(tiny_model_dir, tmp_path):
     from dear_train.pointwise_student import build_student
     from inference.pointwise import PointwiseReranker
 
-    data, requests = _distill_data(tmp_path)
+    data, requests = distill_data(tmp_path)
     write_rankgpt_json(tmp_path / "heldout.json", requests)  # ranking eval during training, teacher's top-10 judged
     (tmp_path / "teacher.qrels").write_text("".join(f"{r.qid} 0 {c.docid} {10 - i}\n" for r in requests
                                                     for i, c in enumerate(r.candidates[:10])))
@@ -156,7 +146,7 @@ def test_student_learns_the_teacher_on_dl19(tiny_model_dir, tmp_path):
 def test_cli_resumes_from_the_last_checkpoint(tiny_model_dir, tmp_path, capsys):
     from dear_train.cli import main as dear
 
-    data, _ = _distill_data(tmp_path, num_queries=4, depth=6, eval_queries=1)
+    data, _ = distill_data(tmp_path, num_queries=4, depth=6, eval_queries=1)
     common = ["distill", "--config", str(CONFIG), "--model_name_or_path", str(tiny_model_dir),
               "--dataset_path", str(data), "--output_dir", str(tmp_path / "out"), "--save_strategy", "steps",
               "--save_steps", "2", "--logging_steps", "1", "--eval_strategy", "steps", "--eval_steps", "2"]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests._pointwise_helpers import dl19, short, write_bm25_scores
+from tests._pointwise_helpers import distill_data
 from tests._train_helpers import REPO, fail_msg, load_adapter_tensors, run_cmd
 
 
@@ -24,19 +24,15 @@ def _port() -> str:
 def test_deepspeed_two_processes(stage, tiny_model_dir, tmp_path, subprocess_env, shared_data):
     """ZeRO-3 also ranks held-out DL19 queries every 2 steps on every rank (the sharded weights need all ranks in
     each forward) and keeps training afterwards."""
-    from data_prep.pointwise import prep_pointwise
     from tests._train_helpers import DL19_JSON, DL19_QRELS
 
-    requests, _ = dl19(num_queries=4, depth=6)
-    requests = short(requests, 200)
-    prep_pointwise(tmp_path / "data", requests, teacher_scores=write_bm25_scores(tmp_path / "t.tsv", requests),
-                   num_negatives=5)
+    data, _ = distill_data(tmp_path, num_queries=4, depth=6)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
            "--config_file", str(REPO / "configs" / "accelerate" / f"deepspeed_zero{stage}.yaml"),
            "--num_processes", "2", "--main_process_port", _port(), "-m", "dear_train.distill",
            "--config", str(REPO / "configs" / "train" / "tiny_cpu_distill.yaml"),
-           "--model_name_or_path", str(tiny_model_dir), "--dataset_path", str(tmp_path / "data"),
+           "--model_name_or_path", str(tiny_model_dir), "--dataset_path", str(data),
            "--output_dir", str(out), "--max_steps", "4", "--logging_steps", "1", "--save_strategy", "steps",
            "--save_steps", "4"]
     if stage == 3:

@@ -9,8 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
-from _export_helpers import EVAL_RECORDS, make_adapter_folder
+from _export_helpers import EVAL_RECORDS, code_after, front_matter, make_adapter_folder
 
 pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("one_torch_thread")]
 
@@ -271,11 +270,6 @@ def test_exports_rerank_the_same_as_the_source_adapter(adapter_export, merged_fp
 # --- model card ----------------------------------------------------------------------------------------
 
 
-def _front_matter(card: str) -> dict:
-    assert card.startswith("---\n")
-    return yaml.safe_load(card.split("---\n", 2)[1])
-
-
 def test_model_card_states_config_evals_and_the_exact_prompt(adapter_export, merged_fp32):
     from transformers import AutoTokenizer
 
@@ -283,11 +277,11 @@ def test_model_card_states_config_evals_and_the_exact_prompt(adapter_export, mer
     from dear_train.model_card import example_prompt
 
     card = (adapter_export.out / "README.md").read_text()
-    meta = _front_matter(card)
+    meta = front_matter(card)
     assert meta["library_name"] == "peft" and meta["pipeline_tag"] == "text-generation"
     assert {"reranking", "dear", "listwise"} <= set(meta["tags"]) and "license" in meta
     assert "base_model" not in meta  # the tiny base is a local path, which is no Hub id
-    assert _front_matter((merged_fp32.out / "README.md").read_text())["library_name"] == "transformers"
+    assert front_matter((merged_fp32.out / "README.md").read_text())["library_name"] == "transformers"
 
     assert "| r | 4 |" in card and "| lora_alpha | 8 |" in card and "`q_proj`" in card
     assert "| learning_rate | 0.0002 |" in card and "| transformers | `" in card
@@ -304,10 +298,6 @@ def test_model_card_states_config_evals_and_the_exact_prompt(adapter_export, mer
     assert 'ListwiseReranker.from_pretrained("./adapter")' in card and "dear rerank --model ./adapter --input" in card
 
 
-def _code_after(card: str, heading: str) -> str:
-    return card.split(heading, 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
-
-
 @pytest.mark.parametrize("which", ["adapter_export", "merged_fp32"])
 def test_model_card_usage_snippets_run(which, request, monkeypatch, capsys):
     """Both snippets of the card run as written against the exported folder (relative to its parent)."""
@@ -316,10 +306,10 @@ def test_model_card_usage_snippets_run(which, request, monkeypatch, capsys):
     monkeypatch.chdir(result.out.parent)
     documents = ["Cannes awards the Palme d'Or.", "A recipe for bread.", "The 2023 winner was Anatomy of a Fall."]
     scope = {"query": "Which film won the 2023 Palme d'Or?", "documents": documents}
-    exec(_code_after(card, "### With dear-reranker"), scope)  # noqa: S102
+    exec(code_after(card, "### With dear-reranker"), scope)  # noqa: S102
     assert sorted(scope["order"]) == [0, 1, 2]
     plain = {}
-    code = _code_after(card, "### With transformers")
+    code = code_after(card, "### With transformers")
     assert "max_new_tokens=200" in code  # shortened below: a random tiny model never writes its end token
     exec(code.replace("max_new_tokens=200", "max_new_tokens=8"), plain)  # noqa: S102
     assert plain["out"].shape[1] > plain["inputs"]["input_ids"].shape[1]  # it generated
@@ -335,7 +325,7 @@ def test_model_card_hub_metadata_and_missing_evals(adapter_dir):
     training["dataset"]["path"] = "someone/dear-listwise-sft"
     card = build_model_card(training=training, adapter_config=json.loads((adapter_dir / "adapter_config.json").read_text()),
                             spec=RANKGPT, evals=[], merged=False, dtype="bf16", repo_id="me/dear-lora")
-    meta = _front_matter(card)
+    meta = front_matter(card)
     assert meta["base_model"] == "meta-llama/Llama-3.1-8B-Instruct" and meta["license"] == "llama3.1"
     assert meta["datasets"] == ["someone/dear-listwise-sft"]
     assert "No ranking evaluation was recorded" in card

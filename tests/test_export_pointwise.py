@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+from _export_helpers import code_after, front_matter
 
 pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.usefixtures("one_torch_thread")]
 
@@ -19,17 +19,13 @@ DOCUMENTS = ["Cannes awards the Palme d'Or.", "A recipe for bread.", "The 2023 w
 @pytest.fixture(scope="module")
 def student(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real `dear distill` output: 6 steps on DL19 pairs with BM25 as the teacher."""
-    from _pointwise_helpers import dl19, short, write_bm25_scores
-
-    from data_prep.pointwise import prep_pointwise
     from dear_train.distill import parse_args, train_distill
+    from tests._pointwise_helpers import distill_data
 
     tmp = tmp_path_factory.mktemp("distill")
-    requests = short(dl19(num_queries=4, depth=8)[0], 200)
-    prep_pointwise(tmp / "data", requests, teacher_scores=write_bm25_scores(tmp / "bm25.tsv", requests),
-                   num_negatives=7)
+    data, _ = distill_data(tmp, num_queries=4, depth=8)
     dargs, targs, margs = parse_args(["--config", str(CONFIG), "--model_name_or_path", str(tiny_model_dir),
-                                      "--dataset_path", str(tmp / "data"), "--output_dir", str(tmp / "out"),
+                                      "--dataset_path", str(data), "--output_dir", str(tmp / "out"),
                                       "--max_steps", "6", "--save_strategy", "no"])
     train_distill(dargs, targs, margs)
     return tmp / "out"
@@ -114,14 +110,6 @@ def test_missing_pair_format_names_the_fix(student, tmp_path):
     assert "save_pair_format" in str(err.value)
 
 
-def _front_matter(card: str) -> dict:
-    return yaml.safe_load(card.split("---\n", 2)[1])
-
-
-def _code_after(card: str, heading: str) -> str:
-    return card.split(heading, 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
-
-
 @pytest.mark.parametrize("kind", ["adapter", "merged"])
 def test_card_describes_the_pair_input_and_its_snippets_run(exports, student, kind, monkeypatch):
     from transformers import AutoTokenizer
@@ -131,7 +119,7 @@ def test_card_describes_the_pair_input_and_its_snippets_run(exports, student, ki
 
     result = exports[kind]
     card = (result.out / "README.md").read_text()
-    meta = _front_matter(card)
+    meta = front_matter(card)
     assert meta["pipeline_tag"] == "text-ranking" and "pointwise" in meta["tags"]
     assert meta["library_name"] == ("peft" if kind == "adapter" else "transformers")
     assert "pointwise (stage-1)" in card and "## Input" in card and "## Prompt" not in card
@@ -145,9 +133,9 @@ def test_card_describes_the_pair_input_and_its_snippets_run(exports, student, ki
     expected = _scores(student)
     monkeypatch.chdir(result.out.parent)
     ours = {"query": QUERY, "documents": DOCUMENTS}
-    exec(_code_after(card, "### With dear-reranker"), ours)  # noqa: S102
+    exec(code_after(card, "### With dear-reranker"), ours)  # noqa: S102
     assert ours["scores"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
     plain = {"query": QUERY, "documents": DOCUMENTS}
-    exec(_code_after(card, "### With transformers"), plain)  # noqa: S102
+    exec(code_after(card, "### With transformers"), plain)  # noqa: S102
     assert plain["scores"] == pytest.approx(expected, rel=1e-5, abs=1e-6)  # the plain snippet is exact too
     assert sorted(plain["order"]) == [0, 1, 2]
