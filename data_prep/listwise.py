@@ -26,6 +26,7 @@ from data_prep.teacher_formats import (
     META_TEACHER_ORDERED,
     TeacherRecord,
 )
+from data_prep.windows import variable_window_plan, window_plan
 
 logger = logging.getLogger(__name__)
 
@@ -76,38 +77,6 @@ class PrepResult:
     report: PrepReport
     lengths: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------------------- windows
-
-
-def plan_windows(n: int, window: int, stride: int, *, min_window: int | None = None,
-                 rng: random.Random | None = None) -> list[tuple[int, int]]:
-    """Half-open ``(start, end)`` windows covering positions ``0..n-1``.
-
-    Fixed length: windows of ``window`` items every ``stride`` items, the last one aligned to the end, so
-    every window is full and every item is in at least one window. Variable length (``min_window``): each
-    window draws its length in ``[min_window, window]``; the next window starts at most ``stride`` items
-    later and never past the current end, so coverage holds too.
-    """
-    if n <= 0:
-        return []
-    if min_window is None and n <= window:
-        return [(0, n)]
-    out: list[tuple[int, int]] = []
-    start = 0
-    while True:
-        if min_window is None:
-            length = window
-        else:
-            if rng is None:
-                raise ValueError("variable windows need an rng")
-            length = rng.randint(min(min_window, n), min(window, n))
-        if start + length >= n:
-            out.append((max(0, n - length), n))
-            return out
-        out.append((start, start + length))
-        start += min(stride, length)
 
 
 def target_order(example: RankingExample, shown: Sequence[int]) -> list[int]:
@@ -258,8 +227,11 @@ def example_views(example: RankingExample, options: ListwiseOptions,
         # The file lists candidates in teacher order: showing them so would teach the identity ranking.
         rng.shuffle(base)
     views: list[tuple[list[int], str]] = []
-    for start, end in plan_windows(len(base), options.window, options.effective_stride,
-                                   min_window=options.min_window, rng=rng):
+    if options.min_window is None:
+        spans = window_plan(len(base), options.window, options.effective_stride)
+    else:
+        spans = variable_window_plan(len(base), options.window, options.effective_stride, options.min_window, rng)
+    for start, end in spans:
         shown = base[start:end]
         views.append((shown, "window"))
         for _ in range(options.shuffle):
@@ -412,7 +384,12 @@ def to_dataset_dict(result: PrepResult, spec: PromptSpec):
 def write_outputs(out_dir: str | Path, result: PrepResult, spec: PromptSpec,
                   report_extra: dict[str, Any]) -> dict[str, Path]:
     """Write train.jsonl, eval.jsonl, dataset/, prompt_spec.json and (last) report.json, each atomically."""
-    from data_prep.atomic import replace_dir_atomic, write_json_atomic, write_jsonl_atomic, write_text_atomic
+    from data_prep.io.atomic import (
+        replace_dir_atomic,
+        write_json_atomic,
+        write_jsonl_atomic,
+        write_text_atomic,
+    )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from data_prep.io.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from data_prep.readers import Qrels, open_text
 from data_prep.report import PrepReport
 from data_prep.schema import Candidate, DataError, RerankRequest
@@ -294,17 +294,10 @@ def read_groups(path: str | Path) -> list[dict[str, Any]]:
 
 def _done_qids(path: Path) -> set[str]:
     """Queries already complete in a resumable score file; a torn last line (crash mid-write) is cut off."""
-    if not path.is_file():
-        return set()
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with path.open("r+b") as f:
-            f.truncate(cut)
-        data = data[:cut]
+    from data_prep.io import complete_lines
+
     done_marker = "# done "
-    return {line[len(done_marker):].strip() for line in data.decode("utf-8").splitlines()
-            if line.startswith(done_marker)}
+    return {line[len(done_marker):].strip() for line in complete_lines(path) if line.startswith(done_marker)}
 
 
 def score_with_teacher_model(

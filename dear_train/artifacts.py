@@ -10,35 +10,17 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Iterable, Mapping
-from importlib import metadata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from data_prep.io.versions import package_versions
 from data_prep.prompts import PROMPT_SPEC_FILE
 
 logger = logging.getLogger(__name__)
 
 TRAINING_MANIFEST = "dear_training.json"
 RANKING_EVAL_FILE = "ranking_eval.jsonl"
-VERSIONED_PACKAGES = ("dear-reranker", "torch", "transformers", "tokenizers", "peft", "trl", "datasets",
-                      "accelerate", "deepspeed", "bitsandbytes", "liger-kernel", "wandb")
-
-
-def package_versions(packages: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str]:
-    """Installed versions of the packages that decide a trained model's numbers (absent ones omitted)."""
-    out: dict[str, str] = {}
-    for name in packages:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    import platform
-
-    out["python"] = platform.python_version()
-    return out
-
-
 def dataset_fingerprint(splits: Mapping[str, Any]) -> str:
     """A stable id of the training data: sha256 over each split's name, row count and `datasets` fingerprint
     (which `save_to_disk`/`load_from_disk` preserve), so two runs on the same prep output agree."""

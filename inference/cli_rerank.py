@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from data_prep.io.versions import package_versions
 from data_prep.readers import (
     read_corpus,
     read_qrels,
@@ -138,19 +139,6 @@ def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, js
             "model_calls": model_calls, "generated_tokens": tokens, "repairs": dict(sorted(repairs.items())),
             "wall_s": round(wall, 3), "queries_per_s": round(len(todo) / wall, 3) if wall > 0 else None,
             "backend": reranker.backend.stats.as_dict(), "versions": package_versions()}
-
-
-def package_versions() -> dict[str, str]:
-    """Versions that can move scores (recorded with every run)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("torch", "transformers", "peft", "bitsandbytes", "vllm", "ir-measures", "pytrec-eval-terrier"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def _print_summary(summary: dict[str, Any], out: str) -> None:

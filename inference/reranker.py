@@ -19,8 +19,8 @@ from typing import Any
 from data_prep.permutation import add_repairs, format_ranking, is_complete_ranking, parse_ranking
 from data_prep.prompts import PromptSpec, get_prompt_spec, model_input_text, prompt_token_count, render_prompt
 from data_prep.schema import Candidate, DataError, RerankRequest
+from data_prep.windows import apply_window, check_window, window_plan
 from inference.backends import Generation, GenerationBackend, GenerationRequest
-from inference.windows import apply_window, window_plan
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class ListwiseReranker:
         max_prompt_tokens: int | None = None,
         backend: GenerationBackend | None = None,
     ) -> None:
-        window_plan(window, window, stride)  # validates window and stride
+        check_window(window, stride)
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         if batch_size < 1:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from data_prep.io import complete_lines, write_lines_atomic
 from data_prep.readers import run_lines
 from data_prep.schema import DataError
 
@@ -27,26 +28,6 @@ RESUME_NEUTRAL = ("batch_size", "progress", "device")
 
 def meta_path(out: str | Path) -> Path:
     return Path(str(out) + ".meta.json")
-
-
-def _atomic_write(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.writelines(lines)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _complete_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        return []
-    with path.open("r", encoding="utf-8") as f:
-        lines = f.readlines()
-    if lines and not lines[-1].endswith("\n"):
-        logger.warning("%s: dropping a partly written last line", path)
-        lines.pop()
-    return lines
 
 
 def prepare_resume(
@@ -86,7 +67,7 @@ def prepare_resume(
 
     blocks: dict[str, list[str]] = {}
     order: list[str] = []
-    for line in _complete_lines(out):
+    for line in complete_lines(out):
         parts = line.split()
         if len(parts) != 6:
             continue
@@ -98,10 +79,10 @@ def prepare_resume(
     if dropped:
         logger.warning("%s: %d partly written or unknown queries dropped and redone: %s", out, len(dropped),
                        dropped[:5])
-    _atomic_write(out, [line for q in order if q in done for line in blocks[q]])
+    write_lines_atomic(out, [line for q in order if q in done for line in blocks[q]])
     if jpath is not None:
         kept, seen = [], set()
-        for line in _complete_lines(jpath):
+        for line in complete_lines(jpath):
             try:
                 qid = str(json.loads(line)["qid"])
             except (json.JSONDecodeError, KeyError, TypeError):
@@ -110,7 +91,7 @@ def prepare_resume(
                 seen.add(qid)
                 kept.append(line)
         jpath.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(jpath, kept)
+        write_lines_atomic(jpath, kept)
     return done
 
 

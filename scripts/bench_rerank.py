@@ -115,7 +115,7 @@ def card_approach(model, tok, spec, requests, *, window, stride, top_k, budget, 
 
     from data_prep.permutation import parse_ranking
     from data_prep.prompts import render_prompt
-    from inference.windows import apply_window, window_plan
+    from data_prep.windows import apply_window, window_plan
 
     stats = {"prefill_s": 0.0, "decode_s": 0.0, "windows": 0, "generated_tokens": 0}
     rankings, raws = {}, []

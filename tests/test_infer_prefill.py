@@ -155,7 +155,7 @@ def test_reranker_windows_equal_plain_generate(tiny):
     """The backend (trimmed prefill, batched decode, streamed early-stop checks) generates exactly what plain
     greedy ``generate`` does for every window of two DL19 queries."""
     from data_prep.permutation import parse_ranking
-    from inference.windows import apply_window, window_plan
+    from data_prep.windows import apply_window, window_plan
 
     model, tok = tiny
     reqs = read_rankgpt_json(shared_path("trec-dl19", "retrieve_results_dl19_top100.json"))[:2]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from conftest import shared_path
 from data_prep.listwise import (
     ListwiseOptions,
     build_listwise,
-    plan_windows,
     record_token_counts,
     renumber_references,
 )
@@ -24,6 +22,7 @@ from data_prep.readers import read_qrels
 from data_prep.samples import noveleval_paths
 from data_prep.schema import DataError
 from data_prep.teacher_formats import read_teacher
+from data_prep.windows import window_plan
 
 R2R = ("listwise-cot-reason-to-rank", "msmarco_500.jsonl")
 DL19 = ("trec-dl19", "retrieve_results_dl19_top100.json")
@@ -168,7 +167,7 @@ def test_judgments_dl19_windows_cover_the_list_with_the_teacher_order_restricted
     for qid, recs in by_q.items():
         ex = teacher[qid]
         bm25 = [c.docid for c in ex.candidates]
-        assert [r["docids"] for r in recs] == [bm25[s:s + 20] for s in range(0, 81, 10)]
+        assert [r["docids"] for r in recs] == [bm25[s:e] for s, e in window_plan(100, 20, 10)]  # back to front
         rank = {d: i for i, d in enumerate(ex.ranking)}
         for rec in recs:
             assert _decode(rec, "rankgpt") == sorted(rec["docids"], key=rank.__getitem__)
@@ -203,22 +202,6 @@ def test_shuffle_augmentation_remaps_the_target(tmp_path):
             assert _decode(rec, "rankgpt") == sorted(rec["docids"], key=rank[rec["qid"]].__getitem__)
         for c in copies:
             assert sorted(c["docids"]) == sorted(base["docids"]) and c["docids"] != base["docids"]
-
-
-def test_plan_windows_fixed_and_variable():
-    assert plan_windows(5, 20, 10) == [(0, 5)]
-    assert plan_windows(100, 20, 10) == [(s, s + 20) for s in range(0, 81, 10)]
-    assert plan_windows(25, 20, 10) == [(0, 20), (5, 25)]
-    rng = random.Random(0)
-    for n in (3, 7, 20, 57, 100):
-        wins = plan_windows(n, 20, 10, min_window=4, rng=rng)
-        covered = set()
-        for s, e in wins:
-            assert min(4, n) <= e - s <= 20 and 0 <= s < e <= n
-            covered.update(range(s, e))
-        assert covered == set(range(n))
-    lengths = {e - s for s, e in plan_windows(400, 20, 10, min_window=4, rng=random.Random(1))}
-    assert len(lengths) > 5  # lengths really vary
 
 
 def test_variable_windows_end_to_end(tmp_path):
@@ -264,7 +247,7 @@ def test_saved_dataset_equals_the_jsonl(tmp_path):
 
 
 def test_outputs_replace_a_previous_run_atomically(tmp_path):
-    from data_prep.atomic import replace_dir_atomic
+    from data_prep.io.atomic import replace_dir_atomic
 
     target = tmp_path / "ds"
     replace_dir_atomic(target, lambda d: (d / "a.txt").write_text("old"))

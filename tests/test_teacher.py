@@ -27,10 +27,11 @@ from data_prep.readers import read_qrels, read_rankgpt_json, write_rankgpt_json,
 from data_prep.schema import Candidate, RankingExample, RerankRequest
 from data_prep.teacher.aggregate import aggregate, borda, footrule, kendall_tau
 from data_prep.teacher.client import RetryPolicy, parse_retry_after
-from data_prep.teacher.generate import plan_windows, split_reasoning
+from data_prep.teacher.generate import split_reasoning
 from data_prep.teacher.pricing import load_prices, price_for
 from data_prep.teacher.ratelimit import TokenBucket
 from data_prep.teacher_cli import main as teacher_main
+from data_prep.windows import window_plan
 
 KEY = "sk-test-0123456789abcdefSECRET"
 NOVELEVAL = REPO / "data_prep" / "samples" / "noveleval"
@@ -88,7 +89,7 @@ def as_example(rec: dict) -> RankingExample:
 def expected_final(req: RerankRequest, top_k: int, window: int, stride: int) -> list[str]:
     """The sliding-window result of the fake teacher, computed independently of the driver."""
     cands = list(req.candidates[:top_k])
-    for start, end in plan_windows(len(cands), window, stride):
+    for start, end in window_plan(len(cands), window, stride):
         shown = cands[start:end]
         passages = render_prompt(get_prompt_spec("dear-cot"), req.query, [c.passage() for c in shown]).passages
         order, _ = overlap_order(req.query, list(enumerate(passages)))
@@ -117,13 +118,6 @@ def test_dear_cot_spec_asks_for_final_line_and_round_trips():
     rk = get_prompt_spec("rankgpt", cot=True)
     assert FINAL_MARKER not in render_prompt(rk, "q", ["a"]).messages[-1]["content"]
     assert format_target([1, 0], reasoning="r", cot=True) == "<think>\nr\n</think>\n[1] > [0]"
-
-
-def test_plan_windows_back_to_front_and_always_covers_the_head():
-    assert plan_windows(100, 20, 10) == [(80, 100), (70, 90), (60, 80), (50, 70), (40, 60), (30, 50),
-                                         (20, 40), (10, 30), (0, 20)]
-    assert plan_windows(25, 20, 10) == [(5, 25), (0, 20)]
-    assert plan_windows(20, 20, 10) == [(0, 20)] and plan_windows(7, 20, 10) == [(0, 7)]
 
 
 def test_kendall_footrule_and_aggregation():

@@ -37,6 +37,7 @@ from data_prep.teacher.client import ChatClient, Completion, Rejection, RequestF
 from data_prep.teacher.pricing import Price
 from data_prep.teacher.quality import ndcg_at_10
 from data_prep.teacher.resume import JsonlAppender, RequestCache, load_finished, request_key
+from data_prep.windows import window_plan
 
 logger = logging.getLogger(__name__)
 
@@ -47,28 +48,6 @@ _FINAL_RE = re.compile(r"#+\s*final\s+re-?ranking\s*:?", re.IGNORECASE)
 class ProgressLike(Protocol):
     def update(self, n: int = 1) -> Any: ...
     def set_postfix_str(self, s: str, refresh: bool = True) -> Any: ...
-
-
-def plan_windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
-    """RankGPT's sliding windows over ``n`` candidates, back to front: [(start, end), ...].
-
-    Unlike RankGPT's loop, the front window is always ``[0, window)`` (RankGPT skips the head when
-    ``n - window`` is not a multiple of ``stride``); it may then overlap the previous window by more
-    than ``window - stride``.
-    """
-    if window < 1 or stride < 1:
-        raise ValueError("window and stride must be >= 1")
-    if n <= 0:
-        return []
-    out = []
-    end = n
-    while True:
-        start = end - window
-        if start <= 0:
-            out.append((0, min(n, window)))
-            return out
-        out.append((start, end))
-        end -= stride
 
 
 def window_qid(qid: str, start: int, end: int) -> str:
@@ -225,7 +204,7 @@ class Teacher:
             raise QueryFailed("no_candidates", "the query has no candidates")
         order = list(range(len(cands)))
         results: list[WindowResult] = []
-        for start, end in plan_windows(len(cands), s.window, s.stride):
+        for start, end in window_plan(len(cands), s.window, s.stride):
             shown_pos = order[start:end]
             res = await self._window(req.query, [cands[i] for i in shown_pos], start, end)
             order[start:end] = [shown_pos[p] for p in res.order]

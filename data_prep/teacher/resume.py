@@ -20,27 +20,23 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from data_prep.io import complete_lines, cut_torn_tail
 from data_prep.schema import DataError
 
 logger = logging.getLogger(__name__)
 
 
 def _complete_lines(path: Path) -> tuple[list[tuple[int, int, bytes]], int]:
-    """(start offset, line number, bytes) of every newline-terminated line, and the end of the last one."""
-    data = path.read_bytes()
+    """(start offset, line number, bytes) of every line after the torn tail is cut, and the file's end."""
+    cut_torn_tail(path)
     lines = []
-    pos = 0
-    lineno = 0
-    while True:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            break
-        lineno += 1
-        lines.append((pos, lineno, data[pos:nl]))
-        pos = nl + 1
-    if pos < len(data):
-        logger.warning("%s: dropping a partial last line (%d bytes) left by an interrupted run", path, len(data) - pos)
-    return lines, pos
+    with path.open("rb") as f:
+        pos = 3 if f.read(3) == b"\xef\xbb\xbf" else 0
+    for lineno, line in enumerate(complete_lines(path, repair=False), start=1):
+        raw = line.encode("utf-8")
+        lines.append((pos, lineno, raw.rstrip(b"\n")))
+        pos += len(raw)
+    return lines, path.stat().st_size
 
 
 def _truncate(path: Path, size: int) -> None:

@@ -40,6 +40,13 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_lines_atomic(path: str | Path, lines: Iterable[str]) -> Path:
+    """Replace ``path`` with ``lines`` (each already newline-terminated) in one step."""
+    with atomic_file(path) as f:
+        f.writelines(lines)
+    return Path(path)
+
+
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
