@@ -219,6 +219,10 @@ class ListwiseReranker:
             ctx = max_model_len(vb)
             if ctx is not None and kwargs.get("max_prompt_tokens") is None:
                 kwargs["max_prompt_tokens"] = ctx - (kwargs.get("max_new_tokens") or 512)
+            if kwargs.get("scoring") == FIRST_TOKEN:
+                from inference.engine.first_token import VLLMFirstTokenScorer
+
+                return cls(None, tokenizer, spec, backend=VLLMFirstTokenScorer(vb), **kwargs)
             return cls(None, tokenizer, spec, backend=vb, **kwargs)
         if backend != "hf":
             raise ValueError(f"unknown backend {backend!r}: use 'hf' or 'vllm'")
@@ -403,19 +407,23 @@ class ListwiseReranker:
                             windows=tuple(st.windows), repairs=dict(st.repairs))
 
 
-def probability_scores(order: Sequence[int], probs: dict[int, float]) -> tuple[float, ...]:
-    """Scores for a final order whose head was ranked by probabilities: those probabilities (each nudged just below
-    the one before where equal, so scores stay strictly decreasing for tools that sort by score), then -1, -2, ...
-    for the candidates past the ranked head (they keep their first-stage order)."""
-    import math
+# TREC runs carry 6 decimals (data_prep.readers.write_run): probabilities closer than this are moved apart
+# (2e-6: two such scores never print alike).
+SCORE_GAP = 2e-6
 
+
+def probability_scores(order: Sequence[int], probs: dict[int, float]) -> tuple[float, ...]:
+    """Scores for a final order whose head was ranked by probabilities: those probabilities, each moved just below
+    the one before where it is not at least ``SCORE_GAP`` lower (equal logits, or rounding in a 6-decimal TREC run
+    would let tools that sort by score reorder them), then -1, -2, ... for the candidates past the ranked head
+    (they keep their first-stage order)."""
     out: list[float] = []
     tail = 0
     for cand in order:
         if cand in probs:
             p = probs[cand]
-            if out and p >= out[-1]:
-                p = math.nextafter(out[-1], -math.inf)
+            if out and p > out[-1] - SCORE_GAP:
+                p = out[-1] - SCORE_GAP
             out.append(p)
         else:
             tail += 1

@@ -122,6 +122,8 @@ def window_order(logits: Sequence[float], tie_break: Sequence[int]) -> list[int]
 def id_log_probs(logits: Sequence[float]) -> list[float]:
     """Log-softmax over the window's ids only: a distribution over which candidate the model puts first."""
     top = max(logits)
+    if top == -math.inf:  # no id reported at all (vLLM raw log-probs): uniform
+        return [-math.log(len(logits))] * len(logits)
     log_z = top + math.log(sum(math.exp(x - top) for x in logits))
     return [x - log_z for x in logits]
 
@@ -228,3 +230,59 @@ class HFFirstTokenScorer:
                 if not reqs:
                     return
                 yield from self.score(reqs)
+
+
+class VLLMFirstTokenScorer:
+    """First-token scoring through a vLLM engine (optional extra, needs a GPU): one token per window with
+    ``max_tokens=1``, ``allowed_token_ids`` = the window's id tokens and ``logprobs`` = their number, so the
+    returned log-probabilities cover exactly the window's ids when the engine reports processed log-probs
+    (``logprobs_mode="processed_logprobs"``, set by ``VLLMBackend.from_pretrained(first_token=True)``). With raw
+    log-probs (whole vocabulary) an id outside the top ``logprobs`` gets -inf and is counted in ``missing``; the
+    order (a monotone map of the logits either way) is the same whenever all ids are reported.
+    """
+
+    def __init__(self, backend: Any, *, sampling_params: Callable[..., Any] | None = None) -> None:
+        self.llm = backend.llm
+        self.tokenizer = backend.tokenizer
+        self.lora = getattr(backend, "lora", None)
+        self._sampling_params = sampling_params
+        self.stats = BackendStats()
+        self.missing = 0  # window ids the engine reported no log-probability for
+
+    def _params(self, req: ScoreRequest) -> Any:
+        make = self._sampling_params
+        if make is None:
+            from vllm import SamplingParams as make
+        ids = list(req.id_tokens)
+        return make(max_tokens=1, temperature=0.0, logprobs=len(ids), allowed_token_ids=ids)
+
+    def _read(self, req: ScoreRequest, output: Any, n_prompt: int) -> WindowScores:
+        step = output.outputs[0].logprobs[0]  # token id -> Logprob of the one generated position
+        logits = []
+        for t in req.id_tokens:
+            entry = step.get(t)
+            if entry is None:
+                self.missing += 1
+                logits.append(-math.inf)
+            else:
+                logits.append(float(getattr(entry, "logprob", entry)))
+        return WindowScores(key=req.key, logits=logits, prompt_tokens=n_prompt)
+
+    def score(self, reqs: list[ScoreRequest]) -> list[WindowScores]:
+        t0 = time.perf_counter()
+        seqs = [list(self.tokenizer(r.text, add_special_tokens=r.add_special_tokens)["input_ids"]) for r in reqs]
+        outputs = self.llm.generate([{"prompt_token_ids": s} for s in seqs], [self._params(r) for r in reqs],
+                                    lora_request=self.lora, use_tqdm=False)
+        results = [self._read(r, o, len(s)) for r, o, s in zip(reqs, outputs, seqs, strict=True)]
+        self.stats.prefill_s += time.perf_counter() - t0
+        self.stats.prefills += len(reqs)
+        self.stats.prompt_tokens += sum(len(s) for s in seqs)
+        return results
+
+    def stream(self, pull: ScorePull, max_in_flight: int) -> Iterator[WindowScores]:
+        limit = max(1, max_in_flight)
+        while True:
+            reqs = pull(limit)
+            if not reqs:
+                return
+            yield from self.score(reqs)
