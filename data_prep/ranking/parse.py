@@ -139,8 +139,7 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
             cur.all_bare &= t.bare
             pending, newlines = set(), 0
             # "[3]: 0.9" or "[3] - score" style scores right after an id are notes
-            if k + 2 < len(toks) and toks[k + 1].kind == "colon" and toks[k + 2].kind in ("score", "id") \
-                    and toks[k + 2].bare:
+            if k + 2 < len(toks) and toks[k + 1].kind == "colon" and (toks[k + 2].kind == "score" or toks[k + 2].bare):
                 pending.add("note")
                 k += 3
                 continue
@@ -188,14 +187,17 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
     return runs
 
 
-def _strong(r: _Run, whole_region: bool) -> bool:
-    if len(r.ids) >= 2 and ("gt" in r.joins or "eq" in r.joins):
+def _strong(r: _Run, alone: bool) -> bool:
+    """A run a reader takes as an answer, not as ids mentioned in passing."""
+    if len(r.ids) >= 2 and r.joins & {"gt", "eq"}:
         return True
     if r.wrapped:
         return True
     if len(r.ids) >= 2 and ("item" in r.joins or r.line_whole):
         return r.line_whole or not r.all_bare
-    return len(r.ids) == 1 and r.line_whole and (r.label_before or whole_region) and not r.all_bare
+    if len(r.ids) == 1 and r.line_whole:  # "Answer: [3]", or a text that is just "[3]"
+        return (r.label_before and not r.all_bare) or alone
+    return False
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,10 @@ def _read_region(text: str, n: int | None, *, whole_region: bool) -> tuple[list[
                      and _EXCLUDE_RE.search(_sentence(text, r))]
     excluded = list(dict.fromkeys(i for r in excluded_runs for i in r.ids))
     runs = [r for r in runs if r not in excluded_runs]
-    strong = [r for r in runs if _strong(r, whole_region and len(runs) == 1)]
+    if excluded_runs:  # the fallbacks below must not read the excluded ids back in
+        spans = {sp for r in excluded_runs for sp in r.spans}
+        toks = [t for t in toks if (t.start, t.end) not in spans]
+    strong = [r for r in runs if _strong(r, len(runs) == 1)]
     picked = _pick(strong, n)
     if picked:
         ids, parts = picked
@@ -363,7 +368,9 @@ _ANY_INT = re.compile(r"\d+")
 
 
 def is_complete_ranking(text: str, num_candidates: int, *, base: int = 0, cot: bool = False) -> bool:
-    """True once ``text`` already names every candidate in its final run (used to stop generation early).
+    """True once ``text`` holds an answer run naming every candidate (used to stop generation early).
+
+    Ids listed in prose ("passages [1], [2] and [3] all mention it") are no answer yet.
 
     Called on every decode step, so a cheap check (are all ids present as numbers at all?) runs first and
     the full reading only once it passes.
@@ -371,5 +378,5 @@ def is_complete_ranking(text: str, num_candidates: int, *, base: int = 0, cot: b
     wanted = set(range(base, base + num_candidates))
     if not wanted.issubset(int(x) for x in _ANY_INT.findall(text)):
         return False
-    ids, _ = extract_ids(text, cot=cot, num_candidates=num_candidates)
-    return wanted.issubset(ids)
+    reading = read_ranking(text, cot=cot, num_candidates=num_candidates)
+    return reading.rule in ("answer_run", "merged_parts") and wanted.issubset(reading.ids)
