@@ -76,7 +76,7 @@ def reasoning(draw, n: int, base: int):
     return " ".join(parts)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(rankings())
 def test_any_style_parses_back_exactly(case):
     n, order, base, style, sizes = case
@@ -86,7 +86,7 @@ def test_any_style_parses_back_exactly(case):
     assert is_complete_ranking(text, n, base=base)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(rankings(), st.sampled_from(MARKERS), st.booleans(), st.data())
 def test_any_style_under_any_final_marker_after_reasoning_with_digits(case, marker, newline, data):
     n, order, base, style, sizes = case
@@ -98,7 +98,7 @@ def test_any_style_under_any_final_marker_after_reasoning_with_digits(case, mark
         assert is_complete_ranking(text, n, base=base, cot=cot)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(rankings(), st.data())
 def test_any_style_after_think_tags_or_plain_reasoning(case, data):
     n, order, base, style, sizes = case

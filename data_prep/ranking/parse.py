@@ -1,15 +1,15 @@
-"""Reading the ranking a careful reader would take out of a model's answer (see docs/parser.md).
+"""Reading the ranking a careful reader would take out of a model's answer (rules: docs/parser.md).
 
-The text is cut into tokens (ids in the styles ``[4]``, ``Passage 4``, bare ``4``; separators ``>``,
-``=``, ``,``; notes such as ``(best match)``, footnote marks or ``: 0.9`` scores; ``[Start]``/``[End]``;
-numbered-list prefixes; words). Ids joined only by separators, notes and single line breaks form a *run*.
+The text is cut into tokens (ids written ``[4]``, ``Passage 4`` or bare ``4``; separators ``>``, ``=``,
+``,``, ``and``; notes such as ``(best match)``, footnote marks or ``: 0.9`` scores; ``[Start]``/``[End]``;
+list prefixes; words). Ids joined only by separators, notes and single line breaks form a *run*.
 The region read is the text after the last final marker (``### Final Reranking:`` and its variants),
-else after ``</think>``, else the whole text. In it the answer is the last run that is *strong* (joined by
-``>``, wrapped in ``[Start] ... [End]``, a numbered list, or a whole line of ids) and nearly as long as the
-longest strong run, so an explanation comparing two ids after the answer never replaces it while a
-later full correction does; disjoint standalone parts around it are joined. Without any strong run the
-longest-last weak run (a bracketed list inside prose) is read, then ids opening list lines, then every
-bracketed id; the last two are flagged ``no_final_run``.
+else after ``</think>``, else the whole text. The answer is the last answer-like run (joined by ``>``,
+wrapped in ``[Start] ... [End]``, a list, or a whole line of ids) that is nearly as long as the longest,
+so an explanation comparing two ids after the answer never replaces it while a later full correction
+does; disjoint standalone parts around it are joined. Runs inside a sentence that excludes passages are
+ranked last, never read as the answer. Without an answer-like run the weaker cues follow: a bracketed
+list in prose, the ids opening lines, every bracketed id (the last two flagged ``no_final_run``).
 """
 
 from __future__ import annotations
