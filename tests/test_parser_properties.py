@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_prep.ranking import format_ranking, format_target, is_complete_ranking, parse_ranking
+from data_prep.ranking import REPAIR_KINDS, format_ranking, format_target, is_complete_ranking, parse_ranking
 
 
 def _chunks(ids: list[str], sizes: list[int]) -> list[list[str]]:
@@ -125,3 +125,15 @@ def test_training_targets_parse_back(case, data):
         r = parse_ranking(target, n, base=base, cot=cot)
         assert r.order == order and r.repairs == {}, (target, r)
     assert parse_ranking(format_ranking(order, base=base), n, base=base).order == order
+
+
+_NOISE = st.text(alphabet=st.sampled_from(list("[]()<>=,;:.*-#_ \n0123456789abcStartEndFinal")), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_NOISE, st.text(max_size=200)), st.integers(0, 30), st.sampled_from([0, 1]), st.booleans())
+def test_any_text_gives_a_permutation_and_known_repair_kinds(text, n, base, cot):
+    r = parse_ranking(text, n, base=base, cot=cot)
+    assert sorted(r.order) == list(range(n))
+    assert set(r.repairs) <= set(REPAIR_KINDS) and all(v > 0 for v in r.repairs.values())
+    assert is_complete_ranking(text, n, base=base, cot=cot) in (True, False)
