@@ -99,7 +99,7 @@ def _tokens(text: str) -> list[_Tok]:
         kind = m.lastgroup or "other"
         if kind in ("bid", "pidb", "pidn"):
             out.append(_Tok("id", m.start(), m.end(), int(m.group(kind))))
-        elif kind == "pword":  # "Passage 4": the number group closed the match
+        elif kind == "pword":  # "Passage 4", "passage [4]": the id is the number inside the match
             num = m.group("pidb") or m.group("pidn")
             out.append(_Tok("id", m.start(), m.end(), int(num)))
         elif kind == "bare":
@@ -138,7 +138,7 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
             cur.spans.append((t.start, t.end))
             cur.all_bare &= t.bare
             pending, newlines = set(), 0
-            # "[3]: 0.9" or "[3] - score" style scores right after an id are notes
+            # a score right after an id ("[3]: 0.9", "[3] 0.92") is a note, not an id
             if k + 2 < len(toks) and toks[k + 1].kind == "colon" and (toks[k + 2].kind == "score" or toks[k + 2].bare):
                 pending.add("note")
                 k += 3
@@ -162,7 +162,8 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
                 elif t.kind == "other" and "nl" in cur.joins and 0 < line_start_len < len(cur.ids) \
                         and newlines == 0:
                     # the ids on this line start an echoed passage, not the run
-                    tail = _Run(ids=cur.ids[line_start_len:], spans=cur.spans[line_start_len:])
+                    tail = _Run(ids=cur.ids[line_start_len:], spans=cur.spans[line_start_len:],
+                                all_bare=cur.all_bare)
                     cur.ids, cur.spans = cur.ids[:line_start_len], cur.spans[:line_start_len]
                     runs.append(cur)
                     cur = tail
@@ -178,7 +179,7 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
         le = len(text) if le < 0 else le
         prefix, suffix = text[ls:r.first], text[r.last:le]
         r.line_whole = bool(_LINE_PREFIX_OK.match(prefix) and _LINE_SUFFIX_OK.match(suffix))
-        prev_line_end = text[:ls].rstrip()
+        prev_line_end = text[max(0, ls - 200) : ls].rstrip()
         r.label_before = prefix.rstrip(" \t*_").endswith(":") or (not prefix.strip() and prev_line_end.endswith(":"))
         if not r.after_start and re.search(r"\[\s*start\s*\]\s*$", prefix, re.IGNORECASE):
             r.after_start = True
@@ -212,6 +213,7 @@ class Reading:
 
 
 def _pick(runs: list[_Run], n: int | None) -> tuple[list[int], int] | None:
+    """(ids, parts) of the answer among ``runs``: the last nearly-longest one, joined with its parts."""
     if not runs:
         return None
     longest = max(r.size for r in runs)
@@ -224,7 +226,7 @@ def _pick(runs: list[_Run], n: int | None) -> tuple[list[int], int] | None:
             k = best + step
             while 0 <= k < len(runs) and (n is None or len(acc) < n):
                 r = runs[k]
-                if not r.standalone or acc & set(r.ids) or (n is not None and len(acc | set(r.ids)) > n + 1):
+                if not r.standalone or acc & set(r.ids) or (n is not None and len(acc | set(r.ids)) > n):
                     break
                 chosen.append(k)
                 acc |= set(r.ids)
@@ -308,7 +310,7 @@ def read_ranking(text: str, *, cot: bool = False, num_candidates: int | None = N
     first: Reading | None = None
     for segment, source in segments:
         ids, rule, parts, excluded = _read_region(segment, num_candidates, whole_region=True)
-        reading = Reading(ids, source, rule, parts, tuple(excluded))
+        reading = Reading(ids, source, rule, parts, tuple(i for i in excluded if i not in ids))
         if ids and rule in ("answer_run", "merged_parts"):
             return reading
         if first is None:
