@@ -49,13 +49,11 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def _resolve(name: str) -> str | None:
-    """The longest project module that ``name`` names or lies inside; None outside the project."""
-    parts = name.split(".")
-    while parts:
-        candidate = ".".join(parts)
-        if candidate in MODULES:
-            return candidate
-        parts.pop()
+    """The project module ``name`` names; None outside the project (a project name that is no module raises)."""
+    if name in MODULES:
+        return name
+    if name.split(".")[0] in PACKAGES:
+        raise AssertionError(f"import of {name}, which is no module of the project")
     return None
 
 
@@ -79,12 +77,12 @@ def _imports(module: str, path: Path) -> list[Import]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 for name in targets(child):
-                    resolved = _resolve(name)
-                    top = name.split(".")[0]
+                    try:
+                        resolved = _resolve(name)
+                    except AssertionError as err:
+                        raise AssertionError(f"{path}:{child.lineno}: {err}") from None
                     if resolved is not None:
                         found.append(Import(resolved, child.lineno, where))
-                    elif top in PACKAGES:
-                        raise AssertionError(f"{path}:{child.lineno}: import of unknown project module {name}")
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                 visit(child, "type checking only" if where == "type checking only" else "inside a function")
             elif isinstance(child, ast.If) and _is_type_checking(child.test):
