@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from data_prep.pointwise_cli import TeacherScorer
 
 SUBCOMMANDS = {
     "listwise": ("data_prep.listwise_cli", "listwise SFT records from teacher permutations"),
@@ -16,7 +19,7 @@ SUBCOMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None, *, score_teacher: Any | None = None) -> int:
+def main(argv: list[str] | None = None, *, score_teacher: TeacherScorer | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS:
         lines = ["usage: dear prep {listwise,pointwise} [options]", ""]
