@@ -129,8 +129,8 @@ def check_first_token_examples(datasets: dict[str, Any], tokenizer: Any, spec: P
     Each completion, tokenized as the trainer will, must begin with the answer start and hold the ids of its
     ranking as single tokens in ranking order (so the first of them is the first-id position). Raises a
     :class:`DataError` naming the split, the record (line of ``{split}.jsonl``) and the fix otherwise."""
-    from data_prep.permutation import parse_ranking
     from data_prep.prompts import answer_start
+    from data_prep.ranking import parse_ranking
     from inference.engine.first_token import FirstTokenError, IdTokenTable
 
     fix_off = "or train without it (first_token_loss_weight: 0)"

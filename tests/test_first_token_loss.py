@@ -160,8 +160,8 @@ def kendall_tau(a, b) -> float:
 
 def _agreement(model, tokenizer, records, spec) -> tuple[float, float]:
     """Mean Kendall tau and top-1 agreement of the first-token order with each record's teacher order."""
-    from data_prep.permutation import parse_ranking
     from data_prep.prompts import answer_start
+    from data_prep.ranking import parse_ranking
     from inference.engine.first_token import HFFirstTokenScorer, IdTokenTable, ScoreRequest, window_order
 
     table = IdTokenTable(tokenizer, spec)
