@@ -221,3 +221,35 @@ def test_vllm_scorer_requests_one_token_over_the_window_ids_and_reads_their_logp
     for x, y in zip(a, b, strict=True):
         for wx, wy in zip(x.windows, y.windows, strict=True):
             assert wx.logprobs == pytest.approx(wy.logprobs, abs=1e-4)
+
+
+def test_agreement_script_compares_first_token_with_generation_on_the_generated_windows(tiny, dl19):
+    """scripts/first_token_agreement.py re-scores each generated window (same candidates, same prompt order):
+    against records whose generated orders are the first-token orders, tau and top-1 are 1; reversed, -1 and 0."""
+    import importlib.util
+
+    from conftest import REPO
+
+    from inference.reranker import ListwiseReranker
+
+    spec_ = importlib.util.spec_from_file_location("agreement", REPO / "scripts" / "first_token_agreement.py")
+    mod = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mod)
+    assert mod.kendall_tau([0, 1, 2], [0, 1, 2]) == 1.0 and mod.kendall_tau([0, 1, 2], [2, 1, 0]) == -1.0
+    assert mod.kendall_tau([0, 1, 2, 3], [1, 0, 2, 3]) == pytest.approx(4 / 6)
+    model, tok = tiny
+    spec = get_prompt_spec("dear-card", truncate_length=40)
+    ft = ListwiseReranker(model, tok, spec, window=5, stride=3, top_k=10, scoring="first-token")
+    results = ft.rerank_batch(dl19[:2])
+    same = [{"qid": r.qid, "windows": [w.to_json() for w in r.windows]} for r in results]
+    reversed_ = [{"qid": r.qid, "windows": [dict(w.to_json(), order=list(w.order)[::-1]) for w in r.windows]}
+                 for r in results]
+    requests = {r.qid: r for r in dl19[:2]}
+
+    def reranker_for(n):
+        return ListwiseReranker(model, tok, spec, window=n, stride=n - 1, top_k=n, scoring="first-token")
+
+    assert mod.window_agreement(reranker_for, requests, same) == {"windows": 6, "kendall_tau": 1.0,
+                                                                   "top1_agreement": 1.0}
+    assert mod.window_agreement(reranker_for, requests, reversed_) == {"windows": 6, "kendall_tau": -1.0,
+                                                                       "top1_agreement": 0.0}
