@@ -132,7 +132,7 @@ def test_early_stop_lands_on_the_exact_token_in_a_batch(tiny, streamed: bool) ->
         backend = HFBackend(model, tok)
         with torch.inference_mode():
             got = _run(backend, _requests(tok, 4, 20, targets), 4)
-        assert (backend.text.streams() is not None) is streamed
+        assert (backend.decoder.streams() is not None) is streamed
     finally:
         tok.clean_up_tokenization_spaces = False
     for key in range(4):

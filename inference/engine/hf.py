@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Row:
+    """One window in flight: its request, prompt length and the tokens generated so far."""
+
     req: GenerationRequest
     prompt_len: int
     ids: list[int] = field(default_factory=list)
@@ -65,7 +67,7 @@ class HFBackend:
         self.seed = seed
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.stats = BackendStats()
-        self.text = TextDecoder(tokenizer)  # ids -> text, exact and batched/streamed where that is exact
+        self.decoder = TextDecoder(tokenizer)  # ids -> text, exact and batched/streamed where that is exact
 
     # -- helpers -------------------------------------------------------------------------------------
     def _device(self) -> Any:
@@ -119,14 +121,14 @@ class HFBackend:
                 reasons[i] = FINISH_LENGTH
         if not check:
             return reasons
-        stream = self.text.streams()
+        stream = self.decoder.streams()
         if stream is not None:
             full = []  # rows whose check needs the full decode
             for i in check:
                 row = rows[i]
                 if row.stream is None:
                     row.stream = stream()
-                chunk = self.text.step(row.stream, row.ids[-1])
+                chunk = self.decoder.step(row.stream, row.ids[-1])
                 if chunk is None:  # text held back (a split character, a skipped special token)
                     full.append(i)
                     continue
@@ -137,7 +139,7 @@ class HFBackend:
                     reasons[i] = FINISH_LENGTH
             check = full
         if check:
-            texts = self.text.decode_many([rows[i].ids for i in check])
+            texts = self.decoder.decode_many([rows[i].ids for i in check])
             for i, text in zip(check, texts, strict=True):
                 row = rows[i]
                 row.text = text
@@ -161,7 +163,7 @@ class HFBackend:
 
     def _text(self, row: Row) -> str:
         if row.text is None:
-            row.text = self.text.decode_many([row.ids])[0]
+            row.text = self.decoder.decode_many([row.ids])[0]
         return row.text
 
     def _done(self, row: Row, reason: str) -> Generation:
