@@ -8,7 +8,6 @@ with it (``...-ce-lora-v1``, and what ``dear distill`` writes). Inputs come from
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ from data_prep.pointwise_format import (
 )
 from data_prep.schema import Candidate, RerankRequest
 from inference.grad_mode import inference_context
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ tokens the Hugging Face backend would give it.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,8 +26,6 @@ from inference.engine.types import (
     GenerationRequest,
     Pull,
 )
-
-logger = logging.getLogger(__name__)
 
 
 def require_vllm() -> Any:
@@ -86,7 +83,7 @@ class VLLMBackend:
         if lora_path is not None:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
         llm = vllm.LLM(**kwargs)
-        tokenizer = source_tokenizer(source, model if lora_path is not None else None, options)
+        tokenizer = source_tokenizer(source, model if source.kind == "adapter" else None, options)  # base: fallback
         return cls(llm, tokenizer, lora_path=lora_path, do_sample=do_sample, temperature=temperature,
                    top_p=top_p, seed=seed), tokenizer, spec
 
