@@ -70,8 +70,8 @@ def test_model_input_is_the_training_prefix_and_the_order_is_the_argsort_of_a_pl
     to the first id; the order is the argsort of the logits a plain full forward gives at its last position."""
     import torch
 
-    from inference.backends import BackendStats
     from inference.engine.first_token import HFFirstTokenScorer, IdTokenTable
+    from inference.engine.types import BackendStats
     from inference.reranker import ListwiseReranker
 
     model, tok = tiny

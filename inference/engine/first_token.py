@@ -18,9 +18,9 @@ from typing import Any
 
 from data_prep.prompts import PromptSpec, answer_start, model_input_text, render_prompt
 from data_prep.schema import DataError
-from inference.backends import BackendStats
+from inference.engine.prefill import last_row_prefill
+from inference.engine.types import BackendStats
 from inference.grad_mode import evaluating
-from inference.prefill import last_row_prefill
 
 
 class FirstTokenError(DataError):
@@ -133,7 +133,7 @@ class HFFirstTokenScorer:
 
     ``stream(pull, max_in_flight)`` takes up to ``max_in_flight`` ready windows at a time (the reranker offers at
     most one per query) and scores them in one forward. A batch of one runs unpadded through the last-row prefill
-    (``inference.prefill``); larger batches are right-padded (see ``_forward``), so each row's logits equal its
+    (``inference.engine.prefill``); larger batches are right-padded (see ``_forward``), so each row's logits equal its
     unbatched ones up to float rounding. Rows are sorted by length and a batch is split where padding would
     exceed ``max_padding`` of its tokens (padding is compute thrown away on a CPU).
     """
