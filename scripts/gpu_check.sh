@@ -9,6 +9,9 @@
 #   1. scripts/gpu_bench_train.py: LoRA steps on a random Llama-3.1-8B-shaped bf16 model (tokens/s, MFU, memory)
 #   2. scripts/bench_rerank.py --random-8b: generation (ours) and first-token rows, first-token at several batch
 #      sizes, DL19 BM25 top-100 (targets: first-token <= 0.6 s/query at the best batch size, >= 1.5x generation)
+# Wheels (fill .whl/ on a machine with the registry, once; .whl/ is git-ignored, so carry it):
+#   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+#       trl==1.16.0 datasets==5.2.0 dill multiprocess xxhash
 # Outputs: $OUT/gpu_bench_train.json, $OUT/bench_rerank_8b.json (+ .md), one log per step, steps.jsonl
 # (step, exit code, seconds), environment.txt (GPU, versions).
 set -uo pipefail

@@ -217,3 +217,25 @@ def test_first_token_objective_raises_first_token_agreement_more_than_lm_only(ti
     # measured: tau 0.01 -> 0.25 (L=0) vs 0.39 (L=10); top-1 0.13 -> 0.13 vs 0.52
     assert gain_first > gain_lm + 0.07, msg
     assert figures[10.0][1] > figures[0.0][1] + 0.2, msg
+
+
+def test_ranking_eval_can_score_with_first_token(tiny_model_dir, shared_data, tmp_path):
+    """`ranking_eval_scoring: first-token`: the held-out queries are ranked by first-id logits during training
+    (always full permutations, so every window is valid) and the record says how it scored."""
+    from dear_train import sft
+    from dear_train.config import parse_config
+    from tests._train_helpers import DL19_JSON, DL19_QRELS, build_prep_folder, tiny_args
+
+    data = build_prep_folder(tmp_path / "prep", shared_data)
+    out = tmp_path / "out"
+    argv = tiny_args(tiny_model_dir, data, out, "--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2",
+                     "--ranking_eval_data", str(shared_data.joinpath(*DL19_JSON)),
+                     "--ranking_eval_qrels", str(shared_data.joinpath(*DL19_QRELS)), "--ranking_eval_queries", "2",
+                     "--ranking_eval_top_k", "6", "--ranking_eval_window", "4", "--ranking_eval_stride", "2",
+                     "--ranking_eval_scoring", "first-token", "--first_token_loss_weight", "10")
+    sft.run(*parse_config(sft.config_classes(), argv))
+    import json
+
+    (record,) = [json.loads(x) for x in (out / "ranking_eval.jsonl").read_text().splitlines()]
+    assert record["step"] == 2 and record["scoring"] == "first-token"
+    assert record["valid_window_share"] == 1.0 and 0.0 <= record["metrics"]["ndcg@10"] <= 1.0
