@@ -11,7 +11,8 @@ half of it on the 2-layer tiny model but 1/32 on an 8B model, so that row is the
 First-token rows (``ListwiseReranker(scoring="first-token")``, FIRST) rank each of the same windows with one
 forward pass of the same prompt plus the answer start, ids by their first-id logit: no decoding at all. They run
 in the same chunks as the others, at each of ``--first-token-batch-sizes`` (windows of different queries per
-forward), and are compared with the card approach and with ours (generation).
+forward; 1 is what `dear rerank` does on a CPU), and are compared with the card approach and with ours
+(generation).
 
     python scripts/bench_rerank.py                      # tiny random Llama on CPU, DL19 BM25 top-100
     python scripts/bench_rerank.py --layers 8           # the same with 8 layers (what `dear tiny-model --layers 8` builds)
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from data_prep.prompts import get_prompt_spec
     from data_prep.readers import read_rankgpt_json
     from inference.engine import HFBackend
+    from inference.engine.first_token import HFFirstTokenScorer
     from inference.reranker import ListwiseReranker
 
     args = parse_args(argv)
@@ -233,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                 acc["windows"] += sum(len(r.windows) for r in res)
                 results[name].extend(res)
             for bs in ft_sizes:
-                rr = ListwiseReranker(model, tok, spec, scoring="first-token", batch_size=bs, **common)
+                rr = ListwiseReranker(model, tok, spec, scoring="first-token", batch_size=bs, **common,
+                                      backend=HFFirstTokenScorer(model, tok, batch_forward=bs > 1))
                 t0 = time.perf_counter()
                 res = rr.rerank_batch(chunk)
                 sync()

@@ -136,10 +136,16 @@ class HFFirstTokenScorer:
     (``inference.engine.prefill``); larger batches are right-padded (see ``_forward``), so each row's logits equal its
     unbatched ones up to float rounding. Rows are sorted by length and a batch is split where padding would
     exceed ``max_padding`` of its tokens (padding is compute thrown away on a CPU).
+
+    ``batch_forward`` (default: on CUDA devices only) says whether the windows taken together share one forward. On
+    a CPU one window at a time was measured faster (BENCHMARKS.md: unpadded, and the last-row prefill applies), so
+    there the offered windows run one after another.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, trim_prefill: bool = True, max_padding: float = 0.25) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, trim_prefill: bool = True, max_padding: float = 0.25,
+                 batch_forward: bool | None = None) -> None:
         self.model = model
+        self.batch_forward = batch_forward
         self.tokenizer = tokenizer
         self.trim_prefill = trim_prefill
         self.max_padding = max_padding
@@ -160,8 +166,15 @@ class HFFirstTokenScorer:
                     out[i] = list(ids)
         return out
 
+    def _batches(self) -> bool:
+        if self.batch_forward is None:
+            self.batch_forward = self._device().type == "cuda"
+        return self.batch_forward
+
     def _groups(self, lengths: list[int]) -> list[list[int]]:
         """Indices grouped for one forward each: sorted by length, cut where padding passes ``max_padding``."""
+        if not self._batches():
+            return [[i] for i in range(len(lengths))]
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         groups: list[list[int]] = []
         for i in order:
