@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=600, help="LoRA training steps")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--learning-rate", default="2e-3")
+    ap.add_argument("--first-token-loss-weight", type=float, default=FIRST_WEIGHT,
+                    help="L of the FIRST objective the adapter is trained with (0: LM loss only)")
     args = ap.parse_args(argv)
 
     out = Path(args.out).resolve()
@@ -195,14 +197,15 @@ def main(argv: list[str] | None = None) -> int:
                                        *rerank_opts, log=log)
 
     print(f"4/8 LoRA fine-tuning ({args.steps} steps; embeddings and lm_head trained too: a random frozen "
-          f"output layer caps a tiny model), LM loss + {FIRST_WEIGHT:g} x the FIRST first-token ranking loss")
+          f"output layer caps a tiny model), LM loss + {args.first_token_loss_weight:g} x the FIRST first-token "
+          "ranking loss")
     timings["train"] = dear("train", "--config", REPO / "configs" / "train" / "tiny_cpu.yaml",
                             "--model_name_or_path", base, "--dataset_path", data, "--output_dir", adapter,
                             "--max_steps", args.steps, "--per_device_train_batch_size", args.batch_size,
                             "--learning_rate", args.learning_rate, "--lr_scheduler_type", "cosine",
                             "--lora_modules_to_save", "lm_head", "embed_tokens",
                             "--gradient_checkpointing", "false", "--logging_steps", 50,
-                            "--first_token_loss_weight", FIRST_WEIGHT, log=log)
+                            "--first_token_loss_weight", args.first_token_loss_weight, log=log)
 
     print("5/8 rerank the held-out queries with the trained adapter (prompt spec read from the adapter folder)")
     trained = out / "runs" / "trained"
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "ndcg@10_per_query": dict(zip(RUN_NAMES, per_query, strict=True)),
         "windows_untrained": before,
         "windows_trained": after,
-        "first_token": {"loss_weight": float(FIRST_WEIGHT), "s_per_query": rerank_s_per_query(first_token),
+        "first_token": {"loss_weight": float(args.first_token_loss_weight), "s_per_query": rerank_s_per_query(first_token),
                         "gen_s_per_query": rerank_s_per_query(trained),
                         "agreement": json.loads(agreement.read_text(encoding="utf-8"))},
         "timings_s": {k: round(v, 1) for k, v in timings.items()} | {"total": round(total, 1)},
