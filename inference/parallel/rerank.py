@@ -71,16 +71,18 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
     lock = None
     try:
         try:
+            requests = None
             if group.rank == 0:
-                lock, plan = _prepare(args, group)
+                lock, plan, requests = _prepare(args, group)
             else:
                 (plan,) = group.wait({"ready": 0})
-            stats = _work(args, group, plan)
+                _check_shared_output(args.out, plan, group)
+            stats = _work(args, group, plan, requests)
             group.publish(f"status/{group.rank}", stats)
             if group.rank != 0:
                 return 0
             statuses = group.wait({f"status/{r}": r for r in range(group.world_size)})
-            _finish(args, plan, statuses)
+            _finish(args, plan, statuses, requests)
             return 0
         except PeerFailed as failed:
             code = int(failed.info.get("code") or 1)
@@ -110,7 +112,7 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
             group.close()
 
 
-def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any]]:
+def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any], list[Any]]:
     """Rank 0: validate the input, lock ``--out``, fold in what earlier jobs left, publish the plan."""
     from data_prep.io import OutputLock
     from data_prep.readers import read_qrels
@@ -130,12 +132,31 @@ def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any
     except BaseException:
         lock.release()
         raise
-    plan = {"done": [q for q in expected if q in done], "start": time.time(), "prepare_s": time.perf_counter() - t0}
+    plan = {"done": [q for q in expected if q in done], "start": time.time(), "prepare_s": time.perf_counter() - t0,
+            "owner": {"pid": os.getpid(), "host": group.host}}
     group.publish("ready", plan)
-    return lock, plan
+    return lock, plan, requests
 
 
-def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any]) -> dict[str, Any]:
+def _check_shared_output(out: str, plan: dict[str, Any], group: Group) -> None:
+    """Every rank must see the files rank 0 sees (its lock on ``--out``), or the merge would miss its part."""
+    import json
+
+    from data_prep.io.lock import lock_path
+
+    try:
+        owner = json.loads(lock_path(out).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        owner = None
+    want = plan["owner"]
+    if not owner or owner.get("pid") != want["pid"] or owner.get("host") != want["host"]:
+        raise DataError(f"rank {group.rank} on {group.host} does not see the lock rank 0 holds on --out "
+                        f"({want['host']}, pid {want['pid']})", path=out, reason="output_not_shared",
+                        fix="put --out on a file system every node mounts at the same path")
+
+
+def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests: list[Any] | None
+          ) -> dict[str, Any]:
     """This rank's share: rerank it into its part file; returns its totals."""
     from data_prep.io import OutputLock
     from inference.cli_rerank import device_map_for, load_listwise, load_requests, rerank_queries
@@ -143,7 +164,8 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any]) -> dict[
 
     t0 = time.perf_counter()
     local_rank = int(os.environ.get("LOCAL_RANK", group.rank))
-    requests = load_requests(args.input, args.corpus, args.topics, args.limit)
+    if requests is None:
+        requests = load_requests(args.input, args.corpus, args.topics, args.limit)
     done = set(plan["done"])
     todo = [r for r in requests if r.qid not in done]
     mine = shard(todo, group.rank, group.world_size)
@@ -186,14 +208,14 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any]) -> dict[
     return stats
 
 
-def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[str, Any]]) -> None:
+def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[str, Any]], requests: list[Any]
+            ) -> None:
     """Rank 0: merge the parts into the run and JSONL in input order, then the summary over all ranks."""
     from data_prep.io import package_versions
     from data_prep.readers import read_qrels
-    from inference.cli_rerank import add_metrics, load_requests, write_summary
+    from inference.cli_rerank import add_metrics, write_summary
     from inference.runfiles import consolidate
 
-    requests = load_requests(args.input, args.corpus, args.topics, args.limit)
     expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
     t0 = time.perf_counter()
     done = consolidate(args.out, args.jsonl, expected)
