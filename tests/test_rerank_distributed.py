@@ -302,3 +302,18 @@ def test_a_second_job_on_the_same_out_is_refused(reference, tiny_model_dir, tmp_
     refusals = [line for line in proc.stderr.splitlines() if line.startswith("dear rerank: error: ")]
     assert len(refusals) == 1 and f"another job is writing this run: pid {holder.pid}" in refusals[0], _fail(proc)
     assert out.read_bytes() == before  # even --overwrite did not touch the other job's run
+
+
+def test_a_rank_that_cannot_see_rank_0s_files_stops_with_the_fix(tmp_path):
+    from inference.parallel.rerank import _check_shared_output
+
+    out = tmp_path / "run.trec"
+    (g0,) = _groups(1)
+    try:
+        with OutputLock(out, what="run"):
+            _check_shared_output(str(out), {"owner": {"pid": os.getpid(), "host": g0.host}}, g0)  # same files
+            with pytest.raises(Exception, match="does not see the lock rank 0 holds") as err:
+                _check_shared_output(str(out), {"owner": {"pid": 1, "host": "node-a"}}, g0)  # another node's /tmp
+        assert "file system every node mounts" in str(err.value)
+    finally:
+        g0.close()
