@@ -138,7 +138,7 @@ def rerank_queries(reranker: Any, todo: Sequence[RerankRequest], writer: Any, *,
 
     repairs: Counter[str] = Counter()
     windows = model_calls = tokens = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with tqdm(total=len(todo), unit="query", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
         for result in reranker.iter_rerank(todo):
             record = {"qid": result.qid, **result.to_json()}
@@ -153,7 +153,8 @@ def rerank_queries(reranker: Any, todo: Sequence[RerankRequest], writer: Any, *,
             if between is not None:
                 between()
     return {"ranked": len(todo), "windows": windows, "model_calls": model_calls, "generated_tokens": tokens,
-            "repairs": dict(sorted(repairs.items())), "wall_s": time.perf_counter() - t0}
+            "repairs": dict(sorted(repairs.items())), "wall_s": time.perf_counter() - t0,
+            "cpu_s": round(time.process_time() - c0, 3)}
 
 
 def _print_summary(summary: dict[str, Any], out: str) -> None:

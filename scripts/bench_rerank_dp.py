@@ -9,6 +9,9 @@ the tiny random Llama, fp32 on the CPU. Arms, each a fresh `--out`, one torch th
 Throughput is queries over the reranking wall time from each run's summary (the slowest rank for N > 1, so
 imbalance counts against it); the end-to-end column adds start-up, model loading and the merge, timed from
 outside. Each rank's share and time are printed, and the merged run must equal the baseline byte for byte.
+The CPU columns are each process's CPU seconds inside the reranking loop: on a machine other jobs share, the
+wall-time ratio says how much CPU the others left, while "CPU-bound speedup" (the baseline's CPU seconds over
+the busiest rank's) is what the split gives when every process has a core to itself.
 
     python scripts/bench_rerank_dp.py                         # 1 x 1 thread vs 2 x 1 thread, tiny model
     python scripts/bench_rerank_dp.py --processes 2 3 --repeats 2 --json bench_dp.json
@@ -96,16 +99,21 @@ def main(argv: list[str] | None = None) -> int:
                 "processes": n, "threads_per_process": args.threads, "queries": last["ranked"],
                 "windows": last["windows"], "generated_tokens": last["generated_tokens"],
                 "rerank_wall_s": round(wall, 3), "queries_per_s": round(last["ranked"] / wall, 3),
+                "rerank_cpu_s": statistics.median(r["summary"].get("cpu_s", 0.0) for r in mine),
+                "busiest_rank_cpu_s": statistics.median(
+                    max([x.get("cpu_s", 0.0) for x in r["summary"].get("ranks", [])] or [r["summary"].get("cpu_s", 0.0)])
+                    for r in mine),
                 "end_to_end_s": round(e2e, 2), "identical_to_1_process": identical,
                 "imbalance": last.get("imbalance"),
                 "ranks": [{k: r.get(k) for k in ("rank", "queries", "windows", "generated_tokens", "wall_s",
-                                                 "load_s")} for r in last.get("ranks", [])],
+                                                 "cpu_s", "load_s")} for r in last.get("ranks", [])],
                 "runs_wall_s": [r["summary"]["wall_s"] for r in mine],
             })
     base_row = rows[0]
     for row in rows:
         row["speedup"] = round(base_row["rerank_wall_s"] / row["rerank_wall_s"], 3)
         row["end_to_end_speedup"] = round(base_row["end_to_end_s"] / row["end_to_end_s"], 3)
+        row["cpu_bound_speedup"] = round(base_row["busiest_rank_cpu_s"] / row["busiest_rank_cpu_s"], 3)
     result = {"load_average_before": [round(x, 2) for x in load], "load_average_after":
               [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(), "rows": rows}
     print(markdown(rows))
@@ -118,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| processes x threads | queries/s | reranking wall s | speedup | end-to-end s | end-to-end speedup "
-             "| per-rank queries | per-rank wall s | slowest / mean | identical to 1 process |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| per-rank queries | per-rank wall s | slowest / mean | reranking CPU s (all ranks) "
+             "| CPU-bound speedup | identical to 1 process |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         imb = r["imbalance"] or {}
         lines.append(
@@ -127,7 +136,8 @@ def markdown(rows: list[dict]) -> str:
             f"| **{r['speedup']:.2f}x** | {r['end_to_end_s']:.1f} | {r['end_to_end_speedup']:.2f}x "
             f"| {' / '.join(map(str, imb.get('queries', [r['queries']])))} "
             f"| {' / '.join(f'{w:.2f}' for w in imb.get('wall_s', [r['rerank_wall_s']]))} "
-            f"| {imb.get('max_over_mean') or 1.0:.3f} | {'yes' if r['identical_to_1_process'] else 'NO'} |")
+            f"| {imb.get('max_over_mean') or 1.0:.3f} | {r['rerank_cpu_s']:.1f} | {r['cpu_bound_speedup']:.2f}x "
+            f"| {'yes' if r['identical_to_1_process'] else 'NO'} |")
     return "\n".join(lines)
 
 

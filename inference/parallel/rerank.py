@@ -171,7 +171,7 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests
     mine = shard(todo, group.rank, group.world_size)
     stats: dict[str, Any] = {"rank": group.rank, "host": group.host, "queries": len(mine), "ranked": 0,
                              "windows": 0, "model_calls": 0, "generated_tokens": 0, "repairs": {},
-                             "wall_s": 0.0, "load_s": 0.0, "device": None}
+                             "wall_s": 0.0, "cpu_s": 0.0, "load_s": 0.0, "device": None}
     if not mine:
         stats["total_s"] = round(time.perf_counter() - t0, 3)
         return stats
@@ -252,11 +252,12 @@ def merge_summary(statuses: list[dict[str, Any]], *, queries: int, resumed: int)
         "model_calls": sum(s["model_calls"] for s in statuses),
         "generated_tokens": sum(s["generated_tokens"] for s in statuses),
         "repairs": dict(sorted(repairs.items())),
+        "cpu_s": round(sum(s.get("cpu_s", 0.0) for s in statuses), 3),
         "wall_s": round(wall, 3), "queries_per_s": round(ranked / wall, 3) if wall > 0 else None,
         "backend": {k: round(v, 4) if isinstance(v, float) else v for k, v in sorted(backend.items())},
         "world_size": len(statuses),
         "ranks": [{k: s.get(k) for k in ("rank", "host", "device", "queries", "windows", "generated_tokens",
-                                         "load_s", "pointwise_s", "wall_s", "total_s") if k in s}
+                                         "load_s", "pointwise_s", "wall_s", "cpu_s", "total_s") if k in s}
                   for s in statuses],
         "imbalance": {"queries": [s["queries"] for s in statuses], "wall_s": walls,
                       "max_over_mean": round(wall / mean, 4) if mean > 0 else None,
