@@ -119,7 +119,7 @@ class Group:
         if self.store.add("abort_count", 1) == 1:
             self.publish(ABORT, info)
             return info
-        return self._wait_abort_info()
+        return self._wait_abort_info(default=info)
 
     def failure(self) -> dict[str, Any] | None:
         if not self.has(ABORT):
@@ -187,8 +187,13 @@ class Group:
                 self.report(info)
                 raise PeerFailed(info)
 
-    def _wait_abort_info(self) -> dict[str, Any]:
+    def _wait_abort_info(self, default: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+        """The first failure's details (its rank sets them right after winning the count)."""
+        deadline = time.monotonic() + timeout_s
         while not self.has(ABORT):
+            if time.monotonic() > deadline:  # the first failer died in between: ours stands instead
+                self.publish(ABORT, default)
+                return default
             time.sleep(self.poll_s)
         return self.read(ABORT)
 

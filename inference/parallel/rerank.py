@@ -89,7 +89,7 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
             if group.rank != 0:
                 group.wait_reported(timeout_s=600)
             return code
-        except (DataError, Exception, KeyboardInterrupt) as err:
+        except (Exception, KeyboardInterrupt) as err:
             code = 2 if isinstance(err, DataError) else 130 if isinstance(err, KeyboardInterrupt) else 1
             if isinstance(err, DataError):
                 message = str(err)
