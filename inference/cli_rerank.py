@@ -232,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from inference.parallel import launched_world_size
 
-    if launched_world_size() > 1:  # started by torchrun / accelerate / srun with several processes
-        from inference.parallel.rerank import run_distributed
-
-        return run_distributed(args)
+    if launched_world_size() > 1:  # one of several processes: each would rank everything into the same --out
+        print("dear rerank: error: started as one of several processes (WORLD_SIZE > 1); under torchrun, "
+              "accelerate or srun run `-m inference.rerank` with the same options", file=sys.stderr)
+        return 2
     try:
         requests = load_requests(args.input, args.corpus, args.topics, args.limit)
         qrels = read_qrels(args.qrels) if args.qrels else None

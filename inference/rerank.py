@@ -9,7 +9,17 @@ WORLD_SIZE > 1 the queries are split over the processes (:mod:`inference.paralle
 
 from __future__ import annotations
 
-from inference.cli_rerank import main
+from inference import cli_rerank
+from inference.parallel import launched_world_size
+
+
+def main(argv: list[str] | None = None) -> int:
+    if launched_world_size() <= 1:
+        return cli_rerank.main(argv)
+    from inference.parallel.rerank import run_distributed
+
+    return run_distributed(cli_rerank.build_parser().parse_args(argv))
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -317,3 +317,9 @@ def test_a_rank_that_cannot_see_rank_0s_files_stops_with_the_fix(tmp_path):
         assert "file system every node mounts" in str(err.value)
     finally:
         g0.close()
+
+
+def test_dear_rerank_started_as_several_processes_points_to_the_module(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli_rerank.main(["--model", "m", "--input", "in.json", "--out", str(tmp_path / "run.trec")]) == 2
+    assert "-m inference.rerank" in capsys.readouterr().err and not list(tmp_path.iterdir())
