@@ -32,6 +32,6 @@ def _inject() -> None:
 
 if __name__ == "__main__":
     _inject()
-    from inference.cli_rerank import main
+    from inference.rerank import main
 
     raise SystemExit(main())
