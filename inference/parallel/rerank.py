@@ -117,7 +117,7 @@ def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any
     from data_prep.io import OutputLock
     from data_prep.readers import read_qrels
     from inference.cli_rerank import load_requests, rerank_settings
-    from inference.loading import describe_source
+    from inference.models import describe_source
     from inference.runfiles import prepare_resume
 
     t0 = time.perf_counter()
