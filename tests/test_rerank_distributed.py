@@ -323,3 +323,41 @@ def test_dear_rerank_started_as_several_processes_points_to_the_module(monkeypat
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert cli_rerank.main(["--model", "m", "--input", "in.json", "--out", str(tmp_path / "run.trec")]) == 2
     assert "-m inference.rerank" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_the_many_process_path_in_one_process_reports_bad_input_as_dear_rerank_does(tmp_path, capsys):
+    from inference.parallel.rerank import run_distributed
+
+    corpus, topics, run = tmp_path / "corpus.tsv", tmp_path / "topics.tsv", tmp_path / "bm25.trec"
+    corpus.write_text("a\tfirst passage\n")
+    topics.write_text("8\t   \n")
+    run.write_text("8 Q0 a 1 3.0 bm25\n")
+    args = ["--model", "m", "--input", str(run), "--corpus", str(corpus), "--topics", str(topics),
+            "--out", str(tmp_path / "out.trec")]
+    assert cli_rerank.main(args) == 2
+    single = capsys.readouterr().err
+    (g0,) = _groups(1)
+    try:
+        assert run_distributed(cli_rerank.build_parser().parse_args(args), g0) == 2
+    finally:
+        g0.close()
+    many = capsys.readouterr().err
+    assert "empty query" in single and many == single
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bm25.trec", "corpus.tsv", "topics.tsv"]
+
+
+def test_the_many_process_path_in_one_process_writes_the_same_bytes(reference, tiny_model_dir, tmp_path):
+    from inference.parallel.rerank import run_distributed
+
+    ref_run, ref_jsonl, _ = reference
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    args = cli_rerank.build_parser().parse_args(["--model", str(tiny_model_dir), "--input", _dl19(), "--out",
+                                                 str(out), "--jsonl", str(jl), *LISTWISE])
+    (g0,) = _groups(1)
+    try:
+        assert run_distributed(args, g0) == 0
+    finally:
+        g0.close()
+    assert out.read_bytes() == ref_run and jl.read_bytes() == ref_jsonl
+    summary = json.loads((tmp_path / "run.trec.summary.json").read_text())
+    assert summary["world_size"] == 1 and summary["ranks"][0]["queries"] == N_QUERIES
