@@ -163,6 +163,9 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests
     from inference.runfiles import RunAppender, part_paths
 
     t0 = time.perf_counter()
+    if group.rank != 0:  # one set of progress bars (model loading included) is enough
+        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     local_rank = int(os.environ.get("LOCAL_RANK", group.rank))
     if requests is None:
         requests = load_requests(args.input, args.corpus, args.topics, args.limit)
