@@ -138,21 +138,28 @@ def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any
     return lock, plan, requests
 
 
-def _check_shared_output(out: str, plan: dict[str, Any], group: Group) -> None:
-    """Every rank must see the files rank 0 sees (its lock on ``--out``), or the merge would miss its part."""
+def _check_shared_output(out: str, plan: dict[str, Any], group: Group, *, wait_s: float = 30.0) -> None:
+    """Every rank must see the files rank 0 sees (its lock on ``--out``), or the merge would miss its part.
+    A network file system may show the new lock file late, so look again for ``wait_s`` before giving up."""
     import json
 
     from data_prep.io.lock import lock_path
 
-    try:
-        owner = json.loads(lock_path(out).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        owner = None
     want = plan["owner"]
-    if not owner or owner.get("pid") != want["pid"] or owner.get("host") != want["host"]:
-        raise DataError(f"rank {group.rank} on {group.host} does not see the lock rank 0 holds on --out "
-                        f"({want['host']}, pid {want['pid']})", path=out, reason="output_not_shared",
-                        fix="put --out on a file system every node mounts at the same path")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            owner = json.loads(lock_path(out).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            owner = None
+        if owner and owner.get("pid") == want["pid"] and owner.get("host") == want["host"]:
+            return
+        if time.monotonic() > deadline:
+            raise DataError(f"rank {group.rank} on {group.host} does not see the lock rank 0 holds on --out "
+                            f"({want['host']}, pid {want['pid']})", path=out, reason="output_not_shared",
+                            fix="put --out on a file system every node mounts at the same path")
+        group.check()
+        time.sleep(0.5)
 
 
 def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests: list[Any] | None
