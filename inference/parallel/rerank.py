@@ -187,11 +187,9 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests
         return stats
     if args.backend == "vllm":
         _isolate_for_vllm(local_rank)
-        device = f"gpu {local_rank}"
-        device_map = None
-    else:
-        device = rank_device(args.device, local_rank)
-        device_map = device_map_for(device)
+        local_rank = 0  # the one GPU left visible (for a two-stage pointwise model on the same GPU)
+    device = rank_device(args.device, local_rank)
+    device_map = device_map_for(device)
     stats["device"] = device
     run_part, rec_part = part_paths(args.out, group.rank)
     with OutputLock(run_part, what="run part"), RunAppender(run_part, rec_part if args.jsonl else None,
