@@ -61,7 +61,7 @@ class Group:
     """
 
     def __init__(self, store: Any, rank: int, world_size: int, *, beat_s: float = 2.0, stale_s: float = 120.0,
-                 poll_s: float = 0.05, on_failure: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 poll_s: float = 0.2, on_failure: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.store = store
         self.rank = rank
         self.world_size = world_size
@@ -104,12 +104,16 @@ class Group:
         :class:`PeerFailed` when the job fails meanwhile or a rank that still owes a key stops beating for
         ``stale_s``."""
         missing = dict(keys)
+        last_alive_check = time.monotonic()
         while missing:
             self.check()
+            if self.store.check(list(missing)):  # one round trip when all are there
+                break
             missing = {k: r for k, r in missing.items() if not self.has(k)}
-            if missing:
+            if missing and time.monotonic() - last_alive_check >= self.beat_s:
                 self._check_alive(sorted(set(missing.values())))
-                time.sleep(self.poll_s)
+                last_alive_check = time.monotonic()
+            time.sleep(self.poll_s)
         return [self.read(k) for k in keys]
 
     # -- failure -----------------------------------------------------------------------------------------
