@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=20)
     p.add_argument("--stride", type=int, default=10)
     p.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order")
-    p.add_argument("--batch-size", type=int, default=16, help="windows decoded together")
+    p.add_argument("--batch-size", type=int, default=16, help="windows decoded (or, first-token, scored) together")
+    p.add_argument("--scoring", choices=["generate", "first-token"], default="generate",
+                   help="generate: decode each window's ranking (what DeAR adapters are trained for). first-token: "
+                        "one forward pass per window, ids ordered by their logit at the first id (FIRST; for models "
+                        "trained with --first_token_loss_weight), with per-window id probabilities")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="per-window budget (default: what a full ranking of the window needs, plus slack)")
     p.add_argument("--cot-max-new-tokens", type=int, default=1024, help="extra budget for chain-of-thought specs")
@@ -189,6 +193,8 @@ def rerank_settings(args: argparse.Namespace) -> dict[str, Any]:
         "temperature": args.temperature if args.sample else None, "top_p": args.top_p if args.sample else None,
         "tag": args.tag, "batch_size": args.batch_size, "device": args.device,
     }
+    if args.scoring != "generate":  # runs made before the option existed stay resumable
+        settings["scoring"] = args.scoring
     if args.pointwise:
         settings.update(pointwise=args.pointwise, pointwise_depth=args.pointwise_depth,
                         top_k=args.listwise_depth, pointwise_base_model=args.pointwise_base_model)
@@ -207,7 +213,7 @@ def load_listwise(args: argparse.Namespace, device_map: Any) -> Any:
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
         max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
-        top_p=args.top_p, seed=args.seed)
+        top_p=args.top_p, seed=args.seed, scoring=args.scoring)
 
 
 def add_metrics(summary: dict[str, Any], args: argparse.Namespace, requests: Sequence[RerankRequest],
