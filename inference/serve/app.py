@@ -176,10 +176,11 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         if not authorized(request.headers.get("authorization"), config.api_key):
             return _error(401, "missing or wrong API key (send Authorization: Bearer <key>)",
                           headers={"WWW-Authenticate": "Bearer"})
-        texts, truncated = list(prepared.texts), prepared.truncated
+        texts, cut = list(prepared.texts), set(prepared.truncated)
         if prepared.max_tokens_per_doc is not None and engine.reranker is not None:
-            texts, cut = engine.cut_tokens(texts, prepared.max_tokens_per_doc)
-            truncated += cut
+            texts, by_tokens = engine.cut_tokens(texts, prepared.max_tokens_per_doc)
+            cut |= by_tokens
+        truncated = len(cut)
         if truncated:
             metrics.truncated.inc(truncated)
         request_id = uuid.uuid4().hex

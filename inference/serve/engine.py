@@ -136,16 +136,16 @@ class RerankEngine:
                 self.metrics.cancelled.labels(reason=reason).inc()
             job.future.cancel()
 
-    def cut_tokens(self, texts: Sequence[str], max_tokens: int) -> tuple[list[str], int]:
-        """Cohere v2's ``max_tokens_per_doc``: each text cut to its first ``max_tokens`` tokens; returns how many
-        were cut."""
+    def cut_tokens(self, texts: Sequence[str], max_tokens: int) -> tuple[list[str], set[int]]:
+        """Cohere v2's ``max_tokens_per_doc``: each text cut to its first ``max_tokens`` tokens; returns the texts
+        and the indices of those that were cut."""
         tok = self.reranker.tokenizer
-        out, cut = [], 0
-        for text in texts:
+        out, cut = [], set()
+        for i, text in enumerate(texts):
             ids = tok.encode(text, add_special_tokens=False)
             if len(ids) > max_tokens:
                 text = tok.decode(ids[:max_tokens], skip_special_tokens=True)
-                cut += 1
+                cut.add(i)
             out.append(text)
         return out, cut
 

@@ -106,7 +106,7 @@ class Prepared:
     originals: tuple[str, ...]  # the texts returned with return_documents (as sent)
     top_n: int
     return_documents: bool
-    truncated: int
+    truncated: frozenset[int]  # indices of documents cut to the character limit
     max_tokens_per_doc: int | None = None
 
 
@@ -122,18 +122,18 @@ def prepare(body: RerankV1Request | RerankV2Request, config: ServeConfig) -> Pre
         raise InputError("documents", f"holds {len(body.documents)} documents; the limit is {config.max_documents}")
     originals = tuple(d if isinstance(d, str) else d.text for d in body.documents)
     truncate = body.truncate if isinstance(body, RerankV1Request) else body.max_tokens_per_doc is not None
-    texts, truncated = [], 0
+    texts, truncated = [], set()
     for i, text in enumerate(originals):
         if len(text) > config.max_document_chars:
             if not truncate:
                 raise InputError(f"documents.{i}", f"is {len(text)} characters; the limit is "
                                  f"{config.max_document_chars} (send truncate: true to cut it instead)")
             text = text[: config.max_document_chars]
-            truncated += 1
+            truncated.add(i)
         texts.append(text)
     top_n = len(originals) if body.top_n is None else min(body.top_n, len(originals))
     return Prepared(query=body.query, texts=tuple(texts), originals=originals, top_n=top_n,
-                    return_documents=body.return_documents, truncated=truncated,
+                    return_documents=body.return_documents, truncated=frozenset(truncated),
                     max_tokens_per_doc=body.max_tokens_per_doc if isinstance(body, RerankV2Request) else None)
 
 
