@@ -13,6 +13,7 @@ import argparse
 import inspect
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -138,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
                                            timeout_graceful_shutdown=int(config.request_timeout) + 5))
     engine.on_load_failed = lambda: setattr(server, "should_exit", True)
     logger.info("dear serve: %s on http://%s:%d (docs at /docs)", args.model, args.host, args.port)
+    stopped_by: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn re-raises the signal after its graceful shutdown:
+        signal.signal(sig, lambda s, _frame: stopped_by.append(s))  # handled here, a drained exit is exit 0
     server.run()  # SIGINT/SIGTERM: stop accepting, finish requests in flight, then the engine drains
+    if stopped_by:
+        logger.info("dear serve: stopped by %s after finishing the requests in flight",
+                    signal.Signals(stopped_by[0]).name)
     if engine.load_error:
         print(f"dear serve: error: {engine.load_error}", file=sys.stderr)
         return 1
