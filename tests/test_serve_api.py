@@ -229,3 +229,38 @@ def test_a_client_that_disconnects_frees_its_windows(base):
         assert rr.backend.stats.decode_steps == steps and steps < 4000
         with s.client() as c:
             assert 'dear_serve_cancelled_total{reason="disconnect"} 1.0' in c.get("/metrics").text
+
+
+def test_malformed_requests_never_disturb_a_request_in_flight(base, server, dl19):
+    (req,) = short_requests(dl19[10:11], 30, 120)
+    (expected,) = twin(base).rerank_batch([req])
+    bad = [{"query": "", "documents": ["a"]}, {"query": "q", "documents": [1, 2]}, {"query": "q"},
+           {"query": "q", "documents": ["a"], "top_n": -1}, "not an object", [1, 2, 3]]
+
+    def send(i):
+        with server.client() as c:
+            return c.post("/v1/rerank", json=body(req) if i == 0 else bad[(i - 1) % len(bad)])
+
+    with concurrent.futures.ThreadPoolExecutor(13) as pool:
+        responses = list(pool.map(send, range(13)))
+    docids = [c.docid for c in req.candidates]
+    assert [r["index"] for r in responses[0].json()["results"]] == [docids.index(d) for d in expected.docids]
+    assert all(r.status_code == 422 for r in responses[1:])
+
+
+def test_an_engine_failure_fails_only_the_requests_in_flight_and_the_server_keeps_serving():
+    from _infer_helpers import ScriptedBackend
+
+    from data_prep.prompts import get_prompt_spec
+
+    def script(request):
+        if "EXPLODE" in request.text:
+            raise RuntimeError("backend crashed")
+        return " [1] > [0]"
+
+    rr = ListwiseReranker(None, None, get_prompt_spec("dear-card"), backend=ScriptedBackend(script))
+    with LiveServer(rr) as s, s.client() as c:
+        boom = c.post("/v1/rerank", json={"query": "EXPLODE", "documents": ["a", "b"]})
+        after = c.post("/v1/rerank", json={"query": "fine", "documents": ["a", "b"]})
+    assert boom.status_code == 500 and boom.json() == {"message": "the engine failed while ranking this request"}
+    assert after.status_code == 200 and [r["index"] for r in after.json()["results"]] == [1, 0]

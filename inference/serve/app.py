@@ -136,7 +136,7 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
     """The app around a started or not-yet-started ``engine`` (the lifespan starts it and drains it at shutdown)."""
     metrics = metrics or engine.metrics or ServeMetrics()
     engine.metrics = metrics
-    metrics.track(engine.queue_depth, engine.in_flight)
+    metrics.track(engine.queue_depth, engine.in_flight, engine.backend_stats)
     probabilities = config.scoring == "first-token"
 
     @asynccontextmanager
@@ -156,8 +156,13 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         if first.get("type") == "json_invalid":
             return _error(400, "the request body is not valid JSON")
         field = error_field(first.get("loc", ()))
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return _error(422, f"{field}: {first.get('msg', 'invalid')}{more}", field)
+        same = [e for e in errors if error_field(e.get("loc", ())) == field]
+        if field.startswith("documents.") and len(same) > 1:  # both members of ``str | {text}`` failed
+            message = "must be a string or an object with a string 'text'"
+        else:
+            message = str(first.get("msg", "invalid"))
+        more = len(errors) - len(same)
+        return _error(422, f"{field}: {message}" + (f" (and {more} more)" if more else ""), field)
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> JSONResponse:

@@ -110,6 +110,10 @@ class RerankEngine:
     def in_flight(self) -> int:
         return len(self._jobs)
 
+    def backend_stats(self) -> dict[str, float]:
+        stats = getattr(getattr(self.reranker, "backend", None), "stats", None)
+        return stats.as_dict() if stats is not None else {}
+
     # -- the client side -----------------------------------------------------------------------------
     def submit(self, request_id: str, query: str, texts: Sequence[str]) -> Job:
         """Queue a checked request; raises QueueFull or EngineUnavailable instead of waiting."""

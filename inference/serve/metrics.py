@@ -29,12 +29,22 @@ class ServeMetrics:
         self.repairs = Counter("dear_serve_repairs", "model output repairs by kind", ["kind"], registry=r)
         self.documents = Counter("dear_serve_documents", "documents ranked", registry=r)
         self.truncated = Counter("dear_serve_truncated_documents", "documents cut to the limits", registry=r)
+        self.backend = {name: Gauge(f"dear_serve_backend_{name}", help_, registry=r) for name, help_ in (
+            ("prefill_seconds", "time the backend spent prefilling windows"),
+            ("decode_seconds", "time the backend spent in batched decoding steps"),
+            ("decode_steps", "batched decoding steps"))}
         self.cancelled = Counter("dear_serve_cancelled", "requests cancelled before their result, by reason",
                                  ["reason"], registry=r)
 
-    def track(self, queue_depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
+    def track(self, queue_depth: Callable[[], int], in_flight: Callable[[], int],
+              backend_stats: Callable[[], dict[str, float]]) -> None:
+        """Gauges read at scrape time: the queue, the requests in flight, the backend's time split (what bounds
+        the gain of batching: prefill is per window, decoding is shared)."""
         self.queue_depth.set_function(queue_depth)
         self.in_flight.set_function(in_flight)
+        for name, key in (("prefill_seconds", "prefill_s"), ("decode_seconds", "decode_s"),
+                          ("decode_steps", "decode_steps")):
+            self.backend[name].set_function(lambda key=key: float(backend_stats().get(key, 0.0)))
 
     def observe_result(self, result: Any) -> None:
         self.windows.inc(len(result.windows))
