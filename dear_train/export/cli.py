@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dear_train.export_verify import TORCH_DTYPES
+from dear_train.export.verify import TORCH_DTYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--private, --revision and --commit-message need --push-to-hub")
 
     from data_prep.schema import DataError
-    from dear_train import hub
-    from dear_train.export_build import export_adapter
-    from dear_train.export_verify import ExportVerificationError
+    from dear_train.export import hub
+    from dear_train.export.build import export_adapter
+    from dear_train.export.verify import ExportVerificationError
 
     try:
         if args.push_to_hub:

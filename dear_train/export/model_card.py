@@ -14,7 +14,7 @@ from typing import Any
 
 from data_prep.pointwise_format import PairFormat
 from data_prep.prompts import Prompt, PromptSpec, TokenizerLike, model_input_text, render_prompt
-from dear_train.export_verify import VerificationReport
+from dear_train.export.verify import VerificationReport
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
