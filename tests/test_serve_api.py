@@ -264,3 +264,19 @@ def test_an_engine_failure_fails_only_the_requests_in_flight_and_the_server_keep
         after = c.post("/v1/rerank", json={"query": "fine", "documents": ["a", "b"]})
     assert boom.status_code == 500 and boom.json() == {"message": "the engine failed while ranking this request"}
     assert after.status_code == 200 and [r["index"] for r in after.json()["results"]] == [1, 0]
+
+
+def test_first_token_scores_are_the_models_probabilities_for_one_window(base, dl19):
+    from inference.serve.cli import supports_first_token
+
+    if not supports_first_token():
+        pytest.skip("this ListwiseReranker has no first-token scoring yet (`dear serve` refuses the flag)")
+    rr = twin(base, scoring="first-token")
+    (req,) = short_requests(dl19[:1], 8, 120)
+    (expected,) = twin(base, scoring="first-token").rerank_batch([req])
+    with LiveServer(rr, scoring="first-token") as s, s.client() as c:
+        data = c.post("/v1/rerank", json=body(req)).json()
+    docids = [c.docid for c in req.candidates]
+    assert [r["index"] for r in data["results"]] == [docids.index(d) for d in expected.docids]
+    assert all(0.0 <= p <= 1.0 for p in expected.scores), "first-token scores should be probabilities"
+    assert [r["relevance_score"] for r in data["results"]] == pytest.approx(list(expected.scores))

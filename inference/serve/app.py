@@ -181,16 +181,10 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         if not authorized(request.headers.get("authorization"), config.api_key):
             return _error(401, "missing or wrong API key (send Authorization: Bearer <key>)",
                           headers={"WWW-Authenticate": "Bearer"})
-        texts, cut = list(prepared.texts), set(prepared.truncated)
-        if prepared.max_tokens_per_doc is not None and engine.reranker is not None:
-            texts, by_tokens = engine.cut_tokens(texts, prepared.max_tokens_per_doc)
-            cut |= by_tokens
-        truncated = len(cut)
-        if truncated:
-            metrics.truncated.inc(truncated)
         request_id = uuid.uuid4().hex
         try:
-            job = engine.submit(request_id, prepared.query, texts)
+            job = engine.submit(request_id, prepared.query, prepared.texts,
+                                max_tokens_per_doc=prepared.max_tokens_per_doc)
         except QueueFull as err:
             return _error(429, f"the server is busy: {err}; retry later",
                           headers={"Retry-After": str(config.retry_after)})
@@ -217,6 +211,9 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
             logger.error("request %s failed: %s", request_id, safe_trace(err))
             return _error(500, "the engine failed while ranking this request")
         result = fut.result()
+        truncated = len(prepared.truncated | job.cut)
+        if truncated:
+            metrics.truncated.inc(truncated)
         order = [int(d) for d in result.docids]
         scores = relevance_scores(result.scores, windows=sum(1 for w in result.windows if w.raw is not None),
                                   probabilities=probabilities)

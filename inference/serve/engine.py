@@ -54,6 +54,8 @@ class Job:
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
     cancel_reason: str | None = None
     started: bool = False  # taken by the reranker (its windows have entered the batch)
+    max_tokens_per_doc: int | None = None  # cut in the engine thread, which owns the tokenizer
+    cut: set[int] = field(default_factory=set)  # documents cut to max_tokens_per_doc
 
     def gone(self) -> bool:
         return self.cancel_reason is not None or time.monotonic() > self.deadline
@@ -115,7 +117,7 @@ class RerankEngine:
         return stats.as_dict() if stats is not None else {}
 
     # -- the client side -----------------------------------------------------------------------------
-    def submit(self, request_id: str, query: str, texts: Sequence[str]) -> Job:
+    def submit(self, request_id: str, query: str, texts: Sequence[str], *, max_tokens_per_doc: int | None = None) -> Job:
         """Queue a checked request; raises QueueFull or EngineUnavailable instead of waiting."""
         request = RerankRequest(qid=request_id, query=query,
                                 candidates=tuple(Candidate(docid=str(i), text=t) for i, t in enumerate(texts)))
@@ -126,7 +128,8 @@ class RerankEngine:
                 raise EngineUnavailable(self.load_error or "the model is still loading")
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(f"{len(self._queue)} requests are waiting (--max-queue {self.max_queue})")
-            job = Job(key=self._next_key, request=request, deadline=time.monotonic() + self.request_timeout)
+            job = Job(key=self._next_key, request=request, deadline=time.monotonic() + self.request_timeout,
+                      max_tokens_per_doc=max_tokens_per_doc)
             self._next_key += 1
             self._queue.append(job)
             self._cond.notify_all()
@@ -140,18 +143,18 @@ class RerankEngine:
                 self.metrics.cancelled.labels(reason=reason).inc()
             job.future.cancel()
 
-    def cut_tokens(self, texts: Sequence[str], max_tokens: int) -> tuple[list[str], set[int]]:
-        """Cohere v2's ``max_tokens_per_doc``: each text cut to its first ``max_tokens`` tokens; returns the texts
-        and the indices of those that were cut."""
+    def _cut_tokens(self, job: Job) -> RerankRequest:
+        """Cohere v2's ``max_tokens_per_doc``: each document cut to its first tokens (records which were cut).
+        Runs in the engine thread: a fast tokenizer must not be used from two threads at once."""
         tok = self.reranker.tokenizer
-        out, cut = [], set()
-        for i, text in enumerate(texts):
-            ids = tok.encode(text, add_special_tokens=False)
-            if len(ids) > max_tokens:
-                text = tok.decode(ids[:max_tokens], skip_special_tokens=True)
-                cut.add(i)
-            out.append(text)
-        return out, cut
+        candidates = []
+        for i, c in enumerate(job.request.candidates):
+            ids = tok.encode(c.text, add_special_tokens=False)
+            if len(ids) > job.max_tokens_per_doc:
+                c = Candidate(docid=c.docid, text=tok.decode(ids[: job.max_tokens_per_doc], skip_special_tokens=True))
+                job.cut.add(i)
+            candidates.append(c)
+        return RerankRequest(qid=job.request.qid, query=job.request.query, candidates=tuple(candidates))
 
     # -- the feed (engine thread) --------------------------------------------------------------------
     def take(self, wait: bool) -> tuple[Hashable, RerankRequest] | None:
@@ -164,6 +167,8 @@ class RerankEngine:
                         continue
                     job.started = True
                     self._jobs[job.key] = job
+                    if job.max_tokens_per_doc is not None and self.reranker.tokenizer is not None:
+                        return job.key, self._cut_tokens(job)
                     return job.key, job.request
                 if not wait or self._closing:
                     return None
@@ -181,8 +186,8 @@ class RerankEngine:
 
     def reject(self, key: Hashable, error: DataError) -> None:
         job = self._jobs.pop(key, None)  # type: ignore[arg-type]
-        if job is not None and not job.future.done():
-            job.future.set_exception(error)
+        if job is not None:
+            _settle(job.future, error=error)
 
     def _drop(self, job: Job) -> None:
         if job.cancel_reason is None:  # past its deadline before the handler noticed
@@ -209,17 +214,27 @@ class RerankEngine:
             try:
                 for key, result in self.reranker.iter_feed(self):
                     job = self._jobs.pop(key, None)  # type: ignore[arg-type]
-                    if job is None or job.future.done():
+                    if job is None:
                         continue
                     if self.metrics is not None:
                         self.metrics.observe_result(result)
-                    job.future.set_result(result)
+                    _settle(job.future, result=result)
                 return  # the feed closed: shutting down, nothing left in flight
             except Exception as err:  # noqa: BLE001 - fail the requests in flight, keep serving the rest
                 logger.error("engine error; failing %d requests in flight: %s", len(self._jobs), safe_trace(err))
                 failed, self._jobs = self._jobs, {}
                 for job in failed.values():
-                    if not job.future.done():
-                        job.future.set_exception(RuntimeError("the engine failed while ranking this request"))
+                    _settle(job.future, error=RuntimeError("the engine failed while ranking this request"))
                 if self._closing and not self._queue:
                     return
+
+
+def _settle(future: concurrent.futures.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    """Resolve a future unless its caller already cancelled it (a race the engine thread must survive)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled by its handler (timeout, disconnect) in the meantime
