@@ -231,7 +231,7 @@ class ListwiseReranker:
         def take(wait: bool) -> _State | None:
             return pending.popleft() if pending else None
 
-        for st in self._drive(take, lambda st: False):
+        for st in self._drive(take, None):
             result = self._result(st)
             yield (st.index, result) if with_index else result
         unfinished = [s.request.qid for s in states if s.next_window < len(s.plan)]
@@ -274,7 +274,8 @@ class ListwiseReranker:
             if not feed.cancelled(key):
                 yield key, self._result(st)
 
-    def _drive(self, take: Callable[[bool], _State | None], cancelled: Callable[[_State], bool]) -> Iterator[_State]:
+    def _drive(self, take: Callable[[bool], _State | None],
+               cancelled: Callable[[_State], bool] | None) -> Iterator[_State]:
         """The scheduler behind :meth:`iter_rerank` and :meth:`iter_feed`: yields each finished query's state.
 
         ``take(wait)`` gives the next new query, or None when there is none now; it is asked to ``wait`` only
@@ -285,6 +286,8 @@ class ListwiseReranker:
         done: deque[_State] = deque()
         flying: dict[int, _State] = {}  # queries with a window in the backend
         closed = False
+        hook = cancelled  # handed to the backend with each window (None: nothing is ever cancelled)
+        cancelled = cancelled or _never
 
         def pull(n: int) -> list[GenerationRequest]:
             nonlocal closed
@@ -304,8 +307,8 @@ class ListwiseReranker:
                 if req is None:
                     done.append(st)
                     continue
-                if hasattr(req, "cancelled"):
-                    req.cancelled = partial(cancelled, st)
+                if hook is not None and hasattr(req, "cancelled"):
+                    req.cancelled = partial(hook, st)
                 flying[st.index] = st
                 out.append(req)
             return out
@@ -415,6 +418,10 @@ class ListwiseReranker:
         docids = tuple(st.candidates[i].docid for i in st.order)
         return RerankResult(qid=st.request.qid, docids=docids, scores=rank_scores(len(docids)),
                             windows=tuple(st.windows), repairs=dict(st.repairs))
+
+
+def _never(st: _State) -> bool:
+    return False
 
 
 def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:
