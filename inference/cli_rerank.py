@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         requests = load_requests(args.input, args.corpus, args.topics, args.limit)
         qrels = read_qrels(args.qrels) if args.qrels else None
-        from inference.loading import describe_source
+        from inference.models import describe_source
 
         describe_source(args.model)  # a folder without weights fails here, before any file is touched
         settings = {
