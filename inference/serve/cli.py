@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                              max_body_bytes=args.max_body_bytes, max_queue=args.max_queue,
                              request_timeout=args.request_timeout, api_key=api_key_from_env(args.api_key_env),
                              scoring=args.scoring)
-        from inference.loading import describe_source
+        from inference.models import describe_source
 
         describe_source(args.model)  # a folder without weights fails now, not after the server is up
     except (DataError, ValueError) as err:
