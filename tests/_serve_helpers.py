@@ -75,25 +75,27 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def serve_process(model_dir: Path, port: int, env: dict[str, str], *args: str) -> Iterator[subprocess.Popen]:
-    """`python -m inference.serve` in a subprocess; waits for /ready; killed at exit if still running."""
+def serve_process(model_dir: Path, port: int, env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """`python -m inference.serve` in a subprocess, its output in ``log`` (a file: a full pipe would block the
+    server); waits for /ready; killed at exit if still running."""
     cmd = [sys.executable, "-m", "inference.serve", "--model", str(model_dir), "--port", str(port),
            "--device", "cpu", "--dtype", "float32", "--threads", "1", *args]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
+    with open(log, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", proc, log)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(30)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text(encoding='utf-8')[-3000:]}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url + "/ready", timeout=2).status_code == 200:
                 return

@@ -33,8 +33,8 @@ def workload(shared_data, reranker):
     return reqs, expected
 
 
-def _post(client, req):
-    return client.post("/v1/rerank", json=body(req))
+def _post(client, req, headers=None):
+    return client.post("/v1/rerank", json=body(req), headers=headers)
 
 
 def test_32_clients_x_8_requests_all_served_once_as_permutations_with_429_when_full(reranker, workload):
@@ -74,7 +74,7 @@ def test_32_clients_x_8_requests_all_served_once_as_permutations_with_429_when_f
 
 
 def test_kill_9_under_load_gives_connection_errors_never_a_wrong_ranking_and_sigterm_drains(
-        tiny_model_dir, workload, reranker, shared_data, subprocess_env):
+        tiny_model_dir, workload, reranker, shared_data, subprocess_env, tmp_path):
     reqs, expected = workload
     reqs_long = read_rankgpt_json(str(shared_data / DL19))
     reranker_40 = reranker
@@ -99,7 +99,7 @@ def test_kill_9_under_load_gives_connection_errors_never_a_wrong_ranking_and_sig
                 order = [r["index"] for r in resp.json()["results"]] if resp.status_code == 200 else None
                 outcomes.append((req.qid, "ok" if order == expected[req.qid] else f"WRONG {resp.status_code}"))
 
-    with serve_process(tiny_model_dir, port, subprocess_env, *args) as proc:
+    with serve_process(tiny_model_dir, port, subprocess_env, tmp_path / "a.log", *args) as proc:
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(hammer, c) for c in range(6)]
             deadline = time.monotonic() + 60
@@ -115,24 +115,29 @@ def test_kill_9_under_load_gives_connection_errors_never_a_wrong_ranking_and_sig
     assert results.count("ok") >= 12 and "connection error" in results
     assert all(o in ("ok", "connection error") for o in results), sorted(set(results))
 
-    with serve_process(tiny_model_dir, port, subprocess_env, *args) as proc:  # a restart serves again
-        with httpx.Client(base_url=url, timeout=60) as http:
+    secret = "k3y-never-logged-0451"
+    env = {**subprocess_env, "DEAR_TEST_SERVE_KEY": secret}
+    auth = {"Authorization": f"Bearer {secret}"}
+    log = tmp_path / "b.log"
+    with serve_process(tiny_model_dir, port, env, log, *args, "--api-key-env", "DEAR_TEST_SERVE_KEY") as proc:
+        with httpx.Client(base_url=url, timeout=60, headers=auth) as http:  # a restart serves again
+            assert _post(http, reqs[0], headers={"Authorization": "Bearer wrong"}).status_code == 401
             assert [r["index"] for r in _post(http, reqs[0]).json()["results"]] == expected[reqs[0].qid]
-            drain_reqs = short_requests(reqs_long[:8], 40, 60)  # 3 windows each: still in flight at SIGTERM
+            drain_reqs = short_requests(reqs_long[:6], 40, 60)  # 3 windows each: still in flight at SIGTERM
             want = {r.qid: [int(d) for d in res.docids] for r, res in zip(
                 drain_reqs, reranker_40.rerank_batch([_indexed(r) for r in drain_reqs]), strict=True)}
 
             def send(req):
                 try:
-                    resp = httpx.post(url + "/v1/rerank", json=body(req), timeout=60)
+                    resp = httpx.post(url + "/v1/rerank", json=body(req), headers=auth, timeout=60)
                 except httpx.TransportError:
                     return req.qid, None, time.monotonic()
                 return req.qid, resp, time.monotonic()
 
-            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
                 futures = [pool.submit(send, r) for r in drain_reqs]
                 deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and _busy(http) < 4:
+                while time.monotonic() < deadline and _busy(http) < 3:
                     time.sleep(0.02)
                 proc.send_signal(signal.SIGTERM)
                 signalled = time.monotonic()
@@ -144,6 +149,10 @@ def test_kill_9_under_load_gives_connection_errors_never_a_wrong_ranking_and_sig
             assert resp.status_code == 200 and [r["index"] for r in resp.json()["results"]] == want[qid]
         with pytest.raises(httpx.TransportError):
             httpx.get(url + "/health", timeout=2)
+    logged = log.read_text(encoding="utf-8")
+    assert "stopped by SIGTERM" in logged and "POST /v1/rerank" in logged  # the server's log was captured
+    texts = [reqs[0].query] + [c.text for r in drain_reqs for c in r.candidates if len(c.text) >= 30]
+    assert secret not in logged and not [t for t in texts if t in logged]  # no key, query or document text
 
 
 def _indexed(req):
