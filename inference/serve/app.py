@@ -61,17 +61,25 @@ STATUS_CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counte
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 500, 503, 504)}
 
 
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
 def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"message": message} if field is None else {"message": message, "field": field}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 class ServeMiddleware:
-    """Pure ASGI (so the route still sees the client's disconnect): refuses bodies over the limit with 413
-    before the app parses them, and counts every response by route and status with its latency."""
+    """Pure ASGI (so the route still sees the client's disconnect): checks the key of the rerank routes (401)
+    and refuses bodies over the limit (413) before the app parses anything, and counts every rerank response by
+    route and status with its latency."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int, metrics: ServeMetrics) -> None:
-        self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
+    def __init__(self, app: Any, *, max_body_bytes: int, metrics: ServeMetrics, api_key: str | None) -> None:
+        self.app, self.max_body_bytes, self.metrics, self.api_key = app, max_body_bytes, metrics, api_key
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -88,6 +96,11 @@ class ServeMiddleware:
             await send(message)
 
         try:
+            if route in RERANK_ROUTES and not authorized(_header(scope, b"authorization"), self.api_key):
+                status["code"] = 401  # before the body is read or parsed: nothing of it is looked at
+                await _error(401, "missing or wrong API key (send Authorization: Bearer <key>)",
+                             headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
             replay = await self._read_body(scope, receive)
             if replay is None:
                 status["code"] = 413
@@ -102,8 +115,7 @@ class ServeMiddleware:
 
     async def _read_body(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
         """The body read whole (None when over the limit), replayed to the app; later receives pass through."""
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
+        length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return None
         chunks, size = [], 0
@@ -178,9 +190,6 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         return _error(500, "internal server error")
 
     async def rerank(request: Request, prepared: Prepared, version: str, model: str | None) -> Response:
-        if not authorized(request.headers.get("authorization"), config.api_key):
-            return _error(401, "missing or wrong API key (send Authorization: Bearer <key>)",
-                          headers={"WWW-Authenticate": "Bearer"})
         request_id = uuid.uuid4().hex
         try:
             job = engine.submit(request_id, prepared.query, prepared.texts,
@@ -257,5 +266,6 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)
 
-    app.add_middleware(ServeMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics)
+    app.add_middleware(ServeMiddleware, max_body_bytes=config.max_body_bytes, metrics=metrics,
+                       api_key=config.api_key)
     return app

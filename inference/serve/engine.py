@@ -50,10 +50,8 @@ class Job:
     key: int
     request: RerankRequest
     deadline: float  # time.monotonic() past which the request is dropped
-    arrived: float = field(default_factory=time.monotonic)
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
     cancel_reason: str | None = None
-    started: bool = False  # taken by the reranker (its windows have entered the batch)
     max_tokens_per_doc: int | None = None  # cut in the engine thread, which owns the tokenizer
     cut: set[int] = field(default_factory=set)  # documents cut to max_tokens_per_doc
 
@@ -82,7 +80,6 @@ class RerankEngine:
         self._next_key = 0
         self._closing = False
         self._thread: threading.Thread | None = None
-        self.loaded = threading.Event()  # set when the model is loaded, or failed to load
         self.on_load_failed: Callable[[], None] | None = None  # the CLI stops the server
 
     # -- life cycle ----------------------------------------------------------------------------------
@@ -165,7 +162,6 @@ class RerankEngine:
                     if job.gone():  # gave up while queued: never enters the batch
                         self._drop(job)
                         continue
-                    job.started = True
                     self._jobs[job.key] = job
                     if job.max_tokens_per_doc is not None and self.reranker.tokenizer is not None:
                         return job.key, self._cut_tokens(job)
@@ -204,11 +200,9 @@ class RerankEngine:
         except Exception as err:  # noqa: BLE001 - any load failure is reported on /ready and in the log
             self.load_error = f"the model failed to load: {type(err).__name__}: {err}"  # no request text here
             logger.error("%s", self.load_error)
-            self.loaded.set()
             if self.on_load_failed is not None:
                 self.on_load_failed()
             return
-        self.loaded.set()
         logger.info("model loaded; serving")
         while True:
             try:
