@@ -326,6 +326,9 @@ class ListwiseReranker:
                     yield done.popleft()
             while done:
                 yield done.popleft()
+            lost = [st.request.qid for st in flying.values() if not cancelled(st)]
+            if lost:  # the backend ended with windows that never came back: no restart would bring them
+                raise RuntimeError(f"backend stopped before queries {lost[:5]} were ranked")
 
     # -- internals -----------------------------------------------------------------------------------
     def _new_state(self, index: int, req: RerankRequest) -> _State:

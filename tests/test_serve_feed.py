@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from _infer_helpers import ScriptedBackend, rank_by_relevance
 
 from data_prep.prompts import get_prompt_spec
@@ -92,3 +93,17 @@ def test_an_idle_feed_restarts_the_stream_and_trivial_requests_need_no_window():
     got = dict(_reranker(backend).iter_feed(feed))
     assert got["one"].docids == ("one-d0",) and got["two"].docids == ("two-d1", "two-d0")
     assert len(backend.requests) == 1
+
+
+def test_a_backend_that_loses_windows_is_an_error_not_a_hang():
+    class Forgetful(ScriptedBackend):
+        def stream(self, pull, max_in_flight):
+            self.requests.extend(pull(max_in_flight))  # takes the windows, returns nothing
+            return iter(())
+
+    reqs = [_req("q0", [1, 2, 3]), _req("q1", [2, 1])]
+    backend = Forgetful(rank_by_relevance)
+    with pytest.raises(RuntimeError, match="backend stopped before queries"):
+        list(_reranker(backend).iter_feed(StaggeredFeed(backend, reqs, arrive_after=[0, 0])))
+    with pytest.raises(RuntimeError, match="backend stopped before queries"):
+        _reranker(Forgetful(rank_by_relevance)).rerank_batch(reqs)
