@@ -281,3 +281,51 @@ def test_first_token_scores_are_the_models_probabilities_for_one_window(base, dl
     assert [r["index"] for r in data["results"]] == [docids.index(d) for d in expected.docids]
     assert all(0.0 <= p <= 1.0 for p in expected.scores), "first-token scores should be probabilities"
     assert [r["relevance_score"] for r in data["results"]] == pytest.approx(list(expected.scores))
+
+
+def test_a_request_ranks_as_the_dear_rerank_cli_ranks_the_same_query_and_documents(tiny_model_dir, server, dl19,
+                                                                                  tmp_path):
+    from data_prep.readers import read_run, write_rankgpt_json
+    from inference.cli_rerank import main as rerank_main
+
+    reqs = short_requests(dl19[:2], 20, 120) + short_requests(dl19[2:3], 30, 120)
+    write_rankgpt_json(tmp_path / "in.json", reqs)
+    assert rerank_main(["--model", str(tiny_model_dir), "--input", str(tmp_path / "in.json"), "--out",
+                        str(tmp_path / "run.trec"), "--device", "cpu", "--dtype", "float32", "--window", "20",
+                        "--stride", "10", "--max-new-tokens", str(KW["max_new_tokens"]), "--no-progress"]) == 0
+    run = read_run(str(tmp_path / "run.trec"))
+    with server.client() as c:
+        for req in reqs:
+            got = [r["index"] for r in c.post("/v1/rerank", json=body(req)).json()["results"]]
+            cli_order = [d for d, _ in sorted(run[req.qid], key=lambda pair: -pair[1])]
+            assert [req.candidates[i].docid for i in got] == cli_order
+
+
+def test_concurrent_requests_rank_as_rerank_batch_with_an_oracle_that_really_reorders():
+    """The tiny random model barely moves anything; a scripted oracle (ids by the ``rel=`` in each passage,
+    windows finishing out of order) makes the server's index mapping and window merging visible."""
+    import random
+
+    from _infer_helpers import ScriptedBackend, rank_by_relevance
+
+    from data_prep.prompts import get_prompt_spec
+    from data_prep.schema import Candidate, RerankRequest
+
+    def reranker():
+        return ListwiseReranker(None, None, get_prompt_spec("dear-card"), backend=ScriptedBackend(rank_by_relevance),
+                                window=4, stride=2, batch_size=3)
+
+    rng = random.Random(7)
+    docs = [[f"rel={rng.randint(0, 9)} passage {q}-{i}" for i in range(rng.randint(2, 11))] for q in range(12)]
+    reqs = [RerankRequest(qid=str(q), query=f"query {q}", candidates=tuple(Candidate(str(i), t) for i, t in
+                                                                          enumerate(d))) for q, d in enumerate(docs)]
+    expected = [[int(i) for i in r.docids] for r in reranker().rerank_batch(reqs)]
+    assert sum(e != sorted(e) for e in expected) >= 10  # the orders really move
+    with LiveServer(reranker()) as s:
+        def call(q):
+            with s.client() as c:
+                return c.post("/rerank", json={"query": f"query {q}", "documents": docs[q]}).json()
+
+        with concurrent.futures.ThreadPoolExecutor(len(docs)) as pool:
+            got = list(pool.map(call, range(len(docs))))
+    assert [[r["index"] for r in g["results"]] for g in got] == expected

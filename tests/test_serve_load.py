@@ -37,8 +37,36 @@ def _post(client, req, headers=None):
     return client.post("/v1/rerank", json=body(req), headers=headers)
 
 
-def test_32_clients_x_8_requests_all_served_once_as_permutations_with_429_when_full(reranker, workload):
-    reqs, expected = workload
+def _oracle_workload(shared_data):
+    """DL19 queries with 20 short passages, each prefixed with its NIST judgment (``rel=N``), ranked by a scripted
+    oracle that reads them: orders that really move (the tiny random model leaves most in input order)."""
+    from _infer_helpers import ScriptedBackend, rank_by_relevance
+
+    from data_prep.prompts import get_prompt_spec
+    from data_prep.readers import read_qrels
+
+    qrels = read_qrels(str(shared_data / "trec-dl19" / "qrels.dl19-passage.txt"))
+    reqs = [dataclasses.replace(r, candidates=tuple(
+        dataclasses.replace(c, text=f"rel={qrels.get(r.qid, {}).get(c.docid, 0)} {c.text}") for c in r.candidates))
+        for r in short_requests(read_rankgpt_json(str(shared_data / DL19)), 20, 60)]
+
+    def make():
+        return ListwiseReranker(None, None, get_prompt_spec("dear-card"), backend=ScriptedBackend(rank_by_relevance),
+                                window=8, stride=4, batch_size=8)
+
+    expected = {r.qid: [int(d) for d in res.docids]
+                for r, res in zip(reqs, make().rerank_batch([_indexed(r) for r in reqs]), strict=True)}
+    assert sum(e != list(range(20)) for e in expected.values()) >= 30
+    return make(), reqs, expected
+
+
+@pytest.mark.parametrize("ranker", ["tiny-model", "oracle"])
+def test_32_clients_x_8_requests_all_served_once_as_permutations_with_429_when_full(ranker, reranker, workload,
+                                                                                    shared_data):
+    if ranker == "oracle":
+        reranker, reqs, expected = _oracle_workload(shared_data)
+    else:
+        reqs, expected = workload
     clients, per_client = 32, 8
     with LiveServer(reranker, max_queue=8) as s:
         def client(c):
