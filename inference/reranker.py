@@ -309,7 +309,7 @@ class ListwiseReranker:
                 if req is None:
                     done.append(st)
                     continue
-                if hook is not None:
+                if hook is not None and hasattr(req, "cancelled"):  # requests of other kinds carry no hook
                     req.cancelled = partial(hook, st)
                 flying[st.index] = st
                 out.append(req)

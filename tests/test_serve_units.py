@@ -23,6 +23,10 @@ def test_first_token_probabilities_are_used_for_one_window_only():
     assert relevance_scores(probs, windows=2, probabilities=True) == rank_relevance(3)  # windows not comparable
     assert relevance_scores([3.0, 2.0, 1.0], windows=1, probabilities=True) == rank_relevance(3)  # not probabilities
     assert relevance_scores([0.2, 0.7], windows=1, probabilities=True) == rank_relevance(2)  # disagree with order
+    # the reranker nudges near-equal probabilities apart, which can take the last just below 0
+    assert relevance_scores([0.9, 0.1, 2e-6, -1e-6], windows=1, probabilities=True) == [0.9, 0.1, 2e-6, 0.0]
+    # documents past --top-k score -1, -2, ... below the probabilities: not one window's probabilities
+    assert relevance_scores([0.8, 0.2, -1.0, -2.0], windows=1, probabilities=True) == rank_relevance(4)
 
 
 def test_prepare_checks_limits_and_counts_truncations():

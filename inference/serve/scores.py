@@ -2,15 +2,18 @@
 
 A listwise model orders documents; in generation mode it gives no per-document probability, so the score is
 rank-derived: ``(n - rank) / n`` for ranks 0..n-1 (1.0 for the best, 1/n for the last). It compares documents
-within one response only. With first-token scoring and a request that fits one window, the reranker's own
-scores are the model's probabilities of each document's id as the first ranking token; they are used as they
-are whenever they are probabilities (all in [0, 1]) and agree with the order. Across several windows first-token
-probabilities of different windows are not comparable, and the rank-derived score is used.
+within one response only. With first-token scoring and a request whose documents fit one window, the
+reranker's scores are the model's probabilities of each document's id as the first ranking token (kept strictly
+decreasing by nudges of a few millionths, which may take the smallest just below 0: clipped to 0 here); they are
+used as they are. Across several windows, or with documents past ``--top-k`` (which keep their order below the
+ranked head), probabilities of different windows are not comparable, and the rank-derived score is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+NUDGE = 1e-4  # how far below 0 a nudged probability may lie and still count as one
 
 
 def rank_relevance(n: int) -> list[float]:
@@ -20,9 +23,9 @@ def rank_relevance(n: int) -> list[float]:
 
 def relevance_scores(scores: Sequence[float], *, windows: int, probabilities: bool) -> list[float]:
     """Scores for documents in ranked order: the model's probabilities when ``probabilities`` (first-token
-    scoring), the request took one window and ``scores`` are probabilities in order; else rank-derived."""
+    scoring), the request took one window and every score is a probability in order; else rank-derived."""
     n = len(scores)
-    if probabilities and windows <= 1 and n and all(0.0 <= s <= 1.0 for s in scores) and all(
+    if probabilities and windows <= 1 and n and all(-NUDGE <= s <= 1.0 for s in scores) and all(
             a >= b for a, b in zip(scores, scores[1:], strict=False)):
-        return [float(s) for s in scores]
+        return [min(1.0, max(0.0, float(s))) for s in scores]
     return rank_relevance(n)
