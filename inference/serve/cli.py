@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                                            timeout_graceful_shutdown=int(config.request_timeout) + 5))
     engine.on_load_failed = lambda: setattr(server, "should_exit", True)
     logger.info("dear serve: %s on http://%s:%d (docs at /docs)", args.model, args.host, args.port)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
+        logger.warning("dear serve: listening on %s without --api-key-env: anyone who can reach it can use it",
+                       args.host)
     stopped_by: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn re-raises the signal after its graceful shutdown:
         signal.signal(sig, lambda s, _frame: stopped_by.append(s))  # handled here, a drained exit is exit 0
