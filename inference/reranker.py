@@ -17,9 +17,10 @@ import logging
 import re
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from data_prep.prompts import (
     PromptSpec,
@@ -103,6 +104,23 @@ class RerankResult:
 def rank_scores(n: int) -> tuple[float, ...]:
     """Monotone scores for ranks 1..n: n, n-1, ..., 1 (exact in a TREC run, no ties)."""
     return tuple(float(n - i) for i in range(n))
+
+
+class RequestFeed(Protocol):
+    """A live source of rerank requests for :meth:`ListwiseReranker.iter_feed` (e.g. a server's queue)."""
+
+    def take(self, wait: bool) -> tuple[Hashable, RerankRequest] | None:
+        """The next request and its key; None when none is waiting, or (``wait``: block until one comes) when
+        the feed is closed."""
+        ...
+
+    def cancelled(self, key: Hashable) -> bool:
+        """True once the caller gave up on the request (timeout, disconnect): its windows leave the batch."""
+        ...
+
+    def reject(self, key: Hashable, error: DataError) -> None:
+        """The request is invalid; nothing of it was run."""
+        ...
 
 
 @dataclass
@@ -257,35 +275,106 @@ class ListwiseReranker:
         """
         states = [self._new_state(i, r) for i, r in enumerate(requests)]
         pending = deque(states)
-        ready: deque[_State] = deque()
-        done: deque[_State] = deque()
 
-        def pull(n: int) -> list[GenerationRequest]:
-            out: list[GenerationRequest] = []
-            while len(out) < n and (ready or pending):
-                st = ready.popleft() if ready else pending.popleft()
-                req = self._next_request(st)
-                if req is None:
-                    done.append(st)
-                else:
-                    out.append(req)
-            return out
+        def take(wait: bool) -> _State | None:
+            return pending.popleft() if pending else None
 
-        def emit(st: _State) -> Any:
+        for st in self._drive(take, None):
             result = self._result(st)
-            return (st.index, result) if with_index else result
-
-        for gen in self.backend.stream(pull, self.batch_size):
-            st = states[gen.key[0]]
-            self._apply(st, gen)
-            (ready if st.next_window < len(st.plan) else done).append(st)
-            while done:
-                yield emit(done.popleft())
-        while done:
-            yield emit(done.popleft())
+            yield (st.index, result) if with_index else result
         unfinished = [s.request.qid for s in states if s.next_window < len(s.plan)]
         if unfinished:
             raise RuntimeError(f"backend stopped before queries {unfinished[:5]} were ranked")
+
+    def iter_feed(self, feed: RequestFeed) -> Iterator[tuple[Hashable, RerankResult]]:
+        """Rerank requests from a live ``feed`` (a server's queue) until it closes, yielding ``(key, result)``.
+
+        New requests join the batch whenever a slot is free, so windows of requests that arrived at different
+        times decode together exactly as the queries of :meth:`iter_rerank` do. A request the feed reports
+        cancelled takes no new window, its window in flight leaves the backend's batch (for backends that
+        honour ``GenerationRequest.cancelled``), and it yields nothing. An invalid request goes back through
+        ``feed.reject`` without disturbing the others."""
+        keys: dict[int, Hashable] = {}
+        counter = 0
+
+        def take(wait: bool) -> _State | None:
+            nonlocal counter
+            while True:
+                got = feed.take(wait)
+                if got is None:
+                    return None
+                key, request = got
+                try:
+                    st = self._new_state(counter, request)
+                except DataError as err:
+                    feed.reject(key, err)
+                    continue
+                keys[counter] = key
+                counter += 1
+                return st
+
+        def cancelled(st: _State) -> bool:
+            key = keys.get(st.index)  # None once yielded (a backend may still ask about a dropped row)
+            return key is None or feed.cancelled(key)
+
+        for st in self._drive(take, cancelled):
+            key = keys.pop(st.index)
+            if not feed.cancelled(key):
+                yield key, self._result(st)
+
+    def _drive(self, take: Callable[[bool], _State | None],
+               cancelled: Callable[[_State], bool] | None) -> Iterator[_State]:
+        """The scheduler behind :meth:`iter_rerank` and :meth:`iter_feed`: yields each finished query's state.
+
+        ``take(wait)`` gives the next new query, or None when there is none now; it is asked to ``wait`` only
+        when no window is in flight and no result is waiting to be yielded, so a live source never stalls
+        decoding, and None then means the source is closed. The backend's stream ends whenever it is idle; a new
+        one starts until the source is closed."""
+        ready: deque[_State] = deque()
+        done: deque[_State] = deque()
+        flying: dict[int, _State] = {}  # queries with a window in the backend
+        closed = False
+        hook = cancelled  # handed to the backend with each window (None: nothing is ever cancelled)
+        cancelled = cancelled or _never
+
+        def pull(n: int) -> list[GenerationRequest]:
+            nonlocal closed
+            for i in [i for i, st in flying.items() if cancelled(st)]:
+                done.append(flying.pop(i))  # the backend drops its row (or finishes it; that generation is ignored)
+            out: list[GenerationRequest] = []
+            while len(out) < n:
+                if ready:
+                    st = ready.popleft()
+                else:
+                    wait = not (flying or out or done)
+                    st = take(wait)
+                    if st is None:
+                        closed = closed or wait
+                        break
+                req = None if cancelled(st) else self._next_request(st)
+                if req is None:
+                    done.append(st)
+                    continue
+                if hook is not None and hasattr(req, "cancelled"):  # requests of other kinds carry no hook
+                    req.cancelled = partial(hook, st)
+                flying[st.index] = st
+                out.append(req)
+            return out
+
+        while not closed:
+            for gen in self.backend.stream(pull, self.batch_size):
+                st = flying.pop(gen.key[0], None)
+                if st is None:  # its query was cancelled while the window decoded
+                    continue
+                self._apply(st, gen)
+                (ready if st.next_window < len(st.plan) else done).append(st)
+                while done:
+                    yield done.popleft()
+            while done:
+                yield done.popleft()
+            lost = [st.request.qid for st in flying.values() if not cancelled(st)]
+            if lost:  # the backend ended with windows that never came back: no restart would bring them
+                raise RuntimeError(f"backend stopped before queries {lost[:5]} were ranked")
 
     # -- internals -----------------------------------------------------------------------------------
     def _new_state(self, index: int, req: RerankRequest) -> _State:
@@ -433,6 +522,10 @@ def probability_scores(order: Sequence[int], probs: dict[int, float]) -> tuple[f
             tail += 1
             out.append(-float(tail))
     return tuple(out)
+
+
+def _never(st: _State) -> bool:
+    return False
 
 
 def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:

@@ -109,6 +109,12 @@ class VLLMBackend:
                 in_flight[rid] = (req, len(ids))
                 self.stats.prefills += 1
                 self.stats.prompt_tokens += len(ids)
+            gone = [rid for rid, (req, _) in in_flight.items() if req.cancelled is not None and req.cancelled()]
+            if gone:  # cancelled requests leave the engine's batch now; they yield nothing
+                engine.abort_request(gone)
+                for rid in gone:
+                    del in_flight[rid]
+                self.stats.cancelled += len(gone)
             if not in_flight:
                 return
             self.stats.decode_steps += 1
