@@ -50,9 +50,11 @@ def _training_corpus() -> list[str]:
     for spec in PROMPT_SPECS.values():
         p = render_prompt(spec, "what is a query", ["first passage", "second passage"])
         lines.append(p.text or " ".join(m["content"] for m in p.messages or ()))
-    # Rankings of ids 0..100, often enough that BPE learns every id as one token (first-token scoring reads the
-    # logit of each window id as one token after "["; 100 copies cost about 0.4% longer prompts).
-    lines.extend([" > ".join(f"[{i}]" for i in range(101))] * 100)
+    lines.append(" > ".join(f"[{i}]" for i in range(101)))
+    # Rankings of ids 0..20, often enough that BPE learns each as one token: first-token scoring reads the logit of
+    # each window id as one token after "[" (windows up to 20 with either id base). Only ids up to 20, so the
+    # vocabulary moves as little as possible (one token of the quickstart's 2,048; nine of the default 1,024).
+    lines.extend([" > ".join(f"[{i}]" for i in range(21))] * 100)
     lines.append("<think> reasoning </think> ### Final Reranking: system user assistant")
     return lines
 

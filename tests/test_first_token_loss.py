@@ -107,10 +107,10 @@ def test_check_refuses_ids_that_are_not_one_token_and_cot_specs(tiny_tokenizer):
     from dear_train.first_token_loss import check_first_token_examples
 
     spec = get_prompt_spec("dear-card")
-    n = 120  # ids past 100 split into two tokens with the tiny tokenizer
+    n = 30  # ids past 20 split into two tokens with the tiny tokenizer
     rec = {"prompt": "rank these", "completion": " " + " > ".join(f"[{i}]" for i in range(n))}
     ok = {"prompt": "rank these", "completion": " [1] > [0]"}
-    with pytest.raises(DataError, match=r"train record 1 \(line 2 of train.jsonl\).*id 101 is .*at most 101"):
+    with pytest.raises(DataError, match=r"train record 1 \(line 2 of train.jsonl\).*id 21 is .*at most 21"):
         check_first_token_examples({"train": [ok, rec]}, tiny_tokenizer, spec, path="prep")
     cot = get_prompt_spec("dear-cot")
     with pytest.raises(DataError, match="chain-of-thought.*first_token_loss_weight: 0"):
@@ -214,7 +214,7 @@ def test_first_token_objective_raises_first_token_agreement_more_than_lm_only(ti
     gain_first = figures[10.0][0] - before[0]
     msg = (f"Kendall tau / top-1 before {before}, after L=0 {figures[0.0]}, after L=10 {figures[10.0]}")
     print(msg)
-    # measured: tau 0.01 -> 0.25 (L=0) vs 0.39 (L=10); top-1 0.13 -> 0.13 vs 0.52
+    # measured: tau -0.29 -> 0.25 (L=0) vs 0.39 (L=10); top-1 0.10 -> 0.13 vs 0.52
     assert gain_first > gain_lm + 0.07, msg
     assert figures[10.0][1] > figures[0.0][1] + 0.2, msg
 

@@ -92,3 +92,17 @@ def test_quickstart_runs_offline_and_shows_that_training_took(tmp_path, subproce
         reranker = ListwiseReranker.from_pretrained(str(folder), device_map="cpu", window=5, stride=3, top_k=20)
         got = {r.qid: list(r.docids) for r in reranker.rerank_batch(requests)}
         assert got == source, folder
+
+
+def test_the_first_token_sentence_follows_its_figures():
+    qs = _quickstart()
+    s = _summary({"a": 0.5}, {"a": 0.5}, (0, 0), (1, 1))
+    s["ndcg@10"]["trained_first_token"] = 0.4
+    s["first_token"] = {"loss_weight": 10.0, "s_per_query": 0.1, "gen_s_per_query": 0.25,
+                        "agreement": {"windows": 30, "kendall_tau": 0.8, "top1_agreement": 0.5}}
+    (line,) = [x for x in qs.verdict(s) if x.startswith("First-token")]
+    assert "FIRST objective, L = 10" in line and "0.100 s per query, 2.5x faster than generation (0.250 s)" in line
+    assert "nDCG@10 40.00 against 50.00" in line and "30 windows" in line and "tau 0.80" in line and "50%" in line
+    s["first_token"].update(loss_weight=0.0, s_per_query=0.3)
+    (line,) = [x for x in qs.verdict(s) if x.startswith("First-token")]
+    assert "LM loss only, L = 0" in line and "1.2x slower than generation" in line
