@@ -370,7 +370,11 @@ def dataset_features(spec: PromptSpec):
 
 
 def to_dataset_dict(result: PrepResult, spec: PromptSpec):
-    """The train/eval records as a ``datasets.DatasetDict`` with explicit features (empty splits too)."""
+    """The train/eval records as a ``datasets.DatasetDict`` with explicit features.
+
+    An empty split is left out (``--eval-fraction 0``): ``datasets`` saves an empty split as a folder it
+    cannot load back, so `dear train` would crash inside ``load_from_disk``; a missing eval split means
+    "no evaluation" there."""
     from datasets import Dataset, DatasetDict
 
     features = dataset_features(spec)
@@ -378,7 +382,8 @@ def to_dataset_dict(result: PrepResult, spec: PromptSpec):
     def split(rows: list[dict[str, Any]]) -> Dataset:
         return Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features)
 
-    return DatasetDict({"train": split(result.train), "eval": split(result.eval)})
+    return DatasetDict({name: split(rows) for name, rows in (("train", result.train), ("eval", result.eval))
+                        if rows})
 
 
 def write_outputs(out_dir: str | Path, result: PrepResult, spec: PromptSpec,

@@ -29,7 +29,7 @@ prompt_spec.json, report.json (read = written + dropped, repairs, drops by reaso
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(allow_abbrev=False,
         prog="dear prep listwise", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -133,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         progress = tqdm(records, desc=f"prep listwise ({fmt})", unit="rec", file=sys.stderr,
                         disable=None, leave=False)
         result = build_listwise(progress, spec, options, tokenizer=tokenizer, source=args.teacher)
+        if not result.train and not result.eval:  # nothing train could load: an error, not an empty folder
+            dropped = result.report.to_json().get("dropped") or {}
+            why = ", ".join(f"{k}={v}" for k, v in dropped.items())
+            raise DataError(f"no records written ({result.report.read} teacher records read"
+                            + (f"; dropped: {why}" if why else "") + ")", path=args.teacher,
+                            reason="no_records", fix="check the teacher file and --format (with --on-error skip, "
+                            "look at the drop reasons above)")
         elapsed = time.perf_counter() - started
         extra = {
             "command": "dear prep listwise",

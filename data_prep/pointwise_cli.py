@@ -11,7 +11,7 @@ from data_prep.schema import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(allow_abbrev=False,
         prog="dear prep pointwise",
         description="Build stage-1 distillation groups (one positive + N sampled negatives, with the teacher's "
                     "scores of exactly those passages). Positives: qrels-relevant candidates when --qrels is "
@@ -81,9 +81,18 @@ def main(argv: list[str] | None = None) -> int:
             sources={k: str(v) for k, v in vars(args).items()
                      if k in ("candidates", "run", "corpus", "topics", "qrels", "teacher_model") and v}
             | {"teacher_scores": str(scores_path)})
+        groups = report.queries.outputs
+        if not groups.get("train_groups"):  # nothing `dear distill` could train on: an error, not a folder
+            dropped = ", ".join(f"{k}={v}" for k, v in sorted(report.queries.dropped.items()))
+            raise DataError(f"no training groups written ({report.queries.read} queries read, "
+                            f"{report.queries.written} with groups, {groups.get('eval_groups', 0)} eval groups"
+                            + (f"; dropped: {dropped}" if dropped else "") + f"); see {Path(args.out) / 'report.json'}",
+                            path=str(scores_path), reason="no_records",
+                            fix="check that the teacher scores cover the candidates' qids and docids, and that "
+                            "--eval-queries leaves queries to train on")
     except DataError as err:
-        print(f"dear prep pointwise: {err}", file=sys.stderr)
-        return 1
+        print(f"dear prep pointwise: error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(report.to_json(), indent=2))
     return 0
 

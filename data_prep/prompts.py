@@ -123,8 +123,10 @@ def resolve_prompt_spec(name_or_path: str) -> PromptSpec:
 
 
 def load_prompt_spec_file(path: str | Path) -> PromptSpec:
+    from data_prep.readers import read_text
+
     try:
-        return PromptSpec.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        return PromptSpec.from_json(json.loads(read_text(path, "prompt spec")))
     except (json.JSONDecodeError, TypeError) as err:
         raise DataError(f"unreadable prompt spec: {err}", path=str(path), fix="re-save it with save_prompt_spec") from err
 

@@ -24,7 +24,7 @@ logger = logging.getLogger("dear.teacher")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dear teacher", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="dear teacher", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("input (RankGPT JSON, or a TREC run with topics and corpus)")
     src.add_argument("--input", help="RankGPT JSON: [{query, hits: [{qid, docid, content, ...}]}]")
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except DataError as err:
-        print(f"dear teacher: {err}", file=sys.stderr)
+        print(f"dear teacher: error: {err}", file=sys.stderr)
         return 2
 
 
@@ -163,8 +163,16 @@ def _run(args: argparse.Namespace) -> int:
             bar.close()
             await client.aclose()
 
+    from contextlib import ExitStack
+
+    from data_prep.io import OutputLock
+
     try:
-        report = asyncio.run(go())
+        with ExitStack() as locks:  # one writer per appended file: a second job would interleave records
+            locks.enter_context(OutputLock(out, what="teacher output"))
+            if cache_path is not None:
+                locks.enter_context(OutputLock(cache_path, what="teacher request cache"))
+            report = asyncio.run(go())
     except KeyboardInterrupt:
         print(f"dear teacher: interrupted; finished queries are in {out}, the report in {report_path}. "
               "Rerun the same command to resume.", file=sys.stderr)

@@ -12,7 +12,7 @@ from dear_train.export_verify import TORCH_DTYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(allow_abbrev=False,
         prog="dear export",
         description="Verify a trained LoRA adapter (listwise from `dear train`: on ranking prompts; pointwise from "
                     "`dear distill`: on (query, passage) pairs), write a clean adapter folder (or the merged "

@@ -8,7 +8,7 @@ from dear_train.tiny_model import build_tiny_model
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="dear tiny-model", description=__doc__)
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="dear tiny-model", description=__doc__)
     ap.add_argument("out_dir")
     ap.add_argument("--hidden-size", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dear rerank", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="dear rerank", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "--listwise", dest="model", required=True,
                    help="listwise adapter folder, merged model folder or Hub id")
@@ -97,7 +97,26 @@ def load_requests(input_path: str, corpus: str | None = None, topics: str | None
         if not r.query.strip():
             raise DataError("empty query", path=input_path, qid=r.qid, reason="empty_query",
                             fix="give the query text or drop the query")
+    empty = [r.qid for r in requests if not r.candidates]
+    if empty:  # nothing to rank and nothing to write: kept, they would count as unfinished on every resume
+        logger.warning("%s: %d queries have no candidates and are skipped: %s", input_path, len(empty), empty[:5])
+        requests = [r for r in requests if r.candidates]
     return requests[:limit] if limit is not None else requests
+
+
+def check_judged(requests: Sequence[RerankRequest], qrels: dict[str, dict[str, int]], *, qrels_path: str,
+                  input_path: str) -> int:
+    """The number of input queries the qrels judge; none is an error known before any model loads (a wrong
+    qrels file would otherwise end an hour of ranking with a DataError instead of an nDCG)."""
+    judged = sum(1 for r in requests if r.qid in qrels)
+    if not judged:
+        raise DataError(f"the qrels judge none of the {len(requests)} input queries", path=qrels_path,
+                        reason="no_judged_queries",
+                        fix=f"pass the qrels of the collection and year of {input_path}, or drop --qrels")
+    if judged < len(requests):
+        logger.info("%d of %d input queries have judgments in %s; the metrics are over those", judged,
+                    len(requests), qrels_path)
+    return judged
 
 
 def device_map_for(device: str) -> Any:
@@ -167,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         requests = load_requests(args.input, args.corpus, args.topics, args.limit)
         qrels = read_qrels(args.qrels) if args.qrels else None
+        if qrels is not None:
+            check_judged(requests, qrels, qrels_path=args.qrels, input_path=args.input)
+            from inference.metrics import parse_metric
+
+            for m in args.metrics:
+                parse_metric(m)
         from inference.loading import describe_source
 
         describe_source(args.model)  # a folder without weights fails here, before any file is touched

@@ -106,7 +106,7 @@ def test_cli_from_trec_run_corpus_and_topics(tmp_path, shared_data):
     assert rc == 0
     groups = read_groups(tmp_path / "o" / "train.jsonl")
     assert len(groups) == 3 and all(g["teacher_scores"][0] == 0 for g in groups)
-    assert prep_main(["--candidates", "x.json", "--teacher-scores", str(jsonl), "--out", str(tmp_path / "z")]) == 1
+    assert prep_main(["--candidates", "x.json", "--teacher-scores", str(jsonl), "--out", str(tmp_path / "z")]) == 2
 
 
 def test_teacher_model_scoring_is_batched_and_resumable(tmp_path, tiny_model_dir):
