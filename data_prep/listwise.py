@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, TokenizerLike, render_prompt, training_record
+from data_prep.readers import rankgpt_json
 from data_prep.report import PrepReport, length_stats
-from data_prep.schema import DataError, RankingExample
+from data_prep.schema import DataError, RankingExample, RerankRequest
 from data_prep.teacher_formats import (
     META_PASSAGE_REASONS,
     META_REASONING_ID_BASE,
@@ -77,6 +78,9 @@ class PrepResult:
     report: PrepReport
     lengths: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
+    # the held-out queries with their candidates (as the teacher file lists them): what `dear rerank --input`
+    # takes to evaluate a model trained on ``train`` on queries it never saw
+    eval_requests: list[RerankRequest] = field(default_factory=list)
 
 
 def target_order(example: RankingExample, shown: Sequence[int]) -> list[int]:
@@ -259,6 +263,8 @@ def split_qids(qids: Sequence[str], eval_fraction: float, seed: int) -> set[str]
 
 
 _OUTPUT_KEY = {"window": "windows", "shuffled": "shuffled_copies"}
+# RankGPT JSON of the held-out queries: `dear rerank --input OUT/eval_queries.json` evaluates on them
+EVAL_QUERIES_FILE = "eval_queries.json"
 
 
 def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: ListwiseOptions, *,
@@ -278,6 +284,7 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
     completion_lens: list[int] = []
     total_lens: list[int] = []
     with_reasoning = 0
+    first_example: dict[str, RerankRequest] = {}
 
     def reject(err: DataError, rec: TeacherRecord) -> None:
         if options.on_error == "fail":
@@ -334,7 +341,10 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
         report.add_repairs(rec.repairs)
         report.record_written()
         out.extend(made)
-        groups.extend([str(ex.meta.get("source_qid") or ex.qid)] * len(made))
+        source_qid = str(ex.meta.get("source_qid") or ex.qid)
+        groups.extend([source_qid] * len(made))
+        if source_qid not in first_example:
+            first_example[source_qid] = RerankRequest(qid=source_qid, query=ex.query, candidates=ex.candidates)
     report.check()
     report.outputs = type(report.outputs)({k: v for k, v in report.outputs.items() if v})
     if with_reasoning and not spec.cot:
@@ -353,7 +363,8 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
              "train_queries": len({r["qid"] for r in train}), "eval_queries": len(eval_groups),
              "train_records": len(train), "eval_records": len(evals),
              "teacher_records_with_reasoning": with_reasoning}
-    return PrepResult(train=train, eval=evals, report=report, lengths=lengths, split=split)
+    return PrepResult(train=train, eval=evals, report=report, lengths=lengths, split=split,
+                      eval_requests=[req for q, req in first_example.items() if q in eval_groups])
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -388,7 +399,8 @@ def to_dataset_dict(result: PrepResult, spec: PromptSpec):
 
 def write_outputs(out_dir: str | Path, result: PrepResult, spec: PromptSpec,
                   report_extra: dict[str, Any]) -> dict[str, Path]:
-    """Write train.jsonl, eval.jsonl, dataset/, prompt_spec.json and (last) report.json, each atomically."""
+    """Write train.jsonl, eval.jsonl, dataset/, prompt_spec.json, eval_queries.json (when queries are held
+    out) and (last) report.json, each atomically."""
     from data_prep.io.atomic import (
         replace_dir_atomic,
         write_json_atomic,
@@ -399,9 +411,14 @@ def write_outputs(out_dir: str | Path, result: PrepResult, spec: PromptSpec,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"train": out / "train.jsonl", "eval": out / "eval.jsonl", "dataset": out / "dataset",
-             "prompt_spec": out / PROMPT_SPEC_FILE, "report": out / "report.json"}
+             "prompt_spec": out / PROMPT_SPEC_FILE, "report": out / "report.json",
+             "eval_queries": out / EVAL_QUERIES_FILE}
     write_jsonl_atomic(paths["train"], result.train)
     write_jsonl_atomic(paths["eval"], result.eval)
+    if result.eval_requests:
+        write_json_atomic(paths["eval_queries"], rankgpt_json(result.eval_requests))
+    else:
+        paths["eval_queries"].unlink(missing_ok=True)  # a stale one would not match this split
     dd = to_dataset_dict(result, spec)
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 

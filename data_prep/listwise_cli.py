@@ -23,8 +23,9 @@ formats (--format auto detects them and logs which it chose):
   responses       {"qid","query","candidates":[...],"response": raw teacher text}, parsed and repaired
   qrels           candidates (RankGPT JSON or canonical JSONL) + --qrels: graded order, stable in a grade
 
-outputs in --out: train.jsonl, eval.jsonl, dataset/ (datasets.DatasetDict train/eval),
-prompt_spec.json, report.json (read = written + dropped, repairs, drops by reason, lengths, options).
+outputs in --out: train.jsonl, eval.jsonl, dataset/ (datasets.DatasetDict train/eval; no eval split with
+--eval-fraction 0), prompt_spec.json, eval_queries.json (the held-out queries' candidates as RankGPT JSON, for
+`dear rerank --input`), report.json (read = written + dropped, repairs, drops by reason, lengths, options).
 """
 
 
@@ -91,7 +92,8 @@ def _summary(report: dict[str, Any], out: Path, elapsed: float) -> str:
     if total.get("count"):
         lines.append(f"  length ({report['lengths']['unit']}): mean {total['mean']}, p95 {total['p95']}, "
                      f"max {total['max']}")
-    lines.append(f"  wrote {out}/{{train.jsonl,eval.jsonl,dataset/,prompt_spec.json,report.json}}")
+    held = ",eval_queries.json" if (out / "eval_queries.json").is_file() else ""
+    lines.append(f"  wrote {out}/{{train.jsonl,eval.jsonl,dataset/,prompt_spec.json{held},report.json}}")
     return "\n".join(lines)
 
 

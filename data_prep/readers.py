@@ -197,14 +197,19 @@ def read_rankgpt_json(path: str | Path) -> list[RerankRequest]:
     return out
 
 
-def write_rankgpt_json(path: str | Path, requests: list[RerankRequest]) -> None:
-    data = [
+def rankgpt_json(requests: list[RerankRequest]) -> list[dict[str, Any]]:
+    """Requests as RankGPT JSON entries (what :func:`read_rankgpt_json` reads back; titles are kept)."""
+    return [
         {"query": r.query, "qid": r.qid,
          "hits": [{"qid": r.qid, "docid": c.docid, "content": c.text, "rank": i + 1,
-                   "score": c.score if c.score is not None else 0.0} for i, c in enumerate(r.candidates)]}
+                   "score": c.score if c.score is not None else 0.0, **({"title": c.title} if c.title else {})}
+                  for i, c in enumerate(r.candidates)]}
         for r in requests
     ]
-    Path(path).write_text(json.dumps(data), encoding="utf-8")
+
+
+def write_rankgpt_json(path: str | Path, requests: list[RerankRequest]) -> None:
+    Path(path).write_text(json.dumps(rankgpt_json(requests)), encoding="utf-8")
 
 
 def read_qrels(path: str | Path) -> Qrels:
