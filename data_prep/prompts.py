@@ -277,8 +277,8 @@ def render_prompt(
     if overhead > max_tokens:
         raise DataError(
             f"prompt needs more than {max_tokens} tokens even with empty passages",
-            fix="raise --max-tokens or use a smaller window",
-            reason="over_max_tokens",
+            fix="raise max_tokens or use a smaller window",
+            reason="over_max_tokens", field="max_tokens",
         )
     # Water-filling estimate of the common cap, then confirm it with real renders (boundary merges can
     # move the count by a few tokens); falls back to a binary search when the estimate is off.

@@ -5,7 +5,6 @@ Every subcommand module exposes ``main(argv: list[str] | None = None) -> int``.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import logging
 import sys
@@ -57,17 +56,6 @@ def quiet_third_party() -> None:
                                    r"|huggingface_hub)(\.|$)")
 
 
-def _os_error_line(name: str, err: OSError) -> str:
-    """One line for a file-system fault that reached the top (no space, read-only folder, permission)."""
-    where = f" ({err.filename})" if err.filename else ""
-    fixes = {errno.ENOSPC: "free disk space or write to another folder (finished work is kept; rerun to resume)",
-             errno.EROFS: "the folder is on a read-only file system: write the output elsewhere",
-             errno.EACCES: "no permission: choose a folder you can write to, or fix its permissions",
-             errno.EDQUOT: "disk quota exceeded: free space or write elsewhere"}
-    fix = fixes.get(err.errno or -1, "check the path and the file system")
-    return f"dear {name}: error: {err.strerror or err}{where} -- fix: {fix}"
-
-
 def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: dear <command> [options]", "", "commands:"]
@@ -94,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(rest) or 0)
     except OSError as err:  # a disk fault the command did not catch itself: one line, not a traceback
-        if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+        from data_prep.cli_options import is_disk_fault, os_error_line
+
+        if not is_disk_fault(err):
             raise
-        print(_os_error_line(name, err), file=sys.stderr)
+        print(os_error_line(f"dear {name}", err), file=sys.stderr)
         return 2
 
 
