@@ -193,6 +193,11 @@ def train_listwise(
         if eval_ds is None:  # the Trainer only calls on_evaluate when there is an eval set
             eval_ds = splits[train_split].select(range(min(4, len(splits[train_split]))))
 
+    from transformers import set_seed
+
+    # SFTTrainer loads the model and draws the LoRA init before the Trainer seeds itself: seed first, so a
+    # run is repeatable on a given machine (the quickstart's figures depend on it).
+    set_seed(training_args.seed)
     trainer = SFTTrainer(
         model=model_name_or_path,
         args=training_args,

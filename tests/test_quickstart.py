@@ -10,6 +10,33 @@ import pytest
 from conftest import REPO
 
 
+def _quickstart():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quickstart", REPO / "scripts" / "quickstart.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _summary(first, trained, w0, w1):
+    return {"ndcg@10": {"first_stage": sum(first.values()) / len(first), "trained": sum(trained.values()) / len(trained)},
+            "ndcg@10_per_query": {"first_stage": first, "trained": trained},
+            "windows_untrained": {"well_formed_share": w0[0], "clean_share": w0[1]},
+            "windows_trained": {"well_formed_share": w1[0], "clean_share": w1[1]}}
+
+
+def test_the_quickstart_sentences_follow_the_figures():
+    qs = _quickstart()
+    lines = qs.verdict(_summary({"a": 0.5, "b": 0.7}, {"a": 0.4, "b": 0.7}, (0.0, 0.0), (1.0, 0.5)))
+    assert lines[0].startswith("Training took:") and "from 0% to 100%" in lines[0] and "from 0% to 50%" in lines[0]
+    assert "trails the first-stage order by 5.00 points, better on 0 and worse on 1 of the 2" in lines[1]
+    lines = qs.verdict(_summary({"a": 0.5}, {"a": 0.9}, (0.2, 0.1), (0.2, 0.1)))
+    assert lines[0].startswith("Training did not take:") and "beats the first-stage order by 40.00" in lines[1]
+    assert "ties the first-stage order, better on 0 and worse on 0" in qs.verdict(
+        _summary({"a": 0.5}, {"a": 0.5}, (0, 0), (1, 1)))[1]
+
+
 @pytest.mark.slow
 def test_quickstart_runs_offline_and_shows_that_training_took(tmp_path, subprocess_env):
     out = tmp_path / "qs"
@@ -34,6 +61,10 @@ def test_quickstart_runs_offline_and_shows_that_training_took(tmp_path, subproce
     for run in ("first_stage", "untrained", "trained"):
         lines = (out / "runs" / f"{run}.trec").read_text().splitlines()
         assert len(lines) == 5 * 20
+    # every sentence under the table is the one derived from the summary's figures
+    printed = " ".join(proc.stdout.split())
+    for line in _quickstart().verdict(s):
+        assert " ".join(line.split()) in printed
     evals = json.loads((out / "eval.json").read_text())["runs"]
     assert evals[str(out / "runs" / "trained.trec")]["metrics"]["ndcg@10"] == s["ndcg@10"]["trained"]
 
