@@ -77,7 +77,7 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description's layout and appends each option's default (unless the help already says)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -95,7 +95,7 @@ def build_parser(cls: type, *, prog: str, description: str | None = None,
                  epilog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser for the dataclass ``cls``: abbreviations refused, defaults in ``--help``."""
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, allow_abbrev=False,
-                                     formatter_class=_Formatter)
+                                     formatter_class=HelpFormatter)
     hints = typing.get_type_hints(cls)
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):

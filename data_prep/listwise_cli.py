@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from data_prep.cli_options import HelpFormatter, flag_message, flags_of, os_error_line
 from data_prep.prompts import PROMPT_SPECS
 from data_prep.schema import DataError
 
@@ -32,7 +33,7 @@ outputs in --out: train.jsonl, eval.jsonl, dataset/ (datasets.DatasetDict train/
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(allow_abbrev=False,
         prog="dear prep listwise", description=__doc__, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--teacher", required=True, metavar="FILE", help="teacher outputs (.json/.jsonl, .gz ok)")
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help="teacher format (default: auto)")
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_fraction=args.eval_fraction, seed=args.seed, on_error=args.on_error,
         )
     except ValueError as err:
-        parser.error(str(err))
+        parser.error(flag_message(err, flags_of(parser)))
     started = time.perf_counter()
     try:
         overrides: dict[str, Any] = {"cot": True} if args.cot else {}
@@ -156,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         write_outputs(args.out, result, spec, extra)
     except DataError as err:
-        print(f"dear prep listwise: error: {err}", file=sys.stderr)
+        print(f"dear prep listwise: error: {flag_message(err, flags_of(parser))}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"dear prep listwise: error: {err}", file=sys.stderr)
+        print(os_error_line("dear prep listwise", err), file=sys.stderr)
         return 2
     import json
 

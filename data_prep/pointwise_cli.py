@@ -7,11 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from data_prep.cli_options import HelpFormatter, flag_message, flags_of
 from data_prep.schema import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False,
+    p = argparse.ArgumentParser(allow_abbrev=False, formatter_class=HelpFormatter,
         prog="dear prep pointwise",
         description="Build stage-1 distillation groups (one positive + N sampled negatives, with the teacher's "
                     "scores of exactly those passages). Positives: qrels-relevant candidates when --qrels is "
@@ -58,7 +59,8 @@ def _load_requests(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from data_prep.pointwise import prep_pointwise, score_with_teacher_model
     from data_prep.pointwise_format import PairFormat
     from data_prep.readers import read_qrels
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                             fix="check that the teacher scores cover the candidates' qids and docids, and that "
                             "--eval-queries leaves queries to train on")
     except DataError as err:
-        print(f"dear prep pointwise: error: {err}", file=sys.stderr)
+        print(f"dear prep pointwise: error: {flag_message(err, flags_of(parser))}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_json(), indent=2))
     return 0

@@ -139,6 +139,8 @@ def read_text(path: str | Path, what: str = "file") -> str:
 def load_json(path: str | Path, what: str = "JSON file", fix: str = "repair the JSON") -> Any:
     """One JSON document read as :func:`open_text` reads; malformed JSON names its line."""
     text = read_text(path, what)
+    if not text.strip():
+        raise DataError(f"the {what} is empty", path=str(path), reason="empty_file", fix=fix)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from data_prep.cli_options import HelpFormatter, flag_message, flags_of
 from data_prep.schema import DataError
 
 logger = logging.getLogger("dear.teacher")
@@ -25,7 +26,7 @@ logger = logging.getLogger("dear.teacher")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(allow_abbrev=False, prog="dear teacher", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     src = p.add_argument_group("input (RankGPT JSON, or a TREC run with topics and corpus)")
     src.add_argument("--input", help="RankGPT JSON: [{query, hits: [{qid, docid, content, ...}]}]")
     src.add_argument("--run", help="TREC run file (first-stage order)")
@@ -100,17 +101,30 @@ def _validate(args: argparse.Namespace) -> None:
         raise DataError("--top-k must be >= 1", fix="e.g. --top-k 100")
     if args.concurrency < 1:
         raise DataError("--concurrency must be >= 1", fix="--concurrency 8")
+    if args.temperature < 0:
+        raise DataError(f"--temperature must be >= 0, got {args.temperature}", fix="0 (greedy) or e.g. 0.7")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise DataError(f"--max-tokens must be >= 1, got {args.max_tokens}",
+                        fix="leave it out (the endpoint's limit) or e.g. 4096")
+    if args.timeout <= 0 or args.max_retries < 0:
+        raise DataError("--timeout must be > 0 and --max-retries >= 0", fix="e.g. --timeout 120 --max-retries 6")
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit must be >= 1, got {args.limit}", fix="leave it out for every query")
+    from data_prep.cli_options import check_output_file
+
+    check_output_file(args.out, "teacher output")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     # One INFO line per HTTP request (httpx / openai's vendored httpx2) would drown the progress bar.
     for noisy in ("openai", "httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return _run(args)
     except DataError as err:
-        print(f"dear teacher: error: {err}", file=sys.stderr)
+        print(f"dear teacher: error: {flag_message(err, flags_of(parser))}", file=sys.stderr)
         return 2
 
 

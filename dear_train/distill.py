@@ -222,7 +222,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[DistillArguments, Any, An
     from dear_train.config import parse_config
     from dear_train.distill_config import config_classes
 
-    dargs, targs, margs = parse_config(config_classes(), argv)
+    dargs, targs, margs = parse_config(config_classes(), argv, prog="dear distill")
     return dargs, targs, margs
 
 

@@ -11,27 +11,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_prep.cli_options import build_parser as build_options_parser
+from data_prep.cli_options import check_output_file, option, parse_options
 from data_prep.readers import read_qrels, read_rankgpt_json, read_run
 from data_prep.schema import DataError
 
 DEFAULT_EVAL_METRICS = ["ndcg@10", "ndcg@5", "ndcg@1", "map", "recall@100"]
 
 
+@dataclass
+class EvalOptions:
+    """Every `dear eval` option (parser, --help and checks come from these fields)."""
+
+    run: list[str] = option(help="TREC run file(s) or RankGPT JSON", setting=None)
+    qrels: str = option(help="TREC qrels (qid 0 docid grade)", setting=None)
+    metrics: list[str] = option(help="ndcg@K, map, recall@K, p@K, mrr@K, or ir_measures names", setting=None,
+                                default_factory=lambda: list(DEFAULT_EVAL_METRICS))
+    out: str | None = option(None, help="write the results as JSON here", setting=None)
+    per_query: bool = option(False, help="also keep per-query values in the JSON", setting=None)
+    common_queries: bool = option(False, setting=None,
+                                  help="score every run on only the judged queries all runs share (comparable means)")
+
+    def check(self) -> None:
+        from inference.metrics import parse_metric
+
+        for m in self.metrics:  # an unknown metric fails before any file is read
+            parse_metric(m)
+        if self.out:
+            check_output_file(self.out, "results JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False, prog="dear eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, nargs="+", help="TREC run file(s) or RankGPT JSON")
-    p.add_argument("--qrels", required=True, help="TREC qrels (qid 0 docid grade)")
-    p.add_argument("--metrics", nargs="+", default=DEFAULT_EVAL_METRICS,
-                   help="ndcg@K, map, recall@K, p@K, mrr@K, or ir_measures names")
-    p.add_argument("--out", help="write the results as JSON here")
-    p.add_argument("--per-query", action="store_true", help="also keep per-query values in the JSON")
-    p.add_argument("--common-queries", action="store_true",
-                   help="score every run on only the judged queries all runs share (comparable means)")
-    return p
+    return build_options_parser(EvalOptions, prog="dear eval", description=__doc__)
 
 
 def load_run(path: str) -> dict[str, list[tuple[str, float]]]:
@@ -85,7 +100,7 @@ def evaluate_files(runs: list[str], qrels_path: str, metrics: list[str], per_que
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_options(EvalOptions, argv, prog="dear eval", parser=build_parser())
     try:
         report = evaluate_files(args.run, args.qrels, args.metrics, args.per_query, args.common_queries)
     except DataError as err:

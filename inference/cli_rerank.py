@@ -32,6 +32,7 @@ from data_prep.cli_options import (
 from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.io.versions import package_versions
 from data_prep.readers import (
+    check_input_file,
     read_corpus,
     read_qrels,
     read_rankgpt_json,
@@ -122,9 +123,13 @@ class RerankOptions:
                               fix="e.g. 0.7, or leave out --sample for greedy decoding")
         if not 0 < self.top_p <= 1:
             raise OptionError("top_p", f"must be in (0, 1], got {self.top_p}", fix="e.g. 0.95, or 1 for no cut")
+        check_input_file(self.input, "input file")
         if not self.input.endswith((".json", ".json.gz")) and not (self.corpus and self.topics):
-            raise OptionError("input", "a TREC run input needs --corpus and --topics",
+            raise OptionError("input", "a TREC run needs --corpus and --topics for the passage and query texts",
                               fix="pass --corpus FILE --topics FILE, or give RankGPT JSON with passage text")
+        for name in ("corpus", "topics", "qrels"):
+            if getattr(self, name):
+                check_input_file(getattr(self, name), f"{name} file")
         check_output_file(self.out, "run file")
         if self.jsonl:
             check_output_file(self.jsonl, "JSONL file")
