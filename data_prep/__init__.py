@@ -1,14 +1,5 @@
 """The data contract: schema types, prompt specs and rendering, ranking formatting and parsing."""
 
-from data_prep.permutation import (
-    FINAL_MARKER,
-    REPAIR_KINDS,
-    ParsedRanking,
-    format_ranking,
-    format_target,
-    is_complete_ranking,
-    parse_ranking,
-)
 from data_prep.prompts import (
     PROMPT_SPEC_FILE,
     PROMPT_SPECS,
@@ -21,6 +12,15 @@ from data_prep.prompts import (
     save_prompt_spec,
     training_record,
     truncate_passage,
+)
+from data_prep.ranking import (
+    FINAL_MARKER,
+    REPAIR_KINDS,
+    ParsedRanking,
+    format_ranking,
+    format_target,
+    is_complete_ranking,
+    parse_ranking,
 )
 from data_prep.schema import Candidate, DataError, Query, RankingExample, RerankRequest
 

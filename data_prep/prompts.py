@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from data_prep.permutation import FINAL_MARKER, format_target
+from data_prep.ranking import FINAL_MARKER, format_target
 from data_prep.schema import DataError
 
 PROMPT_SPEC_FILE = "prompt_spec.json"

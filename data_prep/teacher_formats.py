@@ -17,7 +17,7 @@ Formats:
   teacher permutation over them, ``sorted_docids`` the docids in teacher order, ``reason.ranked_passages``
   per-passage reasons).
 - ``responses``: ``{"qid","query","candidates":[...],"response": raw teacher text}``; the ranking is parsed
-  with :func:`data_prep.permutation.parse_ranking` and every repair counted.
+  with :func:`data_prep.ranking.parse_ranking` and every repair counted.
 - ``qrels``: judgments as teacher: RankGPT JSON or canonical JSONL candidates plus a TREC qrels file;
   candidates are ordered by grade, first-stage order kept within a grade.
 """
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.permutation import parse_ranking
+from data_prep.ranking import parse_ranking
 from data_prep.readers import Qrels, check_input_file, open_text
 from data_prep.schema import Candidate, DataError, RankingExample
 

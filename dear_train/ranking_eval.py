@@ -21,8 +21,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from data_prep.permutation import parse_ranking
 from data_prep.prompts import PromptSpec
+from data_prep.ranking import parse_ranking
 from data_prep.schema import DataError, RerankRequest
 
 logger = logging.getLogger(__name__)

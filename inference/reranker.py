@@ -3,7 +3,7 @@
 Queries advance independently: each query has at most one window in flight, and its next window enters the
 batch as soon as the previous one is parsed, so ``batch_size`` windows of different queries decode together.
 Prompts come from :func:`data_prep.prompts.render_prompt` and outputs are parsed and repaired by
-:func:`data_prep.permutation.parse_ranking`, the same functions training data is built with.
+:func:`data_prep.ranking.parse_ranking`, the same functions training data is built with.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_prep.permutation import add_repairs, format_ranking, is_complete_ranking, parse_ranking
 from data_prep.prompts import PromptSpec, get_prompt_spec, model_input_text, prompt_token_count, render_prompt
+from data_prep.ranking import add_repairs, format_ranking, is_complete_ranking, parse_ranking
 from data_prep.schema import Candidate, DataError, RerankRequest
 from data_prep.windows import apply_window, check_window, window_plan
 from inference.backends import Generation, GenerationBackend, GenerationRequest
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 _TRAILING_NUMBER = re.compile(r"\d+\s*$")
 _NUMBER = re.compile(r"\d+")
 
-# Input repairs, counted next to the parser's kinds (data_prep.permutation.REPAIR_KINDS).
+# Input repairs, counted next to the parser's kinds (data_prep.ranking.REPAIR_KINDS).
 DUPLICATE_DOCID = "duplicate_docid"
 PROMPT_SHRUNK = "prompt_shrunk"
 

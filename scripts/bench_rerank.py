@@ -113,8 +113,8 @@ def card_approach(model, tok, spec, requests, *, window, stride, top_k, budget, 
     """The model card's loop, per window: untruncated prompt, one generate call, fixed budget."""
     import torch
 
-    from data_prep.permutation import parse_ranking
     from data_prep.prompts import render_prompt
+    from data_prep.ranking import parse_ranking
     from data_prep.windows import apply_window, window_plan
 
     stats = {"prefill_s": 0.0, "decode_s": 0.0, "windows": 0, "generated_tokens": 0}

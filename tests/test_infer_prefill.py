@@ -154,7 +154,7 @@ def _check_cases(last, first, q, k) -> None:
 def test_reranker_windows_equal_plain_generate(tiny):
     """The backend (trimmed prefill, batched decode, streamed early-stop checks) generates exactly what plain
     greedy ``generate`` does for every window of two DL19 queries."""
-    from data_prep.permutation import parse_ranking
+    from data_prep.ranking import parse_ranking
     from data_prep.windows import apply_window, window_plan
 
     model, tok = tiny

@@ -8,7 +8,7 @@ import pytest
 from _prep_helpers import read_rankgpt_log, write_rankllm_fixture
 from conftest import shared_path
 
-from data_prep.permutation import parse_ranking
+from data_prep.ranking import parse_ranking
 from data_prep.readers import read_qrels
 from data_prep.samples import noveleval_paths
 from data_prep.teacher_formats import (

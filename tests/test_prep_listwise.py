@@ -16,8 +16,8 @@ from data_prep.listwise import (
     renumber_references,
 )
 from data_prep.listwise_cli import main
-from data_prep.permutation import parse_ranking
 from data_prep.prompts import get_prompt_spec, load_prompt_spec
+from data_prep.ranking import parse_ranking
 from data_prep.readers import read_qrels
 from data_prep.samples import noveleval_paths
 from data_prep.schema import DataError

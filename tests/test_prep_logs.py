@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
 from _prep_helpers import read_rankgpt_log
 from conftest import shared_path
 
-from data_prep.permutation import extract_ids, parse_ranking
+from data_prep.ranking import extract_ids, parse_ranking
 
 MALFORM_LOGS = [
     "correct_malform_debug_1_dl19_gpt-3.5-turbo_1_0.log",
@@ -33,7 +34,9 @@ def test_every_logged_response_parses_to_a_permutation_with_the_logs_repairs(nam
         # Same ids read: our repairs must be exactly what the log's cleaned rank implies.
         assert parsed.order[: len(r.clean_rank)] == r.clean_rank, f"line {r.line}"
         assert parsed.repairs.get("duplicate", 0) == len(r.original_rank) - len(r.clean_rank) == r.repeated
-        assert parsed.repairs.get("missing", 0) == r.window - len(r.clean_rank) == r.missing, f"line {r.line}"
+        # ids the text named as irrelevant are "missing" to the log, placed after the unnamed ones by us
+        unnamed = parsed.repairs.get("missing", 0) + parsed.repairs.get("excluded_last", 0)
+        assert unnamed == r.window - len(r.clean_rank) == r.missing, f"line {r.line}"
     assert comparable >= 0.75 * len(responses)
 
 
@@ -52,13 +55,18 @@ def test_responses_where_the_log_read_digits_from_the_text_are_not_read_so():
 def test_cot_scoring_log_responses_parse_to_permutations():
     responses = read_rankgpt_log(shared_path("rankgpt-llm-response-logs", "cot_prompt_debug_12_dl19_gpt-4-0314_0.log"))
     assert len(responses) == 13
-    kinds: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
     for r in responses:
         parsed = parse_ranking(r.text, r.window, base=1)
         assert sorted(parsed.order) == list(range(r.window))
-        kinds.update(parsed.repairs)
-    # scoring answers list "[i] Relevance Score: s" with no "[a] > [b]" run: read as bracket ids, flagged
-    assert kinds["no_final_run"] >= 1
+        rules[parsed.rule] += 1
+        # "[i] Relevance Score: s" lines come first; the answer is the "[Start] ... [End]" summary after them
+        block = re.search(r"\[Start\](.*?)\[End\]", r.text, re.DOTALL).group(1)
+        stated = [int(x) - 1 for x in re.findall(r"\[(\d+)\]", block)]
+        assert parsed.order[: len(stated)] == stated, f"line {r.line}"
+        if not stated:  # "[Start] None of the passages provided are relevant ... [End]": nothing to read
+            assert parsed.repairs == {"missing": r.window, "unparseable": 1}, f"line {r.line}"
+    assert rules == {"answer_run": 9, "none": 4}
 
 
 def test_tied_ids_in_a_real_answer_stay_in_the_ranking():

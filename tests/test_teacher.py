@@ -21,8 +21,8 @@ import pytest
 from _fake_openai_server import FakeOpenAI, overlap_order
 from conftest import REPO, shared_path
 
-from data_prep.permutation import FINAL_MARKER, format_target, parse_ranking
 from data_prep.prompts import get_prompt_spec, render_prompt, training_record
+from data_prep.ranking import FINAL_MARKER, format_target, parse_ranking
 from data_prep.readers import read_qrels, read_rankgpt_json, write_rankgpt_json, write_run
 from data_prep.schema import Candidate, RankingExample, RerankRequest
 from data_prep.teacher.aggregate import aggregate, borda, footrule, kendall_tau

@@ -33,8 +33,8 @@ def test_ranking_eval_callback_logs_ndcg_of_the_live_model(tiny_model_dir, share
     assert any("eval_loss" in h and h["step"] == 2 for h in trainer.state.log_history)
 
     # the step-4 figures are those of the final model, recomputed independently
-    from data_prep.permutation import parse_ranking
     from data_prep.prompts import load_prompt_spec
+    from data_prep.ranking import parse_ranking
     from dear_train.ranking_eval import load_held_out
     from inference import ListwiseReranker
     from inference.metrics import evaluate

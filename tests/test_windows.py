@@ -7,8 +7,8 @@ import pytest
 from _infer_helpers import ScriptedBackend
 
 from data_prep.listwise import ListwiseOptions, example_views
-from data_prep.permutation import format_ranking
 from data_prep.prompts import get_prompt_spec
+from data_prep.ranking import format_ranking
 from data_prep.schema import Candidate, RankingExample, RerankRequest
 from data_prep.teacher.client import Completion
 from data_prep.teacher.generate import Sample, Teacher, TeacherSettings, WindowResult

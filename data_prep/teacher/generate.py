@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from data_prep.permutation import add_repairs, parse_ranking
 from data_prep.prompts import PromptSpec, render_prompt
+from data_prep.ranking import add_repairs, parse_ranking
 from data_prep.readers import Qrels
 from data_prep.schema import Candidate, DataError, RankingExample, RerankRequest
 from data_prep.teacher.aggregate import aggregate
