@@ -8,7 +8,8 @@ checks that run before any model loads, and the settings a run records.
             if self.window < 2:
                 raise OptionError("window", "must be >= 2", fix="e.g. 20")
 
-    opts = parse_options(Options, argv, prog="dear x")   # exits 2 with "--window: must be >= 2" on a bad value
+    opts = checked(parse_options(Options, argv, prog="dear x"))  # DataError "window: must be >= 2";
+    print(flag_message(err, flags_of(Options)))                   # the CLI prints "--window: must be >= 2"
 
 Libraries raise errors that name fields (``DataError(field=...)``, or a ``ValueError`` whose text names a
 parameter); :func:`flag_message` rewrites those names into the flags the user typed, so an error never names
@@ -167,17 +168,24 @@ def flag_message(err: Exception, flags: dict[str, str], *, renames: dict[str, st
 def parse_options(cls: type[T], argv: Sequence[str] | None = None, *, prog: str,
                   description: str | None = None, epilog: str | None = None,
                   parser: argparse.ArgumentParser | None = None) -> T:
-    """Parse ``argv`` into ``cls`` and run its ``check()``; a bad value exits 2 naming the flag, before any
-    model loads or any file is written."""
+    """Parse ``argv`` into ``cls`` (argparse's own errors exit 2 with the usage); run :func:`checked`
+    next, inside the command's error handling, so a bad value is one line naming the flag."""
     parser = parser or build_parser(cls, prog=prog, description=description, epilog=epilog)
     ns = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    opts = cls(**vars(ns))
+    return cls(**vars(ns))
+
+
+def checked(opts: T) -> T:
+    """``opts`` after its ``check()``: values that can never work raise a DataError (a library's ValueError
+    naming a field becomes one) before any file is read or any model loads."""
     check = getattr(opts, "check", None)
     if check is not None:
         try:
             check()
-        except (DataError, ValueError) as err:
-            parser.exit(2, f"{prog}: error: {flag_message(err, flags_of(cls))}\n")
+        except DataError:
+            raise
+        except ValueError as err:
+            raise DataError(str(err), reason="bad_option") from None
     return opts
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.cli_options import build_parser as build_options_parser
-from data_prep.cli_options import check_output_file, option, parse_options
+from data_prep.cli_options import check_output_file, checked, flag_message, flags_of, option, parse_options
 from data_prep.readers import read_qrels, read_rankgpt_json, read_run
 from data_prep.schema import DataError
 
@@ -102,9 +102,10 @@ def evaluate_files(runs: list[str], qrels_path: str, metrics: list[str], per_que
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(EvalOptions, argv, prog="dear eval", parser=build_parser())
     try:
+        checked(args)
         report = evaluate_files(args.run, args.qrels, args.metrics, args.per_query, args.common_queries)
     except DataError as err:
-        print(f"dear eval: error: {err}", file=sys.stderr)
+        print(f"dear eval: error: {flag_message(err, flags_of(EvalOptions))}", file=sys.stderr)
         return 2
     from rich.console import Console
     from rich.table import Table
