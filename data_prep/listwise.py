@@ -17,16 +17,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, TokenizerLike, render_prompt, training_record
-from data_prep.readers import rankgpt_json
-from data_prep.report import PrepReport, length_stats
-from data_prep.schema import DataError, RankingExample, RerankRequest
-from data_prep.teacher_formats import (
+from data_prep.formats import (
     META_PASSAGE_REASONS,
     META_REASONING_ID_BASE,
     META_TEACHER_ORDERED,
     TeacherRecord,
 )
+from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, TokenizerLike, render_prompt, training_record
+from data_prep.readers import rankgpt_json
+from data_prep.report import PrepReport, length_stats
+from data_prep.schema import DataError, RankingExample, RerankRequest
 from data_prep.windows import variable_window_plan, window_plan
 
 logger = logging.getLogger(__name__)

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 from data_prep.cli_options import HelpFormatter, flag_message, flags_of, os_error_line
+from data_prep.formats import FORMATS, REGISTRY
 from data_prep.prompts import PROMPT_SPECS
 from data_prep.schema import DataError
 
-FORMAT_CHOICES = ("auto", "jsonl", "rankgpt", "rankllm", "reason-to-rank", "responses", "qrels")
+FORMAT_CHOICES = ("auto", *FORMATS)
 
-EPILOG = """\
+
+def _formats_help() -> str:
+    """One entry per registered format, its one-line description wrapped under the name."""
+    return "\n".join("\n".join(textwrap.wrap(fmt.description, width=106, initial_indent=f"  {name:<16}",
+                                             subsequent_indent=" " * 18, break_long_words=False))
+                     for name, fmt in REGISTRY.items())
+
+
+EPILOG = f"""\
 formats (--format auto detects them and logs which it chose):
-  jsonl           {"qid","query","candidates":[{"docid","text","title"?}],"ranking":[docid,...],"reasoning"?}
-  rankgpt         RankGPT JSON [{"query","hits":[{"docid","content"}]}], hit order = teacher order
-                  (shown to the model in a seeded shuffle, so the target is not the identity)
-  rankllm         rank_llm / RankZephyr conversations: user prompt with [i] passages + "[a] > [b]" answer
-  reason-to-rank  Reason-to-Rank records (re_rank_id, unsorted_docs, sorted_docids, per-passage reasons)
-  responses       {"qid","query","candidates":[...],"response": raw teacher text}, parsed and repaired
-  qrels           candidates (RankGPT JSON or canonical JSONL) + --qrels: graded order, stable in a grade
+{_formats_help()}
 
 outputs in --out: train.jsonl, eval.jsonl, dataset/ (datasets.DatasetDict train/eval; no eval split with
 --eval-fraction 0), prompt_spec.json, eval_queries.json (the held-out queries' candidates as RankGPT JSON, for
@@ -108,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.qrels and args.format not in ("auto", "qrels"):
         parser.error("--qrels is only for --format qrels (or auto)")
 
+    from data_prep.formats import read_teacher
     from data_prep.listwise import ListwiseOptions, build_listwise, options_json, write_outputs
     from data_prep.prompts import get_prompt_spec
     from data_prep.readers import read_qrels
-    from data_prep.teacher_formats import read_teacher
 
     try:
         options = ListwiseOptions(

@@ -1,14 +1,29 @@
-"""`dear prep pointwise`: teacher scores + candidate texts (+ qrels) -> distillation groups."""
+"""`dear prep pointwise`: teacher scores + candidate texts (+ qrels) -> distillation groups.
+
+``--teacher-model`` runs a model, which ``data_prep`` never imports: the caller hands ``main`` a
+:class:`TeacherScorer` (the `dear` CLI passes ``inference.teacher_scores.score_with_teacher_model`` through
+``dear_train.prep_cli``), so the data contract stays free of model code and the flag works as before.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Protocol
 
 from data_prep.cli_options import HelpFormatter, flag_message, flags_of
-from data_prep.schema import DataError
+from data_prep.schema import DataError, RerankRequest
+
+
+class TeacherScorer(Protocol):
+    """Writes the ``qid docid score`` TSV of a sequence-classification teacher for ``--teacher-model``."""
+
+    def __call__(self, model_path: str | Path, requests: Iterable[RerankRequest], out_path: str | Path, *,
+                 batch_size: int = ..., dtype: str = ..., base_model: str | None = ...,
+                 pair_format: Any | None = ...) -> Path: ...
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,20 +73,24 @@ def _load_requests(args: argparse.Namespace):
     return requests_from_run(read_run(args.run), read_topics(args.topics), read_corpus(args.corpus), args.run)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, score_teacher: TeacherScorer | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from data_prep.pointwise import prep_pointwise, score_with_teacher_model
+    from data_prep.pointwise import prep_pointwise
     from data_prep.pointwise_format import PairFormat
     from data_prep.readers import read_qrels
 
     try:
         if bool(args.teacher_scores) == bool(args.teacher_model):
             raise DataError("give exactly one of --teacher-scores or --teacher-model", fix="see --help")
+        if args.teacher_model and score_teacher is None:
+            raise DataError("--teacher-model needs the model scorer the `dear` CLI provides",
+                            fix="run `dear prep pointwise --teacher-model ...`, or score first and pass "
+                                "--teacher-scores")
         requests = _load_requests(args)
         scores_path = args.teacher_scores
         if args.teacher_model:
-            scores_path = score_with_teacher_model(
+            scores_path = score_teacher(
                 args.teacher_model, requests, Path(args.out) / "teacher_scores.tsv",
                 batch_size=args.teacher_batch_size, dtype=args.teacher_dtype, base_model=args.teacher_base_model,
                 pair_format=PairFormat(q_max_len=args.q_max_len, p_max_len=args.p_max_len))

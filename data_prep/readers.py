@@ -136,6 +136,35 @@ def read_text(path: str | Path, what: str = "file") -> str:
         return f.read()
 
 
+def _malformed_line(err: json.JSONDecodeError, path: str | Path, lineno: int) -> DataError:
+    return DataError(f"malformed JSON: {err.msg} at column {err.colno}", path=str(path), line=lineno,
+                     fix="repair or remove the line", reason="malformed_json")
+
+
+def iter_json_lines(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object or the :class:`DataError` of a malformed line) per non-blank JSONL line.
+
+    For readers that count and skip bad records instead of stopping (``--on-error skip``).
+    """
+    with open_text(path, what) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj: Any = json.loads(line)
+            except json.JSONDecodeError as err:
+                obj = _malformed_line(err, path, lineno)
+            yield lineno, obj
+
+
+def iter_jsonl(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank line; a malformed line raises with its number."""
+    for lineno, obj in iter_json_lines(path, what):
+        if isinstance(obj, DataError):
+            raise obj
+        yield lineno, obj
+
+
 def load_json(path: str | Path, what: str = "JSON file", fix: str = "repair the JSON") -> Any:
     """One JSON document read as :func:`open_text` reads; malformed JSON names its line."""
     text = read_text(path, what)
@@ -148,19 +177,25 @@ def load_json(path: str | Path, what: str = "JSON file", fix: str = "repair the 
                         reason="malformed_json", fix=fix) from err
 
 
-def iter_jsonl(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for each non-blank line; a malformed line raises with its number."""
-    with open_text(path, what) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    f"malformed JSON: {err.msg} at column {err.colno}",
-                    path=str(path), line=lineno, fix="repair or remove the line", reason="malformed_json",
-                ) from err
+def is_json_list(path: str | Path) -> bool:
+    """Whether the file is one JSON list (its first non-blank character is ``[``) rather than JSONL."""
+    with open_text(path) as f:
+        return f.read(4096).lstrip().startswith("[")
+
+
+def iter_json_records(path: str | Path) -> Iterator[tuple[int, int | None, Any]]:
+    """(index, line, object or DataError) for the entries of a JSON list file or the lines of a JSONL file.
+
+    ``line`` is None for entries of a JSON list (one document has no per-record line); a malformed JSONL
+    line comes back as its :class:`DataError`, a malformed JSON list raises (nothing in it is readable).
+    """
+    if is_json_list(path):
+        data = load_json(path, fix="the file must be one valid JSON list")
+        for i, item in enumerate(data):
+            yield i, None, item
+        return
+    for index, (lineno, obj) in enumerate(iter_json_lines(path)):
+        yield index, lineno, obj
 
 
 def _rankgpt_hit(hit: Any, path: str, qidx: int, hidx: int) -> Candidate:

@@ -13,12 +13,12 @@ import warnings
 # name -> (module, one-line help). Modules are imported lazily so `dear --help` is instant.
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("dear_train.tiny_model_cli", "build a tiny random Llama + tokenizer offline (tests, quickstart)"),
-    "prep": ("data_prep.cli", "build SFT datasets from teacher outputs (`dear prep listwise|pointwise`)"),
+    "prep": ("dear_train.prep_cli", "build SFT datasets from teacher outputs (`dear prep listwise|pointwise`)"),
     "train": ("dear_train.sft", "LoRA SFT of a listwise reranker (TRL SFTTrainer)"),
     "distill": ("dear_train.distill", "stage-1 pointwise distillation (CE/RankNet + KL)"),
     "rerank": ("inference.cli_rerank", "rerank first-stage candidates, write a TREC run"),
     "eval": ("inference.cli_eval", "trec_eval-compatible metrics of a run against qrels"),
-    "export": ("dear_train.export", "verify, merge and publish an adapter with a model card"),
+    "export": ("dear_train.export.cli", "verify, merge and publish an adapter with a model card"),
     "teacher": ("data_prep.teacher_cli", "generate chain-of-thought teacher rankings from a chat endpoint"),
 }
 

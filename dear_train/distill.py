@@ -5,7 +5,8 @@
 over groups of one positive plus N negatives from ``dear prep pointwise``. Same plumbing as `dear train`
 (reused, not copied): config = YAML + CLI overrides through ``dear_train.config.parse_config`` (TRL's
 ``TrlParser``; unknown keys are errors; bf16 switched off on a host without CUDA) into
-:class:`DistillArguments`, :class:`DistillTrainingArguments` and ``DearModelConfig``;
+:class:`DistillArguments`, :class:`DistillTrainingArguments` (both in ``dear_train.distill_config``) and
+``DearModelConfig``;
 ``--resume_from_checkpoint auto`` via ``dear_train.checkpoints``; the DeepSpeed-on-CPU shim; the output folder
 via ``dear_train.artifacts`` (tokenizer, ``dear_training.json`` with ``task: "pointwise"``) plus the LoRA adapter
 with its score head and ``pointwise_format.json``.
@@ -18,35 +19,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dear_train.distill_config import DistillArguments
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DistillArguments:
-    """Data and loss of the distillation (the student's architecture is in TRL's ``ModelConfig``)."""
-
-    dataset_path: str = field(default="", metadata={"help": "`dear prep pointwise` output folder (or a train.jsonl)"})
-    eval_dataset_path: str | None = field(default=None, metadata={
-        "help": "groups to evaluate on (default: the prep folder's eval.jsonl when it has groups)"})
-    q_max_len: int = field(default=32, metadata={"help": "query tokens (DeAR: 32)"})
-    p_max_len: int = field(default=196, metadata={"help": "document tokens (DeAR: 196)"})
-    rank_loss: str = field(default="ce", metadata={"help": "L_rank", "choices": ["ce", "ranknet", "mix"]})
-    alpha: float = field(default=0.1, metadata={"help": "weight of the KL distillation term"})
-    temperature: float = field(default=2.0, metadata={"help": "softmax temperature T of the KL term"})
-    mix_weight: float = field(default=0.5, metadata={"help": "RankNet share of L_rank when rank_loss=mix"})
-    group_size: int | None = field(default=None, metadata={"help": "cut groups to their first N passages"})
-    max_train_groups: int | None = field(default=None, metadata={"help": "train on the first N groups only"})
-    ranking_eval_data: str | None = field(default=None, metadata={
-        "help": "RankGPT JSON of held-out queries the live student reranks at every evaluation"})
-    ranking_eval_qrels: str | None = field(default=None, metadata={"help": "TREC qrels for ranking_eval_data"})
-    ranking_eval_name: str | None = field(default=None, metadata={"help": "name logged for the held-out set"})
-    ranking_eval_queries: int | None = field(default=None, metadata={"help": "use the first N judged queries"})
-    ranking_eval_top_k: int = field(default=100, metadata={"help": "candidates scored per query"})
-    ranking_eval_batch_size: int = field(default=32, metadata={"help": "pairs scored together"})
 
 
 def _dataset_files(dataset_path: str, eval_dataset_path: str | None) -> tuple[Path, Path | None]:

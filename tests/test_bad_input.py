@@ -136,6 +136,15 @@ class Case:
     skip_root: bool = False  # permission cases: root may write anywhere
     stream: str = "err"
     setup: Callable[[dict[str, str]], None] | None = field(default=None, compare=False)
+    patch: Callable[[pytest.MonkeyPatch, dict[str, str]], None] | None = field(default=None, compare=False)
+
+
+def _no_hub_token(monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", files["missing"])  # no stored login either
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 def _chmod(key: str, mode: int) -> Callable[[dict[str, str]], None]:
@@ -227,6 +236,11 @@ CASES: list[Case] = [
     Case("distill-abbrev", "training options", "an abbreviated flag to `dear distill`",
          ["distill", "--dataset_path", "{done_prep}", "--max_step", "2"], ("did you mean '--max_steps'",),
          "remove or rename them"),
+    # --- secrets
+    Case("export-dry-run-no-token", "secrets", "`dear export --dry-run --push-to-hub` without a Hub token",
+         ["export", "--adapter", "{missing}", "--out", "{out_dir}", "--dry-run", "--push-to-hub", "me/model"],
+         ("no Hugging Face token found",), "set HF_TOKEN or run `hf auth login`", rc=1, absent=("out_dir",),
+         patch=_no_hub_token),
     # --- empty outputs
     Case("prep-zero-records", "empty splits", "a teacher file none of whose records is usable",
          [*PREP, "--teacher", "{teacher_unusable}", "--format", "jsonl", "--on-error", "skip"],
@@ -302,11 +316,13 @@ def _run_subprocess(argv: list[str], subprocess_env: dict[str, str]) -> tuple[in
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, files: dict[str, str], capsys, subprocess_env) -> None:
+def test_bad_input(case: Case, files: dict[str, str], capsys, subprocess_env, monkeypatch) -> None:
     if case.skip_root and IS_ROOT:
         pytest.skip("root may read and write regardless of permissions")
     if case.setup is not None:
         case.setup(files)
+    if case.patch is not None:
+        case.patch(monkeypatch, files)
     before = _snapshot(files, case.unchanged)
     argv = _fill(case.argv, files)
     rc, out, err = (_run_subprocess(argv, subprocess_env) if case.subprocess
@@ -317,7 +333,7 @@ def test_bad_input(case: Case, files: dict[str, str], capsys, subprocess_env) ->
     for words in case.says:
         assert words in text, f"{words!r} not in {text[-2000:]!r}"
     assert case.fix in text, f"fix {case.fix!r} not in {text[-2000:]!r}"
-    if case.rc == 2:
+    if case.rc:
         assert len(text) < 3000, "the error is one short message, not a dump of the input"
     assert _snapshot(files, case.unchanged) == before, "finished work was changed"
     for key in case.absent:
@@ -570,6 +586,7 @@ FAMILY_TITLES = {
     "files": "Missing, empty, broken or unreadable files",
     "options": "Options that can never work (refused before any model loads)",
     "training options": "Training options",
+    "secrets": "Secrets",
     "empty splits": "Empty outputs",
     "judgments": "Judgments and metrics",
     "records": "Input records",
@@ -584,7 +601,8 @@ def errors_doc() -> str:
         "",
         "Every `dear` command checks its input before it does any expensive work and reports a problem as one",
         "line: `dear <command>: error: <file>[:<line>]: <what is wrong> -- fix: <what to do>`, with exit code 2",
-        "(never a Python traceback). Options are named as you typed them; files by path, line and byte offset.",
+        "(`dear export` exits 1 on any failed check), never a Python traceback. Options are named as you typed",
+        "them; files by path, line and byte offset.",
         "Text inputs may carry a UTF-8 byte-order mark and Windows line ends; `*.gz` files are read as gzip.",
         "Finished work is never lost: a failing command leaves the files earlier runs wrote unchanged, and",
         "a second job on the same output is refused (`another job is writing this ...`, naming its pid).",

@@ -26,14 +26,14 @@ def adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def adapter_export(adapter_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from dear_train.export_build import export_adapter
+    from dear_train.export.build import export_adapter
 
     return export_adapter(adapter_dir, tmp_path_factory.mktemp("exp") / "adapter", dtype="fp32")
 
 
 @pytest.fixture(scope="module")
 def merged_fp32(adapter_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from dear_train.export_build import export_adapter
+    from dear_train.export.build import export_adapter
 
     return export_adapter(adapter_dir, tmp_path_factory.mktemp("exp") / "merged32", merge=True, dtype="fp32")
 
@@ -50,7 +50,7 @@ def _probe_ids(folder: Path) -> tuple[object, list[list[int]]]:
     from transformers import AutoTokenizer
 
     from data_prep.prompts import load_prompt_spec
-    from dear_train.export_verify import probe_input_ids, probe_prompts
+    from dear_train.export.verify import probe_input_ids, probe_prompts
 
     tok = AutoTokenizer.from_pretrained(folder)
     spec = load_prompt_spec(folder)
@@ -75,7 +75,7 @@ def _no_leftovers(out: Path) -> None:
 
 
 def test_zero_adapter_is_refused_and_nothing_is_written(tiny_model_dir, tmp_path, capsys):
-    from dear_train.export import main
+    from dear_train.export.cli import main
 
     zero = make_adapter_folder(tiny_model_dir, tmp_path / "zero", zero=True)
     for extra in ([], ["--merge"]):
@@ -92,8 +92,8 @@ def test_adapter_whose_keys_do_not_load_is_caught(tiny_model_dir, adapter_dir, t
 
     from safetensors.torch import load_file, save_file
 
-    from dear_train.export_build import export_adapter
-    from dear_train.export_verify import ExportVerificationError
+    from dear_train.export.build import export_adapter
+    from dear_train.export.verify import ExportVerificationError
 
     bad = tmp_path / "renamed"
     shutil.copytree(adapter_dir, bad)
@@ -135,9 +135,9 @@ def _merge_in_fp32(peft_model, dst, *, max_shard_size):
 
 @pytest.mark.parametrize("failure", ["other_base", "base_unmerged", "corrupted", "wrong_dtype"])
 def test_wrong_merge_is_caught_before_out_exists(failure, adapter_dir, other_base, tmp_path, monkeypatch):
-    from dear_train import export_build
-    from dear_train.export_build import export_adapter
-    from dear_train.export_verify import ExportVerificationError
+    from dear_train.export import build as export_build
+    from dear_train.export.build import export_adapter
+    from dear_train.export.verify import ExportVerificationError
 
     broken = {"other_base": _merge_into_other_base(other_base, adapter_dir),
               "base_unmerged": _save_base_unmerged, "corrupted": _merge_then_corrupt,
@@ -155,7 +155,7 @@ def test_wrong_merge_is_caught_before_out_exists(failure, adapter_dir, other_bas
 def test_compare_logits_refuses_a_no_op_and_accepts_a_faithful_export():
     import torch
 
-    from dear_train.export_verify import ExportVerificationError, compare_logits
+    from dear_train.export.verify import ExportVerificationError, compare_logits
 
     g = torch.Generator().manual_seed(0)
     base = [torch.randn(7, 11, generator=g)]
@@ -230,7 +230,7 @@ def test_merged_dtype_and_shards_are_honoured(adapter_dir, tmp_path):
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
-    from dear_train.export_build import export_adapter
+    from dear_train.export.build import export_adapter
 
     result = export_adapter(adapter_dir, tmp_path / "m16", merge=True, dtype="fp16", max_shard_size="200KB")
     out = result.out
@@ -274,7 +274,7 @@ def test_model_card_states_config_evals_and_the_exact_prompt(adapter_export, mer
     from transformers import AutoTokenizer
 
     from data_prep.prompts import DEAR_CARD
-    from dear_train.model_card import example_prompt
+    from dear_train.export.model_card import example_prompt
 
     card = (adapter_export.out / "README.md").read_text()
     meta = front_matter(card)
@@ -318,7 +318,7 @@ def test_model_card_usage_snippets_run(which, request, monkeypatch, capsys):
 
 def test_model_card_hub_metadata_and_missing_evals(adapter_dir):
     from data_prep.prompts import RANKGPT
-    from dear_train.model_card import build_model_card
+    from dear_train.export.model_card import build_model_card
 
     training = json.loads((adapter_dir / "dear_training.json").read_text())
     training["base_model"] = "meta-llama/Llama-3.1-8B-Instruct"
@@ -365,10 +365,10 @@ class _HubCalls:
 
 
 def test_dry_run_builds_verifies_and_lists_the_folder_without_network(adapter_dir, tmp_path, monkeypatch, capsys):
-    from dear_train.export import main
+    from dear_train.export.cli import main
 
     hub = _HubCalls(monkeypatch, allow=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN", SENTINEL_TOKEN)  # a dry run checks for a token as the push does
     out = tmp_path / "dry"
     rc = main(["--adapter", str(adapter_dir), "--out", str(out), "--dry-run", "--push-to-hub", "me/dear-test",
                "--private", "--revision", "v1"])
@@ -385,7 +385,7 @@ def test_dry_run_builds_verifies_and_lists_the_folder_without_network(adapter_di
 def test_push_calls_the_hub_with_the_token_hidden(adapter_dir, tmp_path, monkeypatch, capsys, caplog):
     import logging
 
-    from dear_train.export import main
+    from dear_train.export.cli import main
 
     caplog.set_level(logging.DEBUG)
     hub = _HubCalls(monkeypatch, allow=True)
@@ -415,7 +415,7 @@ def test_push_calls_the_hub_with_the_token_hidden(adapter_dir, tmp_path, monkeyp
 def test_push_without_a_token_fails_before_building(adapter_dir, tmp_path, monkeypatch, capsys):
     import huggingface_hub
 
-    from dear_train.export import main
+    from dear_train.export.cli import main
 
     _HubCalls(monkeypatch, allow=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -427,7 +427,7 @@ def test_push_without_a_token_fails_before_building(adapter_dir, tmp_path, monke
 
 
 def test_existing_output_and_bad_arguments_are_refused(adapter_dir, tmp_path, capsys):
-    from dear_train.export import main
+    from dear_train.export.cli import main
 
     out = tmp_path / "taken"
     out.mkdir()
@@ -469,8 +469,8 @@ def test_lm_head_trained_as_a_full_copy_counts_as_training(tiny_model_dir, tmp_p
     from transformers import AutoModelForCausalLM
 
     from data_prep.prompts import RANKGPT
-    from dear_train.export_build import export_adapter
-    from dear_train.export_verify import ExportVerificationError
+    from dear_train.export.build import export_adapter
+    from dear_train.export.verify import ExportVerificationError
 
     head = make_adapter_folder(tiny_model_dir, tmp_path / "head", zero=True, modules_to_save=["lm_head"],
                                spec=RANKGPT, with_eval=False)
@@ -493,7 +493,7 @@ def test_help_is_instant_and_routed_by_the_dispatcher(dear_cmd, subprocess_env):
     proc = subprocess.run([*dear_cmd, "export", "--help"], env=subprocess_env, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and "--push-to-hub" in proc.stdout and "--dry-run" in proc.stdout
-    probe = "import sys; from dear_train import export; print('torch' in sys.modules)"
+    probe = "import sys; from dear_train.export import build, cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], env=subprocess_env, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -502,7 +502,7 @@ def test_failed_upload_keeps_the_verified_export_and_says_how_to_retry(adapter_d
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    from dear_train.export import main
+    from dear_train.export.cli import main
 
     _HubCalls(monkeypatch, allow=True)
 
@@ -526,7 +526,7 @@ def test_failed_upload_keeps_the_verified_export_and_says_how_to_retry(adapter_d
 
 def test_a_token_inside_the_folder_blocks_the_upload(tmp_path, monkeypatch):
     from data_prep.schema import DataError
-    from dear_train import hub
+    from dear_train.export import hub
 
     calls = _HubCalls(monkeypatch, allow=True)
     monkeypatch.setenv("HF_TOKEN", SENTINEL_TOKEN)

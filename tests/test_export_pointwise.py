@@ -33,7 +33,7 @@ def student(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="module")
 def exports(student: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from dear_train.export_build import export_adapter
+    from dear_train.export.build import export_adapter
 
     out = tmp_path_factory.mktemp("exp")
     return {"adapter": export_adapter(student, out / "adapter", dtype="fp32"),
@@ -68,8 +68,8 @@ def test_a_broken_merge_is_caught(student, tmp_path, monkeypatch):
     """A merged classifier whose score head is the untrained one must not be written."""
     import torch
 
-    from dear_train import export_build
-    from dear_train.export_verify import ExportVerificationError
+    from dear_train.export import build as export_build
+    from dear_train.export.verify import ExportVerificationError
 
     real = export_build.merge_and_save
 
@@ -87,7 +87,7 @@ def test_a_broken_merge_is_caught(student, tmp_path, monkeypatch):
 
 
 def test_cli_exports_a_student_and_says_what_it_checked(student, tmp_path, capsys):
-    from dear_train.export import main
+    from dear_train.export.cli import main
 
     assert main(["--adapter", str(student), "--out", str(tmp_path / "exp"), "--dtype", "fp32", "--dry-run",
                  "--push-to-hub", "me/dear-pointwise"]) == 0
@@ -100,7 +100,7 @@ def test_missing_pair_format_names_the_fix(student, tmp_path):
     import shutil
 
     from data_prep.schema import DataError
-    from dear_train.export_build import read_source
+    from dear_train.export.build import read_source
 
     folder = tmp_path / "student"
     shutil.copytree(student, folder)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.pointwise import prep_pointwise, read_groups, score_with_teacher_model
+from data_prep.pointwise import prep_pointwise, read_groups
 from data_prep.pointwise_cli import main as prep_main
 from data_prep.schema import DataError
+from dear_train.cli import main as dear_main
+from inference.teacher_scores import score_with_teacher_model
 from tests._pointwise_helpers import build_tiny_classifier, dl19, torch_threads, write_bm25_scores
 
 
@@ -135,9 +137,12 @@ def test_teacher_model_scoring_is_batched_and_resumable(tmp_path, tiny_model_dir
     from data_prep.readers import write_rankgpt_json
 
     write_rankgpt_json(tmp_path / "c.json", requests)
-    assert prep_main(["--candidates", str(tmp_path / "c.json"), "--teacher-model", str(teacher),
+    assert dear_main(["prep", "pointwise", "--candidates", str(tmp_path / "c.json"), "--teacher-model", str(teacher),
                       "--q-max-len", "16", "--p-max-len", "48", "--negatives", "3",
                       "--out", str(tmp_path / "cli")]) == 0
+    # without the `dear` CLI's scorer the data layer says where --teacher-model works, before reading input
+    assert prep_main(["--candidates", "missing.json", "--teacher-model", str(teacher),
+                      "--out", str(tmp_path / "no-scorer")]) == 1
     cli_scores = _scores(tmp_path / "cli" / "teacher_scores.tsv")
     assert cli_scores == pytest.approx(scores, abs=1e-5)
     for g in read_groups(tmp_path / "cli" / "train.jsonl"):

@@ -8,16 +8,16 @@ import pytest
 from _prep_helpers import read_rankgpt_log, write_rankllm_fixture
 from conftest import shared_path
 
-from data_prep.ranking import parse_ranking
-from data_prep.readers import read_qrels
-from data_prep.samples import noveleval_paths
-from data_prep.teacher_formats import (
+from data_prep.formats import (
     META_PASSAGE_REASONS,
     META_TEACHER_ORDERED,
     detect_format,
     parse_rankllm_prompt,
     read_teacher,
 )
+from data_prep.ranking import parse_ranking
+from data_prep.readers import read_qrels
+from data_prep.samples import noveleval_paths
 
 
 def _examples(path, fmt="auto", **kw):
@@ -238,3 +238,21 @@ def test_format_errors_are_clear(tmp_path):
         read_teacher(shared_path("noveleval", "data.json"), "qrels")
     with pytest.raises(DataError, match="not found"):
         read_teacher(tmp_path / "missing.jsonl")
+
+
+def test_registry_drives_format_choices_and_detection(tmp_path):
+    from data_prep.formats import DETECTION_ORDER, FORMATS, REGISTRY
+    from data_prep.listwise_cli import FORMAT_CHOICES, build_parser
+
+    assert FORMATS == ("jsonl", "rankgpt", "rankllm", "reason-to-rank", "responses", "qrels")
+    assert FORMAT_CHOICES == ("auto", *FORMATS)
+    assert set(DETECTION_ORDER) == {name for name, f in REGISTRY.items() if f.detect is not None}
+    help_text = build_parser().format_help()
+    assert all(f"  {name:<16}{REGISTRY[name].description[:40]}" in help_text for name in FORMATS)
+    # a raw-response record that also carries a 'ranking' is read as responses (the order of the detectors)
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"qid": "q", "query": "x", "candidates": [{"docid": "a", "text": "t"}],
+                                "ranking": ["a"], "response": "[1]"}) + "\n")
+    assert detect_format(path)[0] == "responses"
+    path.write_text(json.dumps({"qid": "q", "query": "x", "candidates": [], "ranking": []}) + "\n")
+    assert detect_format(path)[0] == "jsonl"

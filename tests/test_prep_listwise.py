@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import shared_path
 
+from data_prep.formats import read_teacher
 from data_prep.listwise import (
     ListwiseOptions,
     build_listwise,
@@ -21,7 +22,6 @@ from data_prep.ranking import parse_ranking
 from data_prep.readers import read_qrels
 from data_prep.samples import noveleval_paths
 from data_prep.schema import DataError
-from data_prep.teacher_formats import read_teacher
 from data_prep.windows import window_plan
 
 R2R = ("listwise-cot-reason-to-rank", "msmarco_500.jsonl")

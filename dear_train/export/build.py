@@ -1,7 +1,7 @@
 """Build an export folder from a training/adapter folder, verify it, then move it into place atomically.
 
 The folder is assembled in a hidden temporary directory beside ``out`` (same filesystem), checked with
-:mod:`dear_train.export_verify`, given its model card, and only then renamed to ``out``. On any failure
+:mod:`dear_train.export.verify`, given its model card, and only then renamed to ``out``. On any failure
 the temporary directory is removed and ``out`` is untouched.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 from data_prep.pointwise_format import POINTWISE_FORMAT_FILE, PairFormat, load_pair_format
 from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, load_prompt_spec
 from data_prep.schema import DataError
-from dear_train.export_kinds import ListwiseKind, PointwiseKind
-from dear_train.export_verify import (
+from dear_train.export.kinds import ListwiseKind, PointwiseKind
+from dear_train.export.verify import (
     ADAPTER_WEIGHTS,
     TORCH_DTYPES,
     ExportVerificationError,
@@ -218,7 +218,7 @@ def export_adapter(
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from dear_train.model_card import build_model_card, is_hub_id
+    from dear_train.export.model_card import build_model_card, is_hub_id
 
     if dtype not in TORCH_DTYPES:
         raise DataError(f"unknown dtype {dtype!r}", fix=f"use one of {sorted(TORCH_DTYPES)}")

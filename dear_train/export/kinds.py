@@ -5,7 +5,7 @@ A listwise adapter (``dear train``) is a causal-LM LoRA checked on ranking promp
 sequence-classification LoRA with its trained one-logit ``score`` head, checked on (query, passage) pairs encoded
 with its ``pointwise_format.json`` (the scores, computed exactly as ``inference.PointwiseReranker`` computes
 them). Everything else, the checks, the atomic write and the card's common parts, is shared
-(:mod:`dear_train.export_build`).
+(:mod:`dear_train.export.build`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from data_prep.pointwise_format import (
     save_pair_format,
 )
 from data_prep.prompts import PromptSpec, load_prompt_spec, save_prompt_spec
-from dear_train.export_verify import (
+from dear_train.export.verify import (
     ExportVerificationError,
     check_tokenizer_roundtrip,
     probe_input_ids,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dear_train.export_verify import TORCH_DTYPES
+from dear_train.export.verify import TORCH_DTYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,15 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--private, --revision and --commit-message need --push-to-hub")
 
     from data_prep.schema import DataError
-    from dear_train import hub
-    from dear_train.export_build import export_adapter
-    from dear_train.export_verify import ExportVerificationError
+    from dear_train.export import hub
+    from dear_train.export.build import export_adapter
+    from dear_train.export.verify import ExportVerificationError
 
     try:
+        token = None
         if args.push_to_hub:
             hub.check_repo_id(args.push_to_hub)
-            if not args.dry_run:
-                hub.resolve_token()  # fail before the (long) build, not after it
+            # fail before the (long) build, not after it; a dry run checks exactly as the push will
+            token, _ = hub.resolve_token(dry_run=args.dry_run)
         result = export_adapter(
             args.adapter, args.out, merge=args.merge, dtype=args.dtype, base_model=args.base_model,
             max_shard_size=args.max_shard_size, repo_id=args.push_to_hub, license=args.license,
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     target = f"{args.push_to_hub} ({'private' if args.private else 'public'}, revision {args.revision or 'main'})"
     if args.dry_run:
+        try:
+            hub.check_no_token_in_folder(result.out, token)  # what the push refuses, the dry run refuses
+        except DataError as err:
+            print(f"dear export: {err}", file=sys.stderr)
+            return 1
         print(f"dry run: would upload these {len(result.files)} files ({_size(total)}) to {target}")
         return 0
     try:
