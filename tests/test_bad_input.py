@@ -349,7 +349,7 @@ def _readers() -> dict[str, tuple[str, str, Callable[[Path], object]]]:
     from data_prep.readers import read_corpus, read_qrels, read_rankgpt_json, read_run, read_topics
 
     def teacher(path: Path) -> object:
-        from data_prep.teacher_formats import read_teacher
+        from data_prep.formats import read_teacher
 
         fmt, records = read_teacher(path)
         return fmt, [r.example for r in records]

@@ -142,7 +142,7 @@ def test_teacher_model_scoring_is_batched_and_resumable(tmp_path, tiny_model_dir
                       "--out", str(tmp_path / "cli")]) == 0
     # without the `dear` CLI's scorer the data layer says where --teacher-model works, before reading input
     assert prep_main(["--candidates", "missing.json", "--teacher-model", str(teacher),
-                      "--out", str(tmp_path / "no-scorer")]) == 1
+                      "--out", str(tmp_path / "no-scorer")]) == 2
     cli_scores = _scores(tmp_path / "cli" / "teacher_scores.tsv")
     assert cli_scores == pytest.approx(scores, abs=1e-5)
     for g in read_groups(tmp_path / "cli" / "train.jsonl"):
