@@ -551,32 +551,61 @@ def test_a_full_or_read_only_disk_is_one_line_naming_the_path(code: int, fix: st
 
 # ---------------------------------------------------------------------------------- locks on the outputs
 
+class _Holder:
+    """Another live process holding the lock on ``path`` (as a second job would) until closed."""
+
+    def __init__(self, path: Path, what: str, env: dict[str, str]) -> None:
+        code = textwrap.dedent(f"""
+            import sys
+            from data_prep.io import OutputLock
+            with OutputLock({str(path)!r}, what={what!r}):
+                print("locked", flush=True)
+                sys.stdin.readline()
+        """)
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env, cwd=REPO)
+        assert self.proc.stdout.readline().strip() == "locked"
+
+    def close(self) -> None:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=30)
+
+
 def test_a_second_teacher_job_on_the_same_output_is_refused(tmp_path: Path, capsys, subprocess_env) -> None:
     """A live process holds the teacher output: `dear teacher` refuses, naming that process, and the file
     (finished records) is not touched; once the holder is gone the lock is free again."""
     out = _write(tmp_path / "teacher.jsonl", TEACHER)
     cands = _write(tmp_path / "cands.json", json.dumps(_rankgpt()))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
-            from data_prep.io import OutputLock
-            with OutputLock({str(out)!r}, what="teacher output"):
-                print("locked", flush=True)
-                sys.stdin.readline()
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env, cwd=REPO)
+    holder = _Holder(out, "teacher output", subprocess_env)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         rc, _, err = _run_in_process([*TEACHER_CMD, "--input", str(cands), "--out", str(out)], capsys)
-        assert rc == 2 and f"pid {holder.pid}" in err and "another job is writing this teacher output" in err
+        assert rc == 2 and f"pid {holder.proc.pid}" in err and "another job is writing this teacher output" in err
         assert out.read_text() == TEACHER
     finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+        holder.close()
     from data_prep.io import OutputLock
 
     with OutputLock(out):  # free again
         pass
+
+
+def test_a_second_teacher_scoring_job_is_refused_before_the_model_loads(tmp_path: Path, subprocess_env) -> None:
+    """`dear prep pointwise --teacher-model` appends to OUT/teacher_scores.tsv: a second writer is refused
+    (the model path does not even exist: the lock comes first) and the finished scores stay as they were."""
+    from data_prep.io import OutputLocked
+    from data_prep.schema import Candidate, RerankRequest
+    from inference.teacher_scores import score_with_teacher_model
+
+    scores = _write(tmp_path / "teacher_scores.tsv", "q1\td1\t0.5\n# done q1\n")
+    req = RerankRequest(qid="q2", query="q", candidates=(Candidate(docid="d2", text="t"),))
+    holder = _Holder(scores, "teacher scores", subprocess_env)
+    try:
+        with pytest.raises(OutputLocked, match=f"pid {holder.proc.pid}"):
+            score_with_teacher_model(tmp_path / "no-model", [req], scores)
+        assert scores.read_text() == "q1\td1\t0.5\n# done q1\n"
+    finally:
+        holder.close()
 
 
 # -------------------------------------------------------------------------------------- docs/errors.md
