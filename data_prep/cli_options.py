@@ -51,12 +51,14 @@ class OptionError(DataError):
 def option(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None,
            aliases: Sequence[str] = (), choices: Sequence[Any] | None = None, metavar: str | None = None,
            nargs: str | None = None, group: str | None = None, setting: str | None = "result",
-           default_factory: Callable[[], Any] | None = None, show_default: bool = True) -> Any:
+           default_factory: Callable[[], Any] | None = None, show_default: bool = True,
+           negatable: bool = False) -> Any:
     """A dataclass field with what the parser and the run's settings need; no default = a required flag."""
     if setting not in SETTING_KINDS:
         raise ValueError(f"setting must be one of {SETTING_KINDS}, got {setting!r}")
     meta = {"help": help, "flag": flag, "aliases": tuple(aliases), "choices": choices, "metavar": metavar,
-            "nargs": nargs, "group": group, "setting": setting, "show_default": show_default}
+            "nargs": nargs, "group": group, "setting": setting, "show_default": show_default,
+            "negatable": negatable}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -114,7 +116,8 @@ def build_parser(cls: type, *, prog: str, description: str | None = None,
         kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
         tp, is_list = _base_type(hints[f.name])
         if tp is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction if default is True else "store_true"
+            negatable = default is True or meta.get("negatable", False)
+            kwargs["action"] = argparse.BooleanOptionalAction if negatable else "store_true"
             kwargs["default"] = bool(default) if not required else False
         else:
             kwargs["type"] = tp if tp in (int, float) else str
@@ -175,9 +178,9 @@ def parse_options(cls: type[T], argv: Sequence[str] | None = None, *, prog: str,
     return cls(**vars(ns))
 
 
-def checked(opts: T) -> T:
+def checked(opts: T, *, prog: str | None = None) -> T:
     """``opts`` after its ``check()``: values that can never work raise a DataError (a library's ValueError
-    naming a field becomes one) before any file is read or any model loads."""
+    naming a field becomes one, pointing at ``--help``) before any file is read or any model loads."""
     check = getattr(opts, "check", None)
     if check is not None:
         try:
@@ -185,7 +188,8 @@ def checked(opts: T) -> T:
         except DataError:
             raise
         except ValueError as err:
-            raise DataError(str(err), reason="bad_option") from None
+            raise DataError(str(err), reason="bad_option",
+                            fix=f"see `{prog} --help`" if prog else "see --help for the valid values") from None
     return opts
 
 

@@ -52,19 +52,19 @@ class ListwiseOptions:
 
     def __post_init__(self) -> None:
         if self.window < 2:
-            raise ValueError("--window must be at least 2")
+            raise ValueError("window must be at least 2")
         if self.stride is not None and not 1 <= self.stride <= self.window:
-            raise ValueError("--stride must be between 1 and --window")
+            raise ValueError("stride must be between 1 and window")
         if self.min_window is not None and not 2 <= self.min_window <= self.window:
-            raise ValueError("--min-window must be between 2 and --window")
+            raise ValueError("min_window must be between 2 and window")
         if self.shuffle < 0:
-            raise ValueError("--shuffle must be >= 0")
+            raise ValueError("shuffle must be >= 0")
         if self.top_k is not None and self.top_k < 1:
-            raise ValueError("--top-k must be >= 1")
+            raise ValueError("top_k must be >= 1")
         if not 0.0 <= self.eval_fraction < 1.0:
-            raise ValueError("--eval-fraction must be in [0, 1)")
+            raise ValueError("eval_fraction must be in [0, 1)")
         if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError("--max-tokens must be >= 1")
+            raise ValueError("max_tokens must be >= 1")
 
     @property
     def effective_stride(self) -> int:

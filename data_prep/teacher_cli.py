@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("openai", "httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return _run(checked(args))
+        return _run(checked(args, prog="dear teacher"))
     except DataError as err:
         print(f"dear teacher: error: {flag_message(err, flags_of(TeacherOptions))}", file=sys.stderr)
         return 2

@@ -102,7 +102,7 @@ def evaluate_files(runs: list[str], qrels_path: str, metrics: list[str], per_que
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(EvalOptions, argv, prog="dear eval", parser=build_parser())
     try:
-        checked(args)
+        checked(args, prog="dear eval")
         report = evaluate_files(args.run, args.qrels, args.metrics, args.per_query, args.common_queries)
     except DataError as err:
         print(f"dear eval: error: {flag_message(err, flags_of(EvalOptions))}", file=sys.stderr)

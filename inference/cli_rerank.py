@@ -266,7 +266,7 @@ RENAMES = {"max_tokens": "max_prompt_tokens", "k": "top_k"}
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(RerankOptions, argv, prog="dear rerank", parser=build_parser())
     try:
-        return _main(checked(args))
+        return _main(checked(args, prog="dear rerank"))
     except DataError as err:
         print(f"dear rerank: error: {flag_message(err, flags_of(RerankOptions), renames=RENAMES)}", file=sys.stderr)
         return 2

@@ -223,7 +223,7 @@ CASES: list[Case] = [
          [*TEACHER_CMD, "--input", "{rankgpt}", "--out", "{done_teacher}", "--temperature", "-1"], ("--temperature",),
          "0 (greedy)", unchanged=("done_teacher",)),
     Case("prep-window", "options", "`dear prep listwise --window 1`", [*PREP, "--teacher", "{teacher}", "--window", "1"],
-         ("--window",), "usage: dear prep listwise", absent=("out_dir",)),
+         ("--window must be at least 2",), "see `dear prep listwise --help`", absent=("out_dir",)),
     # --- training options: abbreviations and unknown keys
     Case("train-abbrev", "training options", "an abbreviated flag (`--max_step 2`)", [*TRAIN, "--max_step", "2"],
          ("'--max_step'", "did you mean '--max_steps'"), "remove or rename them"),
