@@ -5,7 +5,7 @@
 ``inference.metrics.evaluate`` (trec_eval semantics). Importing this package does not import torch.
 """
 
-from inference.backends import GenerationBackend, HFBackend
+from inference.engine import GenerationBackend, HFBackend
 from inference.pointwise import PointwiseReranker, PointwiseResult
 from inference.reranker import ListwiseReranker, RerankResult, WindowRecord
 from inference.two_stage import TwoStageReranker

@@ -287,9 +287,13 @@ def _main(args: RerankOptions) -> int:
 
             for m in args.metrics:
                 parse_metric(m)
-        from inference.loading import describe_source
+        from inference.models import adapter_base, describe_source
 
-        describe_source(args.model)  # a folder without weights fails here, before any file is touched
+        # a folder without weights, truncated weights or a base model folder that is gone fail here, before
+        # any file is touched
+        source = describe_source(args.model)
+        if source.kind == "adapter":
+            adapter_base(source, args.base_model)
         settings = args.settings()
         from inference.runfiles import prepare_resume
 

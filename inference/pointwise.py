@@ -8,7 +8,6 @@ with it (``...-ce-lora-v1``, and what ``dear distill`` writes). Inputs come from
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,10 +23,8 @@ from data_prep.pointwise_format import (
     load_pair_format,
     pools_on_last_real_token,
 )
-from data_prep.schema import Candidate, DataError, RerankRequest
+from data_prep.schema import Candidate, RerankRequest
 from inference.grad_mode import inference_context
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,52 +39,6 @@ class PointwiseResult:
 
     def ranked(self) -> list[tuple[str, float]]:
         return list(zip(self.docids, self.scores, strict=True))
-
-
-def load_sequence_classifier(
-    path: str | Path,
-    *,
-    base_model: str | None = None,
-    dtype: str = "auto",
-    quantization: str | None = None,
-    device_map: str | dict | None = "auto",
-    trust_remote_code: bool = False,
-    revision: str | None = None,
-    merge: bool = False,
-) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) from a full sequence-classification folder, a PEFT adapter folder, or a
-    Hub id of either; folder checks, dtypes and quantization are :mod:`inference.loading`'s (the listwise
-    reranker's)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from inference.loading import adapter_base, describe_source, load_kwargs
-
-    source = describe_source(str(path), revision=revision)
-    where = str(source["dir"]) if source["dir"] is not None else source["hub_id"]
-    kwargs = {"num_labels": 1, **load_kwargs(dtype=dtype, quantization=quantization, device_map=device_map,
-                                             trust_remote_code=trust_remote_code)}
-    if source["kind"] == "adapter":
-        from peft import PeftModel
-
-        base = adapter_base(source, base_model, where)
-        has_tok = source["dir"] is None or any((source["dir"] / f).is_file()
-                                               for f in ("tokenizer.json", "tokenizer_config.json"))
-        tokenizer = AutoTokenizer.from_pretrained(where if has_tok else base, trust_remote_code=trust_remote_code)
-        logger.info("loading base classifier %s for adapter %s", base, where)
-        model = AutoModelForSequenceClassification.from_pretrained(base, **kwargs)
-        ensure_pad_token(tokenizer, model.config)  # before the adapter: as the student was trained
-        model = PeftModel.from_pretrained(model, where, revision=revision, is_trainable=False)
-        if merge and "quantization_config" not in kwargs:
-            model = model.merge_and_unload()
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(where, revision=revision, **kwargs)
-        ensure_pad_token(tokenizer, model.config)
-    if getattr(model.config, "num_labels", 1) != 1:
-        raise DataError(f"the model has {model.config.num_labels} labels; a pointwise reranker has one",
-                        path=where, fix="load a model trained with num_labels=1")
-    model.eval()
-    return model, tokenizer
 
 
 class PointwiseReranker:
@@ -124,9 +75,11 @@ class PointwiseReranker:
     ) -> PointwiseReranker:
         """Load a full classifier folder or a PEFT adapter; the folder's ``pointwise_format.json`` wins over
         DeAR's defaults (32 / 196 tokens) unless ``pair_format`` is given."""
-        model, tokenizer = load_sequence_classifier(
-            path, base_model=base_model, dtype=dtype, quantization=quantization, device_map=device_map,
-            trust_remote_code=trust_remote_code, revision=revision, merge=merge)
+        from inference.models import ModelOptions, load_sequence_classifier
+
+        options = ModelOptions(base_model=base_model, dtype=dtype, quantization=quantization, device_map=device_map,
+                               revision=revision, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_sequence_classifier(str(path), options, merge=merge)
         fmt = pair_format or (load_pair_format(path) if Path(path).is_dir() else None)
         return cls(model, tokenizer, pair_format=fmt, batch_size=batch_size, dynamic_padding=dynamic_padding)
 

@@ -20,7 +20,7 @@ from data_prep.prompts import PromptSpec, get_prompt_spec, model_input_text, pro
 from data_prep.ranking import add_repairs, format_ranking, is_complete_ranking, parse_ranking
 from data_prep.schema import Candidate, DataError, RerankRequest
 from data_prep.windows import apply_window, check_window, window_plan
-from inference.backends import Generation, GenerationBackend, GenerationRequest
+from inference.engine.types import Generation, GenerationBackend, GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class ListwiseReranker:
                 max_prompt_tokens = ctx - self._budget(window)
         self.max_prompt_tokens = max_prompt_tokens
         if backend is None:
-            from inference.backends import HFBackend
+            from inference.engine.hf import HFBackend
 
             backend = HFBackend(model, tokenizer, do_sample=do_sample, temperature=temperature,
                                 top_p=top_p, seed=seed)
@@ -164,11 +164,11 @@ class ListwiseReranker:
         backend: str = "hf",
         **kwargs: Any,
     ) -> ListwiseReranker:
-        """Load a PEFT adapter folder, a merged model folder or a Hub id (see :mod:`inference.loading`)."""
-        from inference.loading import load_model
+        """Load a PEFT adapter folder, a merged model folder or a Hub id (see :mod:`inference.models`)."""
+        from inference.models import ModelOptions, describe_source, load_causal_lm, resolve_spec
 
         if backend == "vllm":
-            from inference.vllm_backend import VLLMBackend, max_model_len
+            from inference.engine.vllm import VLLMBackend, max_model_len
 
             vb, tokenizer, spec = VLLMBackend.from_pretrained(path, base_model=base_model, dtype=dtype,
                                                               prompt=prompt, trust_remote_code=trust_remote_code,
@@ -182,9 +182,11 @@ class ListwiseReranker:
             return cls(None, tokenizer, spec, backend=vb, **kwargs)
         if backend != "hf":
             raise ValueError(f"unknown backend {backend!r}: use 'hf' or 'vllm'")
-        model, tokenizer, spec = load_model(path, base_model=base_model, dtype=dtype, quantization=quantization,
-                                            device_map=device_map, prompt=prompt,
-                                            trust_remote_code=trust_remote_code, revision=revision)
+        options = ModelOptions(base_model=base_model, dtype=dtype, quantization=quantization, device_map=device_map,
+                               revision=revision, trust_remote_code=trust_remote_code)
+        source = describe_source(path, revision=revision)
+        spec = resolve_spec(source, prompt, revision=revision)  # a bad prompt fails before any weights load
+        model, tokenizer = load_causal_lm(source, options)
         return cls(model, tokenizer, spec, **kwargs)
 
     # -- public API ----------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_prep.prompts import get_prompt_spec
     from data_prep.readers import read_rankgpt_json
-    from inference.backends import HFBackend
+    from inference.engine import HFBackend
     from inference.reranker import ListwiseReranker
 
     args = parse_args(argv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from inference.backends import BackendStats, Generation, GenerationRequest, Pull
+from inference.engine import BackendStats, Generation, GenerationRequest, Pull
 
 
 class ScriptedBackend:

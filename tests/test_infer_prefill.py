@@ -1,4 +1,4 @@
-"""Last-row prefill (inference.prefill): same cache, same kept logits, only where exact, always restored."""
+"""Last-row prefill (inference.engine.prefill): same cache, same kept logits, only where exact, always restored."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from conftest import shared_path
 
 from data_prep.prompts import get_prompt_spec, render_prompt
 from data_prep.readers import read_rankgpt_json
-from inference import prefill
-from inference.prefill import LAST_ROW_SDPA, _trims, can_trim, last_row_prefill
+from inference.engine import prefill
+from inference.engine.prefill import LAST_ROW_SDPA, _trims, can_trim, last_row_prefill
 from inference.reranker import ListwiseReranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

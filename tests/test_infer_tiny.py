@@ -11,7 +11,7 @@ from conftest import shared_path
 from data_prep.prompts import get_prompt_spec, save_prompt_spec
 from data_prep.readers import read_rankgpt_json
 from data_prep.schema import DataError
-from inference.backends import HFBackend
+from inference.engine import HFBackend
 from inference.reranker import ListwiseReranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -189,10 +189,10 @@ def test_slot_reuse_growth_and_compaction_keep_greedy_outputs_exact(tiny, monkey
     """Short prompts of different lengths and a budget past the buffer headroom: windows join, leave,
     reuse slots, grow the buffer and compact at the end, and every output equals decoding alone."""
     from data_prep.schema import Candidate, RerankRequest
-    from inference.backends import _SlotBatch
+    from inference.engine.kv_slots import SlotBatch
 
     model, tok = tiny
-    monkeypatch.setattr(_SlotBatch, "HEADROOM", 8)  # grow often without long generations
+    monkeypatch.setattr(SlotBatch, "HEADROOM", 8)  # grow often without long generations
     words = "light bulb edison invent patent lamp current wire glass carbon filament vacuum".split()
     reqs = [RerankRequest(qid=f"s{j}", query=" ".join(words[j: j + 3]),
                           candidates=tuple(Candidate(f"s{j}-{i}", " ".join(words[: 1 + (3 * i + 5 * j) % 12]))
@@ -204,7 +204,7 @@ def test_slot_reuse_growth_and_compaction_keep_greedy_outputs_exact(tiny, monkey
     together = ListwiseReranker(model, tok, "dear-card", batch_size=3, **kw).rerank_batch(reqs)
     assert [w.raw for r in together for w in r.windows] == [w.raw for r in alone for w in r.windows]
     lengths = {w.generated_tokens for r in together for w in r.windows}
-    assert max(lengths) > _SlotBatch.HEADROOM  # the buffer had to grow
+    assert max(lengths) > SlotBatch.HEADROOM  # the buffer had to grow
     assert len({w.prompt_tokens for r in together for w in r.windows}) > 3  # prompts of different lengths
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +158,12 @@ def _device(device: str) -> str:
 
 
 def _load_tokenizer(src: SourceAdapter, base_model: str, local_files_only: bool) -> Any:
-    from transformers import AutoTokenizer
+    from inference.models import ModelOptions, folder_has_tokenizer, load_tokenizer
 
-    if (src.path / "tokenizer_config.json").is_file():
-        return AutoTokenizer.from_pretrained(src.path)
+    if folder_has_tokenizer(src.path):
+        return load_tokenizer(src.path, ModelOptions())
     logger.warning("%s has no tokenizer; taking the base model's (%s)", src.path, base_model)
-    return AutoTokenizer.from_pretrained(base_model, local_files_only=local_files_only)
+    return load_tokenizer(base_model, ModelOptions(local_files_only=local_files_only))
 
 
 def _copy_contract_files(src: SourceAdapter, tokenizer: Any, dst: Path) -> None:
@@ -214,11 +214,10 @@ def export_adapter(
     """Export ``adapter_dir`` to ``out``: a clean adapter folder, or (``merge``) the merged model in
     ``dtype``; verified on ranking prompts (listwise) or (query, passage) pairs (pointwise) before ``out``
     appears. Returns the file list and the checks."""
-    import torch
-    from peft import PeftModel
     from transformers import AutoTokenizer
 
     from dear_train.export.model_card import build_model_card, is_hub_id
+    from inference.models import ModelOptions, attach_adapter
 
     if dtype not in TORCH_DTYPES:
         raise DataError(f"unknown dtype {dtype!r}", fix=f"use one of {sorted(TORCH_DTYPES)}")
@@ -235,8 +234,7 @@ def export_adapter(
         logger.warning("adapter_config.json names the base model by a local path (%s): people loading %s from the "
                        "Hub must pass the base model themselves", src.adapter_config.get("base_model_name_or_path"),
                        repo_id)
-    torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
-    device = _device(device)
+    options = ModelOptions(dtype=TORCH_DTYPES[dtype], device_map=_device(device), local_files_only=local_files_only)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -247,9 +245,8 @@ def export_adapter(
         kind = src.kind
         tokenizer = _load_tokenizer(src, base, local_files_only)
         logger.info("loading %s (%s) with the %s adapter from %s", base, dtype, kind.task, src.path)
-        model = kind.load(base, dtype=torch_dtype, device=device, local_files_only=local_files_only,
-                          tokenizer=tokenizer)
-        model = PeftModel.from_pretrained(model, src.path)
+        model = kind.load(base, options, tokenizer)
+        model = attach_adapter(model, src.path)
         model.eval()
         check_adapter_loaded(model, src.path / ADAPTER_WEIGHTS)
         probes = kind.probes(tokenizer, n_probes=n_probes, window=probe_window)
@@ -265,7 +262,7 @@ def export_adapter(
             if saved != {SAFETENSORS_DTYPES[dtype]}:
                 raise ExportVerificationError(f"the merged shards hold {sorted(saved)} tensors, expected "
                                               f"{SAFETENSORS_DTYPES[dtype]} only")
-            exported = kind.load(tmp, dtype=torch_dtype, device=device, local_files_only=True, tokenizer=tokenizer)
+            exported = kind.load(tmp, replace(options, local_files_only=True), tokenizer)
             export_logits = kind.outputs(exported.eval(), tokenizer, probes)
             del exported
         else:

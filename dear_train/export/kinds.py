@@ -33,17 +33,18 @@ from dear_train.export.verify import (
 if TYPE_CHECKING:
     import torch
 
+    from inference.models import ModelOptions
+
 
 @dataclass(frozen=True)
 class ListwiseKind:
     spec: PromptSpec
     task: str = "listwise"
 
-    def load(self, where: str | Path, *, dtype: Any, device: str, local_files_only: bool, tokenizer: Any) -> Any:
-        from transformers import AutoModelForCausalLM
+    def load(self, where: str | Path, options: ModelOptions, tokenizer: Any) -> Any:
+        from inference.models import pretrained_causal_lm
 
-        return AutoModelForCausalLM.from_pretrained(where, dtype=dtype, device_map=device,
-                                                    local_files_only=local_files_only)
+        return pretrained_causal_lm(where, options)
 
     def probes(self, tokenizer: Any, *, n_probes: int, window: int) -> Any:
         prompts = probe_prompts(self.spec, tokenizer, n_probes=n_probes, window=window)
@@ -66,17 +67,11 @@ class PointwiseKind:
     pair_format: PairFormat
     task: str = "pointwise"
 
-    def load(self, where: str | Path, *, dtype: Any, device: str, local_files_only: bool, tokenizer: Any) -> Any:
+    def load(self, where: str | Path, options: ModelOptions, tokenizer: Any) -> Any:
         """The classifier with one logit; the pad token set as the student was trained (before its adapter)."""
-        from transformers import AutoModelForSequenceClassification
+        from inference.models import pretrained_classifier
 
-        from data_prep.pointwise_format import ensure_pad_token
-
-        model = AutoModelForSequenceClassification.from_pretrained(where, num_labels=1, dtype=dtype,
-                                                                   device_map=device,
-                                                                   local_files_only=local_files_only)
-        ensure_pad_token(tokenizer, model.config)
-        return model
+        return pretrained_classifier(where, options, tokenizer)
 
     def probes(self, tokenizer: Any, *, n_probes: int, window: int) -> list[list[tuple[str, str]]]:
         """(query, passage) pairs: the first ``n_probes`` NovelEval sample queries, ``window`` passages each."""

@@ -11,13 +11,13 @@ tokens the Hugging Face backend would give it.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 from data_prep.prompts import PromptSpec
 from data_prep.schema import DataError
-from inference.backends import (
+from inference.engine.text import eos_token_ids
+from inference.engine.types import (
     FINISH_COMPLETE,
     FINISH_EOS,
     FINISH_LENGTH,
@@ -25,10 +25,7 @@ from inference.backends import (
     Generation,
     GenerationRequest,
     Pull,
-    eos_token_ids,
 )
-
-logger = logging.getLogger(__name__)
 
 
 def require_vllm() -> Any:
@@ -54,7 +51,7 @@ class VLLMBackend:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("dear-adapter", 1, lora_path)
-        self.eos_ids = sorted(eos_token_ids(_NoModel(), tokenizer))  # vLLM also stops at the model's own EOS
+        self.eos_ids = sorted(eos_token_ids(None, tokenizer))  # vLLM also stops at the model's own EOS
         self.stats = BackendStats()
         self._ids = itertools.count()
 
@@ -65,26 +62,19 @@ class VLLMBackend:
                         gpu_memory_utilization: float = 0.85, max_model_len: int | None = None,
                         max_lora_rank: int = 64) -> tuple[VLLMBackend, Any, PromptSpec]:
         vllm = require_vllm()
-        from transformers import AutoTokenizer
+        from inference.models import (
+            ModelOptions,
+            describe_source,
+            resolve_spec,
+            served_model,
+            source_tokenizer,
+        )
 
-        from inference.loading import describe_source, resolve_spec
-
+        options = ModelOptions(base_model=base_model, dtype=dtype, trust_remote_code=trust_remote_code,
+                               revision=revision)
         source = describe_source(path, revision=revision)
         spec = resolve_spec(source, prompt, revision=revision)
-        where = str(source["dir"]) if source["dir"] is not None else source["hub_id"]
-        lora_path = None
-        if source["kind"] == "adapter":
-            model = base_model or source["base_model"]
-            if not model:
-                raise DataError("adapter_config.json names no base model", path=where, reason="no_base_model",
-                                fix="pass --base-model")
-            lora_path = where
-            if source["dir"] is None:
-                from huggingface_hub import snapshot_download
-
-                lora_path = snapshot_download(where, revision=revision)
-        else:
-            model = where
+        model, lora_path = served_model(source, options)
         kwargs: dict[str, Any] = {"model": model, "dtype": dtype, "trust_remote_code": trust_remote_code,
                                   "enable_prefix_caching": True, "seed": seed,
                                   "gpu_memory_utilization": gpu_memory_utilization}
@@ -93,11 +83,7 @@ class VLLMBackend:
         if lora_path is not None:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
         llm = vllm.LLM(**kwargs)
-        tok_source = lora_path if lora_path is not None else model
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(tok_source, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError):
-            tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+        tokenizer = source_tokenizer(source, model if source.kind == "adapter" else None, options)  # base: fallback
         return cls(llm, tokenizer, lora_path=lora_path, do_sample=do_sample, temperature=temperature,
                    top_p=top_p, seed=seed), tokenizer, spec
 
@@ -141,12 +127,6 @@ class VLLMBackend:
                 self.stats.generated_tokens += len(token_ids)
                 yield Generation(key=req.key, text=comp.text, token_ids=token_ids, prompt_tokens=n_prompt,
                                  finish_reason=reason)
-
-
-class _NoModel:
-    """Stands in for the model when collecting end-of-turn ids from the tokenizer alone."""
-
-    generation_config = None
 
 
 def max_model_len(backend: VLLMBackend) -> int | None:

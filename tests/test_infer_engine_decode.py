@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dear_train.tiny_model import build_tokenizer
-from inference.backends import _exact_batch_decoder
+from inference.engine.text import exact_batch_decoder
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def tokenizer():
 
 
 def test_batch_decoder_equals_decode(tokenizer) -> None:
-    decode = _exact_batch_decoder(tokenizer)
+    decode = exact_batch_decoder(tokenizer)
     assert decode is not None
     texts = ["[3] > [1] > [20]", "  déjà vu — 東京 [7]", "<|eot_id|>[2] > [4]<|end_of_text|>", ""]
     seqs = [tokenizer.encode(t, add_special_tokens=True) for t in texts]
@@ -29,7 +29,7 @@ def test_batch_decoder_equals_decode(tokenizer) -> None:
 def test_batch_decoder_refuses_text_cleanup(tokenizer) -> None:
     tokenizer.clean_up_tokenization_spaces = True
     try:
-        assert _exact_batch_decoder(tokenizer) is None  # decode would post-process: keep calling it
+        assert exact_batch_decoder(tokenizer) is None  # decode would post-process: keep calling it
     finally:
         tokenizer.clean_up_tokenization_spaces = False
 
@@ -41,7 +41,7 @@ def test_batch_decoder_refuses_overridden_decode(tokenizer) -> None:
 
     tokenizer.__class__, original = Custom, tokenizer.__class__
     try:
-        assert _exact_batch_decoder(tokenizer) is None
+        assert exact_batch_decoder(tokenizer) is None
     finally:
         tokenizer.__class__ = original
 
@@ -77,7 +77,7 @@ def tiny(tiny_model_dir):
 
 
 def _requests(tok, n: int, budget: int, stop_at: dict[int, str] | None = None):
-    from inference.backends import GenerationRequest
+    from inference.engine import GenerationRequest
 
     texts = [f"Rank these: [{i}] alpha [{i + 1}] beta. Query {i}?" for i in range(n)]
     reqs = []
@@ -100,7 +100,7 @@ def _run(backend, reqs, in_flight: int):
 
 
 def test_batched_tokenization_equals_one_call_per_request(tiny) -> None:
-    from inference.backends import HFBackend
+    from inference.engine import HFBackend
 
     model, tok = tiny
     reqs = _requests(tok, 5, 4)
@@ -115,7 +115,7 @@ def test_early_stop_lands_on_the_exact_token_in_a_batch(tiny, streamed: bool) ->
     their budget; streamed checks (fast tokenizer) and full-decode checks (text clean-up on) agree."""
     import torch
 
-    from inference.backends import FINISH_COMPLETE, FINISH_LENGTH, HFBackend
+    from inference.engine import FINISH_COMPLETE, FINISH_LENGTH, HFBackend
 
     model, tok = tiny
     tok.clean_up_tokenization_spaces = not streamed
@@ -132,7 +132,7 @@ def test_early_stop_lands_on_the_exact_token_in_a_batch(tiny, streamed: bool) ->
         backend = HFBackend(model, tok)
         with torch.inference_mode():
             got = _run(backend, _requests(tok, 4, 20, targets), 4)
-        assert (backend._streamer() is not None) is streamed
+        assert (backend.decoder.streams() is not None) is streamed
     finally:
         tok.clean_up_tokenization_spaces = False
     for key in range(4):
