@@ -96,6 +96,18 @@ def build_inputs(root: Path) -> dict[str, str]:
     f["folder"] = root / "a_folder"
     f["folder"].mkdir(exist_ok=True)
     f["missing"] = root / "no_such_file.json"
+    # model folders: truncated weights, an adapter whose base model folder is gone, a broken adapter config
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+    weights = len(header).to_bytes(8, "little") + header + bytes(16)
+    f["model_truncated"] = root / "model_cut"
+    _write(f["model_truncated"] / "config.json", "{}")
+    _write(f["model_truncated"] / "model.safetensors", weights[:-6])
+    f["adapter_no_base"] = root / "adapter_moved"
+    _write(f["adapter_no_base"] / "adapter_config.json", json.dumps({"base_model_name_or_path": "/gone/base-llama"}))
+    _write(f["adapter_no_base"] / "adapter_model.safetensors", weights)
+    f["adapter_bad_config"] = root / "adapter_bad"
+    _write(f["adapter_bad_config"] / "adapter_config.json", '{"base_model_name_or_path": ')
+    _write(f["adapter_bad_config"] / "adapter_model.safetensors", weights)
     # configs
     f["config_unknown"] = _write(root / "unknown.yaml", "lerning_rate: 0.1\nmax_steps: 1\n")
     f["config_binary"] = _write(root / "binary.yaml", b"max_steps: 1\n\xff\xfe\x00garbage\n")
@@ -224,6 +236,17 @@ CASES: list[Case] = [
          "0 (greedy)", unchanged=("done_teacher",)),
     Case("prep-window", "options", "`dear prep listwise --window 1`", [*PREP, "--teacher", "{teacher}", "--window", "1"],
          ("--window must be at least 2",), "see `dear prep listwise --help`", absent=("out_dir",)),
+    # --- model folders: refused before any weights load
+    Case("truncated-weights", "models", "a model folder whose safetensors file was cut short",
+         ["rerank", "--model", "{model_truncated}", "--input", "{rankgpt}", "--out", "{done_run}"],
+         ("model.safetensors", "truncated or corrupt safetensors"), "copy or download the file again",
+         unchanged=("done_run",)),
+    Case("adapter-base-gone", "models", "an adapter whose base model folder was moved or deleted",
+         ["rerank", "--model", "{adapter_no_base}", "--input", "{rankgpt}", "--out", "{done_run}"],
+         ("/gone/base-llama", "does not exist"), "pass --base-model", unchanged=("done_run",)),
+    Case("adapter-bad-config", "models", "an adapter folder with a broken adapter_config.json",
+         ["rerank", "--model", "{adapter_bad_config}", "--input", "{rankgpt}", "--out", "{done_run}"],
+         ("adapter_config.json:1", "malformed JSON"), "re-save the adapter", unchanged=("done_run",)),
     # --- training options: abbreviations and unknown keys
     Case("train-abbrev", "training options", "an abbreviated flag (`--max_step 2`)", [*TRAIN, "--max_step", "2"],
          ("'--max_step'", "did you mean '--max_steps'"), "remove or rename them"),
@@ -614,6 +637,7 @@ FAMILY_TITLES = {
     "encoding": "Encodings and binary files",
     "files": "Missing, empty, broken or unreadable files",
     "options": "Options that can never work (refused before any model loads)",
+    "models": "Model folders (checked before any weights load)",
     "training options": "Training options",
     "secrets": "Secrets",
     "empty splits": "Empty outputs",

@@ -131,7 +131,7 @@ def adapter_base(source: ModelSource, base_model: str | None) -> str:
 
 def _looks_local(name: str) -> bool:
     """A filesystem path rather than a Hub id (``owner/name``)."""
-    return name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).exists()
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
 def check_safetensors(folder: Path) -> None:
