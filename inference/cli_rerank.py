@@ -287,13 +287,11 @@ def _main(args: RerankOptions) -> int:
 
             for m in args.metrics:
                 parse_metric(m)
-        from inference.models import adapter_base, describe_source
+        from inference.models import check_loadable, describe_source
 
         # a folder without weights, truncated weights or a base model folder that is gone fail here, before
         # any file is touched
-        source = describe_source(args.model)
-        if source.kind == "adapter":
-            adapter_base(source, args.base_model)
+        check_loadable(describe_source(args.model), args.base_model)
         settings = args.settings()
         from inference.runfiles import prepare_resume
 

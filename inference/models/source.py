@@ -69,13 +69,11 @@ def describe_source(path: str | Path, *, revision: str | None = None) -> ModelSo
                                 fix=f"copy {ADAPTER_WEIGHTS[0]} into the folder (a training run saves it at the end)")
             cfg = load_json(p / "adapter_config.json", "adapter config",
                             fix="re-save the adapter (save_pretrained) or copy adapter_config.json again")
-            check_safetensors(p)
             return ModelSource("adapter", p, None, cfg.get("base_model_name_or_path"))
         if (p / "config.json").is_file():
             if not (any((p / w).is_file() for w in MODEL_WEIGHTS) or any(p.glob("*.safetensors"))):
                 raise DataError("model folder has config.json but no weights", path=str(p), reason="no_weights",
                                 fix="save the model with save_pretrained (model.safetensors) or pass the right folder")
-            check_safetensors(p)
             return ModelSource("model", p, None)
         raise DataError("folder holds neither adapter_config.json nor config.json", path=str(p),
                         reason="no_weights", fix="pass an adapter folder, a merged model folder or a Hub id")
@@ -117,16 +115,27 @@ def adapter_base(source: ModelSource, base_model: str | None) -> str:
     if not base:
         raise DataError("adapter_config.json names no base model", path=source.where, reason="no_base_model",
                         fix="pass --base-model / base_model= (the model the adapter was trained on)")
-    if _looks_local(base) and not Path(base).expanduser().is_dir():
-        # the folder the adapter was trained from was moved or deleted since: from_pretrained would take the
-        # path for a Hub id and fail deep inside huggingface_hub
+    return base
+
+
+def check_loadable(source: ModelSource, base_model: str | None = None) -> None:
+    """What ``from_pretrained`` would otherwise fail on deep inside the loader, refused first with the path and
+    the fix: truncated or corrupt safetensors (the source's and a local base model's), and an adapter whose base
+    model folder was moved or deleted since training."""
+    if source.dir is not None:
+        check_safetensors(source.dir)
+    if source.kind != "adapter":
+        return
+    base = adapter_base(source, base_model)
+    if not _looks_local(base):
+        return
+    if not Path(base).expanduser().is_dir():
+        # from_pretrained would take the path for a Hub id and fail inside huggingface_hub
         given = "--base-model" if base_model else f"{source.where}/adapter_config.json"
         raise DataError(f"the adapter's base model folder {base} (from {given}) does not exist", path=source.where,
                         reason="no_base_model", fix="pass --base-model / base_model= with the base model's "
                         "folder or Hub id (the model the adapter was trained on)")
-    if _looks_local(base):
-        check_safetensors(Path(base).expanduser())
-    return base
+    check_safetensors(Path(base).expanduser())
 
 
 def _looks_local(name: str) -> bool:
