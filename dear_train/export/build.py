@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from data_prep.io.atomic import replace_dir_atomic
 from data_prep.pointwise_format import POINTWISE_FORMAT_FILE, PairFormat, load_pair_format
 from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, load_prompt_spec
 from data_prep.schema import DataError
@@ -236,12 +235,10 @@ def export_adapter(
                        repo_id)
     options = ModelOptions(dtype=TORCH_DTYPES[dtype], device_map=_device(device), local_files_only=local_files_only)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the final folder gets normal permissions
-    try:
+    result: dict[str, Any] = {}
+
+    def build(tmp: Path) -> None:
+        """Everything is written into ``tmp`` and checked there; only a verified folder becomes ``out``."""
         kind = src.kind
         tokenizer = _load_tokenizer(src, base, local_files_only)
         logger.info("loading %s (%s) with the %s adapter from %s", base, dtype, kind.task, src.path)
@@ -283,12 +280,9 @@ def export_adapter(
             verification=report, license=license, pair_format=src.pair_format,
         )
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        files = folder_files(tmp)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        result.update(files=folder_files(tmp), report=report)
+
+    replace_dir_atomic(out, build)  # ``out`` is absent or empty (checked above)
+    files, report = result["files"], result["report"]
     logger.info("export written to %s (%d files)", out, len(files))
     return ExportResult(out=out, files=files, report=report, merged=merge, task=src.kind.task)
