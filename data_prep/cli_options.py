@@ -133,6 +133,10 @@ def build_parser(cls: type, *, prog: str, description: str | None = None,
                 kwargs["required"] = True
             else:
                 kwargs["default"] = default
+        if not names[0].startswith("-"):  # a positional argument: its name is the field's
+            names = [f.name]
+            kwargs.pop("dest")
+            kwargs.pop("required", None)
         action = target.add_argument(*names, **kwargs)
         action.show_default = meta.get("show_default", True)  # type: ignore[attr-defined]
     return parser

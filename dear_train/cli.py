@@ -45,12 +45,15 @@ class _DropMessages(logging.Filter):
         return not any(n in str(record.msg) for n in self.needles)
 
 
+_KERNELS_NOTE = _DropMessages("pip install kernels")
+
+
 def quiet_third_party() -> None:
     """Silence, at CLI start only, the warnings every command would print that say nothing a user can act on:
     bitsandbytes' "pip install kernels" note on CPUs with AVX512-BF16 (an optional speed-up of 4-bit matmuls),
     and FutureWarnings raised inside the pinned libraries about their own deprecations. Our own warnings and
     every other library warning still show."""
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessages("pip install kernels"))
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_KERNELS_NOTE)  # once, however often called
     warnings.filterwarnings("ignore", category=FutureWarning,
                             module=r"(transformers|torch|trl|peft|accelerate|datasets|deepspeed|bitsandbytes"
                                    r"|huggingface_hub)(\.|$)")

@@ -546,6 +546,72 @@ def test_help_shows_defaults() -> None:
     assert "(default: ndcg@10 ndcg@5 ndcg@1 map recall@100)" in " ".join(eval_parser().format_help().split())
 
 
+# ------------------------------------------------------------------- every command: no abbreviations
+
+@pytest.mark.parametrize("argv,abbrev", [
+    (["eval", "--run", "r", "--qrels", "q"], "--metric"),
+    (["rerank", "--model", "m", "--input", "i.json", "--out", "o"], "--windo"),
+    (["prep", "listwise", "--teacher", "t", "--out", "o"], "--eval-frac"),
+    (["prep", "pointwise", "--candidates", "c", "--teacher-scores", "s", "--out", "o"], "--negative"),
+    (["teacher", "--input", "i", "--out", "o", "--endpoint", "e", "--model", "m"], "--sampl"),
+    (["export", "--adapter", "a", "--out", "o"], "--mer"),
+    (["tiny-model", "o"], "--hidden"),
+])
+def test_no_command_takes_an_abbreviated_flag(argv: list[str], abbrev: str, capsys) -> None:
+    """argparse's default takes `--windo 5` as `--window 5` without a word; every `dear` parser refuses it."""
+    rc, _, err = _run_in_process([*argv, abbrev, "5"], capsys)
+    assert rc == 2 and f"unrecognized arguments: {abbrev} 5" in err
+
+
+def test_every_option_help_shows_its_default() -> None:
+    """The options mechanism appends the default to each option's help unless the help already says it."""
+    from data_prep.cli_options import build_parser
+    from data_prep.listwise_cli import PrepListwiseOptions
+    from data_prep.pointwise_cli import PrepPointwiseOptions
+    from data_prep.teacher_cli import TeacherOptions
+    from dear_train.export.cli import ExportOptions
+    from dear_train.tiny_model_cli import TinyModelOptions
+    from inference.cli_eval import EvalOptions
+    from inference.cli_rerank import RerankOptions
+
+    for cls in (RerankOptions, EvalOptions, PrepListwiseOptions, PrepPointwiseOptions, TeacherOptions,
+                ExportOptions, TinyModelOptions):
+        parser = build_parser(cls, prog="x")
+        fmt = parser._get_formatter()
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS==") and not action.required:
+                assert "default" in fmt._get_help_string(action), (cls.__name__, action.dest)
+
+
+def test_queries_without_candidates_are_skipped_not_reranked_on_every_resume(tmp_path: Path, caplog) -> None:
+    from inference.cli_rerank import load_requests
+
+    data = _rankgpt(("q1", "q2"))
+    data.append({"query": "nothing retrieved", "qid": "q3", "hits": []})
+    path = _write(tmp_path / "c.json", json.dumps(data))
+    assert [r.qid for r in load_requests(str(path))] == ["q1", "q2"]
+    assert "1 queries have no candidates" in caplog.text
+
+
+def test_third_party_notes_a_user_cannot_act_on_are_quiet(caplog) -> None:
+    import logging
+    import warnings
+
+    from dear_train.cli import quiet_third_party
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_third_party()
+        warnings.warn_explicit("deprecated in v6", FutureWarning, "x.py", 1, module="transformers.modeling_utils")
+        warnings.warn_explicit("ours", FutureWarning, "x.py", 1, module="inference.reranker")
+    assert [str(w.message) for w in seen] == ["ours"]
+    caplog.set_level(logging.WARNING)
+    bnb = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    bnb.warning("Failed to load CPU gemm_4bit_forward: x. Please make sure you already `pip install kernels`")
+    bnb.warning("something else")
+    assert "pip install kernels" not in caplog.text and "something else" in caplog.text
+
+
 # ------------------------------------------------------------------------------------------ disk faults
 
 @pytest.mark.parametrize("code,fix", [(28, "free disk space"), (30, "read-only file system")])
