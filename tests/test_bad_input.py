@@ -475,6 +475,31 @@ def test_prep_with_no_eval_split_writes_what_train_loads(tmp_path: Path, capsys)
     assert sorted(splits) == ["train"] and len(splits["train"]) == 4
 
 
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_no_eval_split_means_no_evaluation(command: str, tiny_model_dir: Path, tmp_path: Path, capsys,
+                                           one_torch_thread) -> None:
+    """`eval_strategy: steps` on a prep folder without eval data trains (with a logged note), not a crash
+    inside `datasets` or the Trainer."""
+    from dear_train.cli import main
+
+    out = tmp_path / "out"
+    if command == "train":
+        data = tmp_path / "prep"
+        teacher = _write(tmp_path / "t.jsonl", TEACHER)
+        assert main(["prep", "listwise", "--teacher", str(teacher), "--out", str(data), "--eval-fraction", "0",
+                     "--window", "3"]) == 0
+        config = REPO / "configs" / "train" / "tiny_cpu.yaml"
+    else:
+        from tests._pointwise_helpers import distill_data
+
+        data, _ = distill_data(tmp_path, num_queries=2, depth=4, eval_queries=0)
+        config = REPO / "configs" / "train" / "tiny_cpu_distill.yaml"
+    assert main([command, "--config", str(config), "--model_name_or_path", str(tiny_model_dir),
+                 "--dataset_path", str(data), "--output_dir", str(out), "--max_steps", "1",
+                 "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "no"]) == 0
+    assert (out / "dear_training.json").is_file()
+
+
 def test_prep_writes_the_held_out_queries_for_rerank(tmp_path: Path) -> None:
     from data_prep.readers import read_rankgpt_json
     from dear_train.cli import main
