@@ -259,16 +259,83 @@ def _print_summary(summary: dict[str, Any], out: str) -> None:
     Console(stderr=True).print(table)
 
 
+def rerank_settings(args: RerankOptions | argparse.Namespace) -> dict[str, Any]:
+    """What decides the rankings (recorded beside the run; a resume with other settings is refused), derived
+    from the options' fields (``RerankOptions.settings``)."""
+    opts = args if isinstance(args, RerankOptions) else RerankOptions(**vars(args))
+    return opts.settings()
+
+
+def load_listwise(args: RerankOptions, device_map: Any) -> Any:
+    """The listwise reranker the options describe, on ``device_map``."""
+    from inference.reranker import ListwiseReranker
+
+    return ListwiseReranker.from_pretrained(
+        args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
+        device_map=device_map, prompt=args.prompt,
+        trust_remote_code=args.trust_remote_code, backend=args.backend, window=args.window,
+        stride=args.stride, top_k=args.listwise_depth if args.pointwise else args.top_k,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
+        max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
+        top_p=args.top_p, seed=args.seed)
+
+
+def add_metrics(summary: dict[str, Any], args: RerankOptions, requests: Sequence[RerankRequest],
+                qrels: Any) -> None:
+    """nDCG (etc.) of the finished run and of the first stage's order, when qrels were given."""
+    if qrels is None:
+        return
+    from inference.metrics import evaluate
+
+    summary["metrics"] = evaluate(read_run(args.out), qrels, args.metrics)
+    first = {r.qid: [(c.docid, float(len(r.candidates) - i)) for i, c in enumerate(r.candidates)]
+             for r in requests}
+    summary["first_stage_metrics"] = evaluate(first, qrels, args.metrics)
+
+
+def write_summary(summary: dict[str, Any], out: str) -> None:
+    _print_summary(summary, out)
+    Path(out + ".summary.json").write_text(_json(summary), encoding="utf-8")
+
+
 # library parameters that `dear rerank` exposes under another name (so errors name the flag)
 RENAMES = {"max_tokens": "max_prompt_tokens", "k": "top_k"}
 
 
+def error_line(err: Exception) -> str:
+    """A library error as `dear rerank` shows it: field names written as this command's flags."""
+    return f"dear rerank: error: {flag_message(err, flags_of(RerankOptions), renames=RENAMES)}"
+
+
+def parse_rerank_options(argv: list[str] | None = None) -> RerankOptions:
+    """The parsed and checked options (argparse's own errors exit 2; a bad value raises a DataError)."""
+    return checked(parse_options(RerankOptions, argv, prog="dear rerank", parser=build_parser()),
+                   prog="dear rerank")
+
+
+def check_inputs(args: RerankOptions) -> tuple[list[RerankRequest], Any]:
+    """(requests, qrels) after every check that needs no model: input records, judged queries, metric names,
+    the model folder's weights and base model; nothing is written before these pass."""
+    requests = load_requests(args.input, args.corpus, args.topics, args.limit)
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    if qrels is not None:
+        check_judged(requests, qrels, qrels_path=args.qrels, input_path=args.input)
+        from inference.metrics import parse_metric
+
+        for m in args.metrics:
+            parse_metric(m)
+    from inference.models import check_loadable, describe_source
+
+    check_loadable(describe_source(args.model), args.base_model)
+    return requests, qrels
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_options(RerankOptions, argv, prog="dear rerank", parser=build_parser())
     try:
-        return _main(checked(args, prog="dear rerank"))
+        return _main(parse_rerank_options(argv))
     except DataError as err:
-        print(f"dear rerank: error: {flag_message(err, flags_of(RerankOptions), renames=RENAMES)}", file=sys.stderr)
+        print(error_line(err), file=sys.stderr)
         return 2
     except OSError as err:
         if not is_disk_fault(err):
@@ -279,42 +346,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: RerankOptions) -> int:
     try:
-        requests = load_requests(args.input, args.corpus, args.topics, args.limit)
-        qrels = read_qrels(args.qrels) if args.qrels else None
-        if qrels is not None:
-            check_judged(requests, qrels, qrels_path=args.qrels, input_path=args.input)
-            from inference.metrics import parse_metric
-
-            for m in args.metrics:
-                parse_metric(m)
-        from inference.models import check_loadable, describe_source
-
-        # a folder without weights, truncated weights or a base model folder that is gone fail here, before
-        # any file is touched
-        check_loadable(describe_source(args.model), args.base_model)
-        settings = args.settings()
+        requests, qrels = check_inputs(args)
+        settings = rerank_settings(args)
         from inference.runfiles import prepare_resume
 
         expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
         done = prepare_resume(args.out, args.jsonl, expected, settings, overwrite=args.overwrite)
-        reranker = None
         stage1 = None
         if args.pointwise and len(done) < len(requests):
             from inference.two_stage import run_pointwise_stage
 
             requests, stage1 = run_pointwise_stage(args, requests, done, device_map_for(args.device))
         if len(done) < len(requests):
-            from inference.reranker import ListwiseReranker
-
-            reranker = ListwiseReranker.from_pretrained(
-                args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
-                device_map=device_map_for(args.device), prompt=args.prompt,
-                trust_remote_code=args.trust_remote_code, backend=args.backend, window=args.window,
-                stride=args.stride, top_k=args.ranked_depth,
-                batch_size=args.batch_size,
-                max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
-                max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
-                top_p=args.top_p, seed=args.seed)
+            reranker = load_listwise(args, device_map_for(args.device))
             summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
                                  tag=args.tag, progress=not args.no_progress)
             if stage1 is not None:
@@ -323,19 +367,12 @@ def _main(args: RerankOptions) -> int:
             summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
                        "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,
                        "queries_per_s": None}
-        if qrels is not None:
-            from inference.metrics import evaluate
-
-            summary["metrics"] = evaluate(read_run(args.out), qrels, args.metrics)
-            first = {r.qid: [(c.docid, float(len(r.candidates) - i)) for i, c in enumerate(r.candidates)]
-                     for r in requests}
-            summary["first_stage_metrics"] = evaluate(first, qrels, args.metrics)
+        add_metrics(summary, args, requests, qrels)
     except KeyboardInterrupt:
         print(f"dear rerank: interrupted; finished queries are saved in {args.out}. "
               "Run the same command again to resume.", file=sys.stderr)
         return 130
-    _print_summary(summary, args.out)
-    Path(args.out + ".summary.json").write_text(_json(summary), encoding="utf-8")
+    write_summary(summary, args.out)
     return 0
 
 
