@@ -52,13 +52,16 @@ def option(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = 
            aliases: Sequence[str] = (), choices: Sequence[Any] | None = None, metavar: str | None = None,
            nargs: str | None = None, group: str | None = None, setting: str | None = "result",
            default_factory: Callable[[], Any] | None = None, show_default: bool = True,
-           negatable: bool = False) -> Any:
-    """A dataclass field with what the parser and the run's settings need; no default = a required flag."""
+           negatable: bool = False, omit_default: bool = False) -> Any:
+    """A dataclass field with what the parser and the run's settings need; no default = a required flag.
+
+    ``omit_default``: leave the setting out of a run's settings while it has its default, so runs recorded
+    before the option existed still resume (their settings lack it)."""
     if setting not in SETTING_KINDS:
         raise ValueError(f"setting must be one of {SETTING_KINDS}, got {setting!r}")
     meta = {"help": help, "flag": flag, "aliases": tuple(aliases), "choices": choices, "metavar": metavar,
             "nargs": nargs, "group": group, "setting": setting, "show_default": show_default,
-            "negatable": negatable}
+            "negatable": negatable, "omit_default": omit_default}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -202,8 +205,11 @@ def settings_of(opts: Any, *, include_neutral: bool = True) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(opts):
         kind = f.metadata.get("setting", None)
+        value = getattr(opts, f.name)
+        if f.metadata.get("omit_default") and value == f.default:
+            continue
         if kind == "result" or (include_neutral and kind == "neutral"):
-            out[f.name] = getattr(opts, f.name)
+            out[f.name] = value
     return out
 
 

@@ -57,8 +57,9 @@ class RerankOptions:
     model: str = option(help="listwise adapter folder, merged model folder or Hub id", aliases=("--listwise",))
     input: str = option(help="RankGPT JSON, or a TREC run (then --corpus and --topics)")
     out: str = option(help="TREC run to write (appended per query; rerun to resume)", setting=None)
-    corpus: str | None = option(None, help="corpus TSV (docid<TAB>text[<TAB>title]) or BEIR JSONL, for a TREC run input")
-    topics: str | None = option(None, help="topics TSV (qid<TAB>query) or JSONL, for a TREC run input")
+    corpus: str | None = option(None, omit_default=True,
+                                help="corpus TSV (docid<TAB>text[<TAB>title]) or BEIR JSONL, for a TREC run input")
+    topics: str | None = option(None, omit_default=True, help="topics TSV (qid<TAB>query) or JSONL, for a TREC run input")
     jsonl: str | None = option(None, help="per-query results with per-window raw generations and repairs",
                                setting=None)
     qrels: str | None = option(None, help="TREC qrels: print nDCG of the run at the end", setting=None)

@@ -542,6 +542,10 @@ def test_rerank_settings_are_derived_from_the_options() -> None:
     s = opts.settings()
     assert s["window"] == 20 and s["top_k"] == 100 and s["temperature"] is None and "pointwise" not in s
     assert "out" not in s and "qrels" not in s and "no_progress" not in s
+    # the keys a run recorded before the options mechanism: such a run still resumes
+    assert set(s) == {"model", "base_model", "prompt", "input", "window", "stride", "top_k", "max_new_tokens",
+                      "cot_max_new_tokens", "max_prompt_tokens", "dtype", "quantization", "backend", "sample",
+                      "seed", "temperature", "top_p", "tag", "batch_size", "device"}
     two = RerankOptions(model="m", input="i.json", out="o.trec", pointwise="p", listwise_depth=25,
                         sample=True, temperature=0.5)
     s2 = two.settings()
