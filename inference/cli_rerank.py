@@ -107,7 +107,10 @@ class RerankOptions:
         """Values that can never work, refused before any file is read or any model loads."""
         from data_prep.windows import check_window
 
-        check_window(self.window, self.stride)  # ValueError naming window/stride
+        try:
+            check_window(self.window, self.stride)  # ValueError naming window/stride
+        except ValueError as err:
+            raise DataError(str(err), reason="bad_option", fix="e.g. --window 20 --stride 10 (DeAR's)") from None
         depth_field = "listwise_depth" if self.pointwise else "top_k"
         if self.ranked_depth < 2:
             raise OptionError(depth_field, f"must be >= 2, got {self.ranked_depth}: fewer than two candidates "
