@@ -202,7 +202,7 @@ CASES: list[Case] = [
     Case("empty-teacher", "files", "an empty teacher file", [*PREP, "--teacher", "{teacher_empty}"],
          ("teacher_empty.jsonl", "is empty"), "pass the file your teacher run wrote", absent=("out_dir",)),
     Case("truncated-teacher", "files", "a teacher JSON file cut off mid-way", [*PREP, "--teacher", "{teacher_truncated}"],
-         ("teacher_cut.json:1", "malformed JSON"), "must be valid JSON", absent=("out_dir",)),
+         ("teacher_cut.json:1", "malformed JSON"), "the file must be valid JSON or JSONL", absent=("out_dir",)),
     Case("huge-line", "files", "a 3 MB line that is not JSON", [*PREP, "--teacher", "{teacher_huge_line}", "--format", "jsonl"],
          ("teacher_huge.jsonl:1", "malformed JSON"), "repair or remove the line", absent=("out_dir",)),
     Case("wrong-format-run", "files", "qrels passed where a run is expected", ["eval", "--run", "{qrels}", "--qrels", "{qrels}"],
@@ -238,7 +238,7 @@ CASES: list[Case] = [
          "pass --corpus FILE --topics FILE", unchanged=("done_run",)),
     Case("teacher-temperature", "options", "`dear teacher --temperature -1`",
          [*TEACHER_CMD, "--input", "{rankgpt}", "--out", "{done_teacher}", "--temperature", "-1"], ("--temperature",),
-         "0 (greedy)", unchanged=("done_teacher",)),
+         "0 (greedy) or e.g. 0.7", unchanged=("done_teacher",)),
     Case("prep-window", "options", "`dear prep listwise --window 1`", [*PREP, "--teacher", "{teacher}", "--window", "1"],
          ("--window must be at least 2",), "see `dear prep listwise --help`", absent=("out_dir",)),
     # --- model folders: refused before any weights load
@@ -289,7 +289,7 @@ CASES: list[Case] = [
          ("qrels_empty.txt", "no judgments"), "pass a TREC qrels file"),
     Case("eval-different-judged", "judgments", "`dear eval` of runs covering different numbers of judged queries",
          ["eval", "--run", "{run}", "{run_partial}", "--qrels", "{qrels}"],
-         ("different numbers of judged queries", "run.trec: 2", "run_partial.trec: 1"), "--common-queries", rc=0),
+         ("different numbers of judged queries", "run.trec: 2", "run_partial.trec: 1"), "pass --common-queries", rc=0),
     Case("eval-unknown-metric", "judgments", "an unknown metric name", [*EVAL, "--metrics", "ndgc@10"],
          ("unknown metric 'ndgc@10'",), "use e.g. ndcg@10"),
     # --- input records
@@ -301,8 +301,7 @@ CASES: list[Case] = [
          ("cands_dup.json", "q1", "appears twice"), "merge or rename the duplicated query", unchanged=("done_run",)),
     # --- the command line itself
     Case("unknown-command", "command line", "`dear rerankk`", ["rerankk"], ("unknown command 'rerankk'",),
-         "dear <command> --help"),
-    Case("version", "command line", "`dear --version`", ["--version"], ("dear 0.",), "dear 0.", rc=0, stream="out"),
+         "`dear <command> --help`"),
 ]
 
 
@@ -366,6 +365,13 @@ def test_bad_input(case: Case, files: dict[str, str], capsys, subprocess_env, mo
     assert _snapshot(files, case.unchanged) == before, "finished work was changed"
     for key in case.absent:
         assert not Path(files[key]).exists(), f"{files[key]} was created by a command that failed"
+
+
+def test_version(capsys) -> None:
+    from importlib.metadata import version
+
+    rc, out, _ = _run_in_process(["--version"], capsys)
+    assert rc == 0 and out.strip() == f"dear {version('dear-reranker')}"
 
 
 # ----------------------------------------------------------------------------- BOM: same result either way
