@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -210,21 +210,37 @@ def device_map_for(device: str) -> Any:
 def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, jsonl: str | None,
                settings: dict[str, Any], overwrite: bool = False, tag: str = "dear",
                progress: bool = True) -> dict[str, Any]:
-    """Rerank the queries not yet in ``out`` and append each as it finishes; returns the session summary."""
-    from tqdm import tqdm
+    """Rerank the queries not yet in ``out`` and append each as it finishes; returns the session summary.
 
-    from inference.runfiles import RunAppender, prepare_resume
+    Once every query is done the run and JSONL are rewritten in the input's query order, so the files do not
+    depend on which query finished first, on resumption, or on how many processes ranked them."""
+    from inference.runfiles import RunAppender, consolidate, prepare_resume
 
     expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
     done = prepare_resume(out, jsonl, expected, settings, overwrite=overwrite)
     todo = [r for r in requests if r.qid not in done]
     if done:
         logger.info("resuming %s: %d of %d queries already done", out, len(done), len(requests))
+    with RunAppender(out, jsonl, tag=tag) as writer:
+        stats = rerank_queries(reranker, todo, writer, progress=progress)
+    consolidate(out, jsonl, expected)
+    wall = stats.pop("wall_s")
+    return {"queries": len(requests), "resumed": len(done), **stats,
+            "wall_s": round(wall, 3), "queries_per_s": round(len(todo) / wall, 3) if wall > 0 else None,
+            "backend": reranker.backend.stats.as_dict(), "versions": package_versions()}
+
+
+def rerank_queries(reranker: Any, todo: Sequence[RerankRequest], writer: Any, *, progress: bool = True,
+                   desc: str = "rerank", between: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Rerank ``todo``, hand each finished query to ``writer.write`` and count windows, tokens and repairs.
+
+    ``between`` runs after each query (a many-process job checks there whether another rank failed)."""
+    from tqdm import tqdm
+
     repairs: Counter[str] = Counter()
     windows = model_calls = tokens = 0
-    t0 = time.perf_counter()
-    with RunAppender(out, jsonl, tag=tag) as writer, \
-            tqdm(total=len(todo), unit="query", desc="rerank", disable=not progress, dynamic_ncols=True) as bar:
+    t0, c0 = time.perf_counter(), time.process_time()
+    with tqdm(total=len(todo), unit="query", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
         for result in reranker.iter_rerank(todo):
             record = {"qid": result.qid, **result.to_json()}
             writer.write(result.qid, result.ranked(), record)
@@ -235,11 +251,11 @@ def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, js
             tokens += result.generated_tokens
             bar.update(1)
             bar.set_postfix(windows=windows, tok=tokens, refresh=False)
-    wall = time.perf_counter() - t0
-    return {"queries": len(requests), "resumed": len(done), "ranked": len(todo), "windows": windows,
-            "model_calls": model_calls, "generated_tokens": tokens, "repairs": dict(sorted(repairs.items())),
-            "wall_s": round(wall, 3), "queries_per_s": round(len(todo) / wall, 3) if wall > 0 else None,
-            "backend": reranker.backend.stats.as_dict(), "versions": package_versions()}
+            if between is not None:
+                between()
+    return {"ranked": len(todo), "windows": windows, "model_calls": model_calls, "generated_tokens": tokens,
+            "repairs": dict(sorted(repairs.items())), "wall_s": time.perf_counter() - t0,
+            "cpu_s": round(time.process_time() - c0, 3)}
 
 
 def _print_summary(summary: dict[str, Any], out: str) -> None:
@@ -337,7 +353,14 @@ def check_inputs(args: RerankOptions) -> tuple[list[RerankRequest], Any]:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(parse_rerank_options(argv))
+        args = parse_rerank_options(argv)
+        from inference.parallel import launched_world_size
+
+        if launched_world_size() > 1:  # one of several processes: each would rank everything into the same --out
+            print("dear rerank: error: started as one of several processes (WORLD_SIZE > 1); under torchrun, "
+                  "accelerate or srun run `-m inference.rerank` with the same options", file=sys.stderr)
+            return 2
+        return _main(args)
     except DataError as err:
         print(error_line(err), file=sys.stderr)
         return 2
@@ -352,31 +375,33 @@ def _main(args: RerankOptions) -> int:
     try:
         requests, qrels = check_inputs(args)
         settings = rerank_settings(args)
+        from data_prep.io import OutputLock
         from inference.runfiles import prepare_resume
 
-        expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
-        done = prepare_resume(args.out, args.jsonl, expected, settings, overwrite=args.overwrite)
-        stage1 = None
-        if args.pointwise and len(done) < len(requests):
-            from inference.two_stage import run_pointwise_stage
+        with OutputLock(args.out, what="run"):  # a second job on the same --out is refused, not interleaved
+            expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
+            done = prepare_resume(args.out, args.jsonl, expected, settings, overwrite=args.overwrite)
+            stage1 = None
+            if args.pointwise and len(done) < len(requests):
+                from inference.two_stage import run_pointwise_stage
 
-            requests, stage1 = run_pointwise_stage(args, requests, done, device_map_for(args.device))
-        if len(done) < len(requests):
-            reranker = load_listwise(args, device_map_for(args.device))
-            summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
-                                 tag=args.tag, progress=not args.no_progress)
-            if stage1 is not None:
-                summary["stages"] = stage1.with_listwise(summary["wall_s"]).as_dict()
-        else:
-            summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
-                       "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,
-                       "queries_per_s": None}
-        add_metrics(summary, args, requests, qrels)
+                requests, stage1 = run_pointwise_stage(args, requests, done, device_map_for(args.device))
+            if len(done) < len(requests):
+                reranker = load_listwise(args, device_map_for(args.device))
+                summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
+                                     tag=args.tag, progress=not args.no_progress)
+                if stage1 is not None:
+                    summary["stages"] = stage1.with_listwise(summary["wall_s"]).as_dict()
+            else:
+                summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
+                           "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,
+                           "queries_per_s": None}
+            add_metrics(summary, args, requests, qrels)
+            write_summary(summary, args.out)
     except KeyboardInterrupt:
         print(f"dear rerank: interrupted; finished queries are saved in {args.out}. "
               "Run the same command again to resume.", file=sys.stderr)
         return 130
-    write_summary(summary, args.out)
     return 0
 
 
