@@ -352,15 +352,15 @@ def check_inputs(args: RerankOptions) -> tuple[list[RerankRequest], Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_rerank_options(argv)
-        from inference.parallel import launched_world_size
+    args = parse_options(RerankOptions, argv, prog="dear rerank", parser=build_parser())
+    from inference.parallel import launched_world_size
 
-        if launched_world_size() > 1:  # one of several processes: each would rank everything into the same --out
-            print("dear rerank: error: started as one of several processes (WORLD_SIZE > 1); under torchrun, "
-                  "accelerate or srun run `-m inference.rerank` with the same options", file=sys.stderr)
-            return 2
-        return _main(args)
+    if launched_world_size() > 1:  # one of several processes: each would rank everything into the same --out
+        print("dear rerank: error: started as one of several processes (WORLD_SIZE > 1); under torchrun, "
+              "accelerate or srun run `-m inference.rerank` with the same options", file=sys.stderr)
+        return 2
+    try:
+        return _main(checked(args, prog="dear rerank"))
     except DataError as err:
         print(error_line(err), file=sys.stderr)
         return 2
