@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dear_train.sft", "LoRA SFT of a listwise reranker (TRL SFTTrainer)"),
     "distill": ("dear_train.distill", "stage-1 pointwise distillation (CE/RankNet + KL)"),
     "rerank": ("inference.cli_rerank", "rerank first-stage candidates, write a TREC run"),
+    "serve": ("inference.serve.cli", "serve the Cohere/Jina rerank API over HTTP (the serve extra)"),
     "eval": ("inference.cli_eval", "trec_eval-compatible metrics of a run against qrels"),
     "export": ("dear_train.export.cli", "verify, merge and publish an adapter with a model card"),
     "teacher": ("data_prep.teacher_cli", "generate chain-of-thought teacher rankings from a chat endpoint"),

@@ -70,7 +70,12 @@ class RerankOptions:
     window: int = option(20, help="passages per window")
     stride: int = option(10, help="step between windows (at most --window)")
     top_k: int = option(100, help="rerank the first K candidates; the rest keep their order")
-    batch_size: int = option(16, help="windows decoded together", setting="neutral")
+    batch_size: int = option(16, help="windows decoded (or, first-token, scored) together", setting="neutral")
+    scoring: str = option("generate", choices=("generate", "first-token"), omit_default=True,
+                          help="generate: decode each window's ranking (what DeAR adapters are trained for). "
+                          "first-token: one forward pass per window, ids ordered by their logit at the first id "
+                          "(FIRST; for models trained with --first_token_loss_weight), with per-window id "
+                          "probabilities")
     max_new_tokens: int | None = option(None, help="per-window budget (default: what a full ranking of the window "
                                         "needs, plus slack)")
     cot_max_new_tokens: int = option(1024, help="extra budget for chain-of-thought specs")
@@ -298,7 +303,7 @@ def load_listwise(args: RerankOptions, device_map: Any) -> Any:
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
         max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
-        top_p=args.top_p, seed=args.seed)
+        top_p=args.top_p, seed=args.seed, scoring=args.scoring)
 
 
 def add_metrics(summary: dict[str, Any], args: RerankOptions, requests: Sequence[RerankRequest],

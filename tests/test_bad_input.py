@@ -596,6 +596,7 @@ def test_help_shows_defaults() -> None:
     (["teacher", "--input", "i", "--out", "o", "--endpoint", "e", "--model", "m"], "--sampl"),
     (["export", "--adapter", "a", "--out", "o"], "--mer"),
     (["tiny-model", "o"], "--hidden"),
+    (["serve", "--model", "m"], "--por"),
 ])
 def test_no_command_takes_an_abbreviated_flag(argv: list[str], abbrev: str, capsys) -> None:
     """argparse's default takes `--windo 5` as `--window 5` without a word; every `dear` parser refuses it."""

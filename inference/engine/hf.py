@@ -171,6 +171,13 @@ class HFBackend:
         return Generation(key=row.req.key, text=self._text(row), token_ids=list(row.ids),
                           prompt_tokens=row.prompt_len, finish_reason=reason)
 
+    def _drop_cancelled(self, batch: SlotBatch) -> None:
+        """Free the slots of rows whose request was cancelled (no generation is yielded for them)."""
+        for slot in batch.active_slots():
+            if _is_cancelled(batch.rows[slot].req):
+                batch.remove(slot)
+                self.stats.cancelled += 1
+
     # -- the loop ------------------------------------------------------------------------------------
     def stream(self, pull: Pull, max_in_flight: int) -> Iterator[Generation]:
         import torch
@@ -188,8 +195,11 @@ class HFBackend:
         pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         with evaluating(model):
             while True:
+                if batch is not None:
+                    self._drop_cancelled(batch)  # before refilling: a freed slot takes a new window now
                 active = batch.active() if batch is not None else 0
                 new = pull(limit - active) if active < limit else []
+                new = [r for r in new if not _is_cancelled(r)]
                 joining = []
                 for req, ids in zip(new, self._tokenize(new), strict=True):
                     row = Row(req=req, prompt_len=len(ids))
@@ -240,3 +250,7 @@ class HFBackend:
                         batch.remove(slot)
                         finished.append(self._done(row, reason))
                 yield from finished
+
+
+def _is_cancelled(req: GenerationRequest) -> bool:
+    return req.cancelled is not None and req.cancelled()

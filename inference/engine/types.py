@@ -26,6 +26,7 @@ class GenerationRequest:
     max_new_tokens: int
     is_complete: Callable[[str], bool] | None = None  # early stop once the decoded text holds a full ranking
     seed: int | None = None  # per-request sampling seed: sampled outputs do not depend on the batch
+    cancelled: Callable[[], bool] | None = None  # True once nobody waits for it: the row leaves the batch, no output
 
 
 @dataclass
@@ -45,6 +46,7 @@ class BackendStats:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     decode_steps: int = 0
+    cancelled: int = 0  # rows dropped because their request was cancelled
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -61,5 +63,7 @@ class GenerationBackend(Protocol):
 
     def stream(self, pull: Pull, max_in_flight: int) -> Iterator[Generation]:
         """Generate for requests obtained from ``pull(n)`` (at most ``n``; ``[]`` when none is ready), yielding
-        each generation when it finishes. Ends when ``pull`` returns nothing and nothing is in flight."""
+        each generation when it finishes. Ends when ``pull`` returns nothing and nothing is in flight. A request
+        whose ``cancelled()`` turns true leaves the batch before the next step and yields nothing (backends that
+        cannot drop a row may finish it; the reranker ignores that generation)."""
         ...

@@ -1,0 +1,148 @@
+"""Request and response bodies of the rerank API, and the checks a request passes before it is queued.
+
+``/v1/rerank`` and ``/rerank`` take the Cohere v1 / Jina shape (documents as strings or ``{"text": ...}``,
+``return_documents``); ``/v2/rerank`` takes Cohere v2's (``model`` required, string documents,
+``max_tokens_per_doc``). Unknown fields the SDKs send (``rank_fields``, ``max_chunks_per_doc``, ``priority``)
+are accepted and ignored; wrong types are refused (no silent coercion of ``"5"`` to 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from inference.serve.config import ServeConfig
+
+
+class InputError(ValueError):
+    """A request the server refuses; ``field`` is the dotted path of the offending part (``documents.3``)."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message, self.status = field, message, status
+
+
+class TextDocument(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    text: StrictStr
+
+
+class RerankV1Request(BaseModel):
+    """Cohere v1 and Jina: ``documents`` are strings or objects with a ``text`` field."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: StrictStr | None = None
+    query: StrictStr
+    documents: list[StrictStr | TextDocument]
+    top_n: StrictInt | None = Field(default=None, ge=1)
+    return_documents: StrictBool = False
+    truncate: StrictBool = Field(default=False, description="cut documents over the server's character limit "
+                                 "(counted in meta.warnings) instead of refusing the request")
+
+
+class RerankV2Request(BaseModel):
+    """Cohere v2: ``model`` required, string documents, documents cut to ``max_tokens_per_doc`` tokens."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: StrictStr
+    query: StrictStr
+    documents: list[StrictStr]
+    top_n: StrictInt | None = Field(default=None, ge=1)
+    max_tokens_per_doc: StrictInt | None = Field(default=None, ge=1)
+    return_documents: StrictBool = False
+
+
+class DocumentOut(BaseModel):
+    text: str
+
+
+class RerankResultItem(BaseModel):
+    index: int
+    relevance_score: float
+    document: DocumentOut | None = None
+
+
+class ApiVersion(BaseModel):
+    version: str
+
+
+class BilledUnits(BaseModel):
+    search_units: int
+
+
+class Meta(BaseModel):
+    api_version: ApiVersion
+    billed_units: BilledUnits
+    warnings: list[str] = []
+
+
+class Usage(BaseModel):
+    total_tokens: int
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResultItem]
+    meta: Meta
+    usage: Usage
+
+
+class ErrorBody(BaseModel):
+    """Every error: a one-line ``message``; ``field`` names the part of the request at fault when there is one."""
+
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked request: texts as the model sees them, and what was done to get there."""
+
+    query: str
+    texts: tuple[str, ...]
+    originals: tuple[str, ...]  # the texts returned with return_documents (as sent)
+    top_n: int
+    return_documents: bool
+    truncated: frozenset[int]  # indices of documents cut to the character limit
+    max_tokens_per_doc: int | None = None
+
+
+def prepare(body: RerankV1Request | RerankV2Request, config: ServeConfig) -> Prepared:
+    """Check a parsed body against the server's limits (each refusal names its field)."""
+    if not body.query.strip():
+        raise InputError("query", "must not be empty")
+    if len(body.query) > config.max_query_chars:
+        raise InputError("query", f"is {len(body.query)} characters; the limit is {config.max_query_chars}")
+    if not body.documents:
+        raise InputError("documents", "must hold at least one document")
+    if len(body.documents) > config.max_documents:
+        raise InputError("documents", f"holds {len(body.documents)} documents; the limit is {config.max_documents}")
+    originals = tuple(d if isinstance(d, str) else d.text for d in body.documents)
+    truncate = body.truncate if isinstance(body, RerankV1Request) else body.max_tokens_per_doc is not None
+    texts, truncated = [], set()
+    for i, text in enumerate(originals):
+        if len(text) > config.max_document_chars:
+            if not truncate:
+                raise InputError(f"documents.{i}", f"is {len(text)} characters; the limit is "
+                                 f"{config.max_document_chars} (send truncate: true to cut it instead)")
+            text = text[: config.max_document_chars]
+            truncated.add(i)
+        texts.append(text)
+    top_n = len(originals) if body.top_n is None else min(body.top_n, len(originals))
+    return Prepared(query=body.query, texts=tuple(texts), originals=originals, top_n=top_n,
+                    return_documents=body.return_documents, truncated=frozenset(truncated),
+                    max_tokens_per_doc=body.max_tokens_per_doc if isinstance(body, RerankV2Request) else None)
+
+
+def error_field(loc: tuple[Any, ...] | list[Any]) -> str:
+    """A pydantic error location as a dotted field name, without FastAPI's ``body`` prefix."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    # a union of str | {text} reports which member failed ("documents.0.str"); the index is the field
+    if len(parts) >= 3 and parts[0] == "documents" and parts[2] in ("str", "TextDocument"):
+        parts = parts[:2] + parts[3:]
+    return ".".join(parts) or "body"

@@ -1,0 +1,92 @@
+"""`dear serve`'s pieces without a server: scores, input checks, the key, the CLI's refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.serve.auth import authorized
+from inference.serve.config import ServeConfig
+from inference.serve.schemas import InputError, RerankV1Request, RerankV2Request, error_field, prepare
+from inference.serve.scores import rank_relevance, relevance_scores
+
+
+def test_rank_scores_are_in_0_1_and_strictly_decreasing():
+    assert rank_relevance(4) == [1.0, 0.75, 0.5, 0.25]
+    assert rank_relevance(1) == [1.0]
+    # generation mode: the reranker's rank scores (n..1) are not probabilities, so ranks decide
+    assert relevance_scores([3.0, 2.0, 1.0], windows=1, probabilities=False) == [1.0, 2 / 3, 1 / 3]
+
+
+def test_first_token_probabilities_are_used_for_one_window_only():
+    probs = [0.7, 0.2, 0.1]
+    assert relevance_scores(probs, windows=1, probabilities=True) == probs
+    assert relevance_scores(probs, windows=2, probabilities=True) == rank_relevance(3)  # windows not comparable
+    assert relevance_scores([3.0, 2.0, 1.0], windows=1, probabilities=True) == rank_relevance(3)  # not probabilities
+    assert relevance_scores([0.2, 0.7], windows=1, probabilities=True) == rank_relevance(2)  # disagree with order
+    # the reranker nudges near-equal probabilities apart, which can take the last just below 0
+    assert relevance_scores([0.9, 0.1, 2e-6, -1e-6], windows=1, probabilities=True) == [0.9, 0.1, 2e-6, 0.0]
+    # documents past --top-k score -1, -2, ... below the probabilities: not one window's probabilities
+    assert relevance_scores([0.8, 0.2, -1.0, -2.0], windows=1, probabilities=True) == rank_relevance(4)
+
+
+def test_prepare_checks_limits_and_counts_truncations():
+    cfg = ServeConfig(max_documents=3, max_document_chars=5, max_query_chars=10)
+    ok = prepare(RerankV1Request(query="q", documents=["abc", {"text": "de"}], top_n=9), cfg)
+    assert ok.texts == ("abc", "de") and ok.top_n == 2 and ok.truncated == frozenset()
+    cut = prepare(RerankV1Request(query="q", documents=["abcdefgh", "x"], truncate=True), cfg)
+    assert cut.texts == ("abcde", "x") and cut.originals[0] == "abcdefgh" and cut.truncated == {0}
+    v2 = prepare(RerankV2Request(model="m", query="q", documents=["abcdefgh"], max_tokens_per_doc=3), cfg)
+    assert v2.texts == ("abcde",) and v2.max_tokens_per_doc == 3
+    for body, field in [(RerankV1Request(query=" \t", documents=["a"]), "query"),
+                        (RerankV1Request(query="q" * 11, documents=["a"]), "query"),
+                        (RerankV1Request(query="q", documents=[]), "documents"),
+                        (RerankV1Request(query="q", documents=["a"] * 4), "documents"),
+                        (RerankV1Request(query="q", documents=["a", "abcdefgh"]), "documents.1"),
+                        (RerankV2Request(model="m", query="q", documents=["abcdefgh"]), "documents.0")]:
+        with pytest.raises(InputError) as err:
+            prepare(body, cfg)
+        assert err.value.field == field and str(err.value).startswith(field)
+
+
+def test_error_fields_drop_the_body_prefix_and_union_members():
+    assert error_field(("body", "documents", 3, "str")) == "documents.3"
+    assert error_field(("body", "documents", 3, "TextDocument", "text")) == "documents.3.text"
+    assert error_field(("body", "top_n")) == "top_n"
+    assert error_field(("body",)) == "body"
+
+
+def test_the_key_is_a_bearer_token_compared_exactly():
+    assert authorized(None, None) and authorized("anything", None)
+    assert authorized("Bearer k3y", "k3y") and authorized("bearer k3y", "k3y")
+    for header in (None, "", "k3y", "Bearer k3", "Bearer k3y2", "Basic k3y", "Bearer"):
+        assert not authorized(header, "k3y"), header
+
+
+def test_config_refuses_nonsense_limits():
+    for kw in ({"max_documents": 0}, {"max_queue": 0}, {"request_timeout": 0}, {"api_key": ""}):
+        with pytest.raises(ValueError):
+            ServeConfig(**kw)
+
+
+def test_cli_defaults_to_loopback_and_refuses_first_token_it_does_not_have(monkeypatch, capsys, tmp_path):
+    from inference.serve import cli
+
+    args = cli.build_parser().parse_args(["--model", "m"])
+    assert args.host == "127.0.0.1" and args.scoring == "generate" and args.api_key_env is None
+    monkeypatch.setattr(cli, "supports_first_token", lambda: False)
+    assert cli.main(["--model", str(tmp_path), "--scoring", "first-token"]) == 2
+    assert "first-token" in capsys.readouterr().err
+    monkeypatch.delenv("DEAR_TEST_KEY", raising=False)
+    assert cli.main(["--model", str(tmp_path), "--api-key-env", "DEAR_TEST_KEY"]) == 2
+    assert "DEAR_TEST_KEY" in capsys.readouterr().err
+    assert cli.main(["--model", str(tmp_path / "missing")]) == 2  # no weights: refused before serving
+    assert "error" in capsys.readouterr().err
+
+
+def test_first_token_support_is_read_from_the_reranker_signature():
+    import inspect
+
+    from inference.reranker import ListwiseReranker
+    from inference.serve.cli import supports_first_token
+
+    assert supports_first_token() == ("scoring" in inspect.signature(ListwiseReranker.__init__).parameters)
