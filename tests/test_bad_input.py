@@ -145,7 +145,8 @@ class Case:
     unchanged: tuple[str, ...] = ()  # keys of files that must be byte-identical afterwards
     absent: tuple[str, ...] = ()  # keys of paths the failing command must not create
     subprocess: bool = False
-    skip_root: bool = False  # permission cases: root may write anywhere
+    as_root: Callable[[pytest.MonkeyPatch, dict[str, str]], None] | None = field(default=None, compare=False)
+    # ^ permission cases: root reads and writes regardless of modes, so there the denial is simulated
     stream: str = "err"
     setup: Callable[[dict[str, str]], None] | None = field(default=None, compare=False)
     patch: Callable[[pytest.MonkeyPatch, dict[str, str]], None] | None = field(default=None, compare=False)
@@ -157,6 +158,29 @@ def _no_hub_token(monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> Non
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", files["missing"])  # no stored login either
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def _deny_read(key: str) -> Callable[[pytest.MonkeyPatch, dict[str, str]], None]:
+    """What opening a mode-000 file does for a user who is not root."""
+    def patch(monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> None:
+        real = Path.open
+
+        def open_(self: Path, *a, **kw):
+            if str(self) == files[key]:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self, *a, **kw)
+
+        monkeypatch.setattr(Path, "open", open_)
+    return patch
+
+
+def _deny_write(key: str) -> Callable[[pytest.MonkeyPatch, dict[str, str]], None]:
+    """What os.access says about a mode-555 folder for a user who is not root."""
+    def patch(monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> None:
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if str(path) == files[key]
+                            and mode & os.W_OK else real(path, mode, **kw))
+    return patch
 
 
 def _chmod(key: str, mode: int) -> Callable[[dict[str, str]], None]:
@@ -211,10 +235,10 @@ CASES: list[Case] = [
          ("run_nan.trec:1", "not a finite number"), "every score must be a real number"),
     Case("unreadable-input", "files", "an input file without read permission",
          ["rerank", "--model", "{missing}", "--input", "{rankgpt}", "--out", "{out}"], ("cands.json", "permission denied"),
-         "make it readable", skip_root=True, setup=_chmod("rankgpt", 0o000), absent=("out",)),
+         "make it readable", as_root=_deny_read("rankgpt"), setup=_chmod("rankgpt", 0o000), absent=("out",)),
     Case("readonly-out", "files", "an output folder without write permission",
          ["rerank", "--model", "{missing}", "--input", "{rankgpt}", "--out", "{readonly}/run.trec"],
-         ("readonly", "no permission to write"), "choose a folder you can write to", skip_root=True,
+         ("readonly", "no permission to write"), "choose a folder you can write to", as_root=_deny_write("readonly"),
          setup=_chmod("readonly", 0o555)),
     # --- options that can never work: refused before any file is read or model loaded
     *[Case(f"rerank-{flag[2:]}-{value}".replace(" ", ""), "options", f"`dear rerank {flag} {value}`",
@@ -344,8 +368,8 @@ def _run_subprocess(argv: list[str], subprocess_env: dict[str, str]) -> tuple[in
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, files: dict[str, str], capsys, subprocess_env, monkeypatch) -> None:
-    if case.skip_root and IS_ROOT:
-        pytest.skip("root may read and write regardless of permissions")
+    if case.as_root is not None and IS_ROOT:
+        case.as_root(monkeypatch, files)
     if case.setup is not None:
         case.setup(files)
     if case.patch is not None:
