@@ -319,6 +319,19 @@ def training_record(
     }
 
 
+def answer_start(spec: PromptSpec) -> str:
+    """The text every completion of ``spec`` begins with, up to its first id: the completion prefix and the ``[``
+    of the bracketed ranking (``" ["`` for dear-card, ``"["`` for the chat specs). First-token scoring appends it
+    to the model input so the next token is the first id; training finds the first id right after it.
+
+    Chain-of-thought specs have none (their completion starts with reasoning): a :class:`DataError`.
+    """
+    if spec.cot:
+        raise DataError(f"prompt spec {spec.name!r} is chain-of-thought: its answer starts with reasoning, not with "
+                        "the first id", fix="use generation for this spec, or a non-CoT spec (dear-card, rankgpt)")
+    return spec.completion_prefix + "["
+
+
 def model_input_text(prompt: Prompt, tokenizer: TokenizerLike) -> str:
     """The exact string a causal LM is given at inference: the plain text, or the chat template with
     the assistant header opened (what TRL tokenizes as the prompt part of a conversational record)."""

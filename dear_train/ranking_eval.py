@@ -3,9 +3,11 @@
 :class:`RankingEvalCallback` runs when the Trainer evaluates (``eval_strategy: steps``), reranks the held-out
 queries with ``inference.ListwiseReranker`` built from the in-memory model, tokenizer and prompt spec, and
 reports nDCG@10 (``inference.metrics.evaluate``, trec_eval semantics) and the share of windows whose generation
-needed no repair. The figures go to the Trainer's log (beside the eval loss, so wandb/TensorBoard get them)
+needed no repair. ``scoring="first-token"`` ranks each window by its first-id logits instead of generating
+(``inference.engine.first_token``; always a full permutation, so its valid-window share is 1). The figures go to the Trainer's log (beside the eval loss, so wandb/TensorBoard get them)
 and, on the main process, to ``ranking_eval.jsonl`` in ``output_dir``:
-``{"step": int, "dataset": str, "metrics": {"ndcg@10": float, ...}, "valid_window_share": float}``.
+``{"step": int, "dataset": str, "metrics": {"ndcg@10": float, ...}, "valid_window_share": float}`` (plus
+``"scoring": "first-token"`` when the eval scores that way).
 
 All ranks run the reranking (identical inputs) so sharded models (ZeRO-3) can generate; only rank 0 writes.
 """
@@ -95,6 +97,7 @@ def evaluate_ranking(
     batch_size: int = 4,
     max_new_tokens: int | None = None,
     metrics: Sequence[str] = ("ndcg@10",),
+    scoring: str = "generate",
 ) -> dict[str, Any]:
     """Rerank ``held_out`` with the in-memory model; {"metrics": {...}, "valid_window_share": float, ...}."""
     from inference import ListwiseReranker
@@ -104,6 +107,8 @@ def evaluate_ranking(
     kwargs: dict[str, Any] = {"window": window, "stride": stride, "top_k": top_k, "batch_size": batch_size}
     if max_new_tokens is not None:
         kwargs["max_new_tokens"] = max_new_tokens
+    if scoring != "generate":
+        kwargs["scoring"] = scoring
     reranker = ListwiseReranker(model, tokenizer, spec, **kwargs)
     results = reranker.rerank_batch(list(held_out.requests))
     run = {res.qid: list(zip(res.docids, res.scores, strict=True)) for res in results}
@@ -141,6 +146,7 @@ class RankingEvalCallback(TrainerCallback):
         batch_size: int = 4,
         max_new_tokens: int | None = None,
         metrics: Sequence[str] = ("ndcg@10",),
+        scoring: str = "generate",
     ) -> None:
         self.held_out = held_out
         self.spec = spec
@@ -150,6 +156,7 @@ class RankingEvalCallback(TrainerCallback):
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.metrics = tuple(metrics)
+        self.scoring = scoring
         self.trainer: Any = None  # set by the caller so figures reach the Trainer's loggers
         self.history: list[dict[str, Any]] = []
 
@@ -164,12 +171,15 @@ class RankingEvalCallback(TrainerCallback):
                 out = evaluate_ranking(
                     model, processing_class, self.spec, self.held_out, window=self.window, stride=self.stride,
                     batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, metrics=self.metrics,
+                    scoring=self.scoring,
                 )
         finally:
             if padding_side is not None:
                 processing_class.padding_side = padding_side
         record = {"step": int(state.global_step), "dataset": self.held_out.name, "metrics": out["metrics"],
                   "valid_window_share": out["valid_window_share"]}
+        if self.scoring != "generate":
+            record["scoring"] = self.scoring
         publish_ranking_eval(record, state=state, output_dir=self.output_dir, trainer=self.trainer,
                              history=self.history, log_share=True)
         return control

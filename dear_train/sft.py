@@ -46,6 +46,13 @@ class ListwiseScriptArguments:
     ranking_eval_stride: int = field(default=10, metadata={"help": "Sliding window stride."})
     ranking_eval_batch_size: int = field(default=4, metadata={"help": "Windows generated at once."})
     ranking_eval_max_new_tokens: int | None = field(default=None, metadata={"help": "Generation budget per window."})
+    ranking_eval_scoring: str = field(
+        default="generate", metadata={"help": "How the ranking eval orders a window: generate (decode the ranking) "
+                                               "or first-token (one forward, ids by first-id logit).",
+                                      "choices": ["generate", "first-token"]})
+    first_token_loss_weight: float = field(
+        default=0.0, metadata={"help": "FIRST objective: LM loss + L * weighted RankNet over the first-id logits "
+                                       "(FIRST uses 10); 0 trains the LM loss only."})
 
 
 def config_classes() -> tuple[type, ...]:
@@ -86,6 +93,9 @@ def validate(script: ListwiseScriptArguments, training_args: Any, model_args: An
             raise ConfigError(f"ranking_eval_stride ({script.ranking_eval_stride}) must be smaller than "
                               f"ranking_eval_window ({script.ranking_eval_window})",
                               fix="use stride = window / 2 (DeAR: 20 / 10)")
+    if script.first_token_loss_weight < 0:
+        raise ConfigError(f"first_token_loss_weight must be >= 0, got {script.first_token_loss_weight}",
+                          fix="0 for the LM loss only, 10 for FIRST's objective")
     if script.qlora and (model_args.load_in_8bit):
         raise ConfigError("qlora and load_in_8bit are both set", fix="use one of them")
 
@@ -124,6 +134,7 @@ def train_listwise(
     model_revision: str = "main",
     attn_implementation: str | None = None,
     resolved: dict[str, Any] | None = None,
+    first_token_loss_weight: float = 0.0,
 ) -> Any:
     """Train a LoRA adapter on a prep folder and write the output folder; returns the trainer."""
     from transformers import AutoTokenizer
@@ -150,6 +161,16 @@ def train_listwise(
             longest = check_fits(ds, tokenizer, training_args.max_length, split=name, path=dataset_path)
             logger.info("%s: %d examples, longest %d tokens (max_length %s)", name, len(ds), longest,
                         training_args.max_length)
+    trainer_cls, first_token = SFTTrainer, None
+    if first_token_loss_weight > 0:  # the FIRST objective (dear_train.first_token_loss); checked before any model loads
+        from dear_train.first_token_loss import (
+            FirstTokenObjective,
+            check_first_token_examples,
+            first_token_trainer_class,
+        )
+
+        id_tokens = check_first_token_examples(splits, tokenizer, spec, path=dataset_path)
+        trainer_cls, first_token = first_token_trainer_class(), FirstTokenObjective(first_token_loss_weight, id_tokens)
 
     if training_args.padding_free and not training_args.packing and training_args.max_length is not None:
         # TRL does not truncate padding-free batches without packing; every example was just checked to fit.
@@ -178,7 +199,7 @@ def train_listwise(
         rank_cb = RankingEvalCallback(
             held, spec, output_dir=training_args.output_dir, window=ranking_eval["window"],
             stride=ranking_eval["stride"], batch_size=ranking_eval["batch_size"],
-            max_new_tokens=ranking_eval.get("max_new_tokens"),
+            max_new_tokens=ranking_eval.get("max_new_tokens"), scoring=ranking_eval.get("scoring", "generate"),
         )
         callbacks.append(rank_cb)
         if eval_ds is None:  # the Trainer only calls on_evaluate when there is an eval set
@@ -189,7 +210,7 @@ def train_listwise(
     # SFTTrainer loads the model and draws the LoRA init before the Trainer seeds itself: seed first, so a
     # run is repeatable on a given machine (the quickstart's figures depend on it).
     set_seed(training_args.seed)
-    trainer = SFTTrainer(
+    trainer = trainer_cls(
         model=model_name_or_path,
         args=training_args,
         train_dataset=splits[train_split],
@@ -199,6 +220,8 @@ def train_listwise(
         quantization_config=quantization_config,
         callbacks=callbacks,
     )
+    if first_token is not None:
+        trainer.first_token = first_token
     if rank_cb is not None:
         rank_cb.trainer = trainer
     if trainer.is_world_process_zero():
@@ -246,6 +269,7 @@ def run(script: ListwiseScriptArguments, training_args: Any, model_args: Any) ->
             "queries": script.ranking_eval_queries, "top_k": script.ranking_eval_top_k,
             "window": script.ranking_eval_window, "stride": script.ranking_eval_stride,
             "batch_size": script.ranking_eval_batch_size, "max_new_tokens": script.ranking_eval_max_new_tokens,
+            "scoring": script.ranking_eval_scoring,
         }
     resolved = resolved_config(script, model_args, training_args)
     resolved["model_dtype"] = model_dtype
@@ -265,6 +289,7 @@ def run(script: ListwiseScriptArguments, training_args: Any, model_args: Any) ->
         model_revision=model_args.model_revision,
         attn_implementation=model_args.attn_implementation,
         resolved=resolved,
+        first_token_loss_weight=script.first_token_loss_weight,
     )
 
 

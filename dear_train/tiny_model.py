@@ -50,7 +50,9 @@ def _training_corpus() -> list[str]:
     for spec in PROMPT_SPECS.values():
         p = render_prompt(spec, "what is a query", ["first passage", "second passage"])
         lines.append(p.text or " ".join(m["content"] for m in p.messages or ()))
-    lines.append(" > ".join(f"[{i}]" for i in range(101)))
+    # Rankings of ids 0..100, often enough that BPE learns every id as one token (first-token scoring reads the
+    # logit of each window id as one token after "["; 100 copies cost about 0.4% longer prompts).
+    lines.extend([" > ".join(f"[{i}]" for i in range(101))] * 100)
     lines.append("<think> reasoning </think> ### Final Reranking: system user assistant")
     return lines
 

@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=20)
     p.add_argument("--stride", type=int, default=10)
     p.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order")
-    p.add_argument("--batch-size", type=int, default=16, help="windows decoded together")
+    p.add_argument("--batch-size", type=int, default=16, help="windows decoded (or, first-token, scored) together")
+    p.add_argument("--scoring", choices=["generate", "first-token"], default="generate",
+                   help="generate: decode each window's ranking (what DeAR adapters are trained for). first-token: "
+                        "one forward pass per window, ids ordered by their logit at the first id (FIRST; for models "
+                        "trained with --first_token_loss_weight), with per-window id probabilities")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="per-window budget (default: what a full ranking of the window needs, plus slack)")
     p.add_argument("--cot-max-new-tokens", type=int, default=1024, help="extra budget for chain-of-thought specs")
@@ -109,21 +113,37 @@ def device_map_for(device: str) -> Any:
 def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, jsonl: str | None,
                settings: dict[str, Any], overwrite: bool = False, tag: str = "dear",
                progress: bool = True) -> dict[str, Any]:
-    """Rerank the queries not yet in ``out`` and append each as it finishes; returns the session summary."""
-    from tqdm import tqdm
+    """Rerank the queries not yet in ``out`` and append each as it finishes; returns the session summary.
 
-    from inference.runfiles import RunAppender, prepare_resume
+    Once every query is done the run and JSONL are rewritten in the input's query order, so the files do not
+    depend on which query finished first, on resumption, or on how many processes ranked them."""
+    from inference.runfiles import RunAppender, consolidate, prepare_resume
 
     expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
     done = prepare_resume(out, jsonl, expected, settings, overwrite=overwrite)
     todo = [r for r in requests if r.qid not in done]
     if done:
         logger.info("resuming %s: %d of %d queries already done", out, len(done), len(requests))
+    with RunAppender(out, jsonl, tag=tag) as writer:
+        stats = rerank_queries(reranker, todo, writer, progress=progress)
+    consolidate(out, jsonl, expected)
+    wall = stats.pop("wall_s")
+    return {"queries": len(requests), "resumed": len(done), **stats,
+            "wall_s": round(wall, 3), "queries_per_s": round(len(todo) / wall, 3) if wall > 0 else None,
+            "backend": reranker.backend.stats.as_dict(), "versions": package_versions()}
+
+
+def rerank_queries(reranker: Any, todo: Sequence[RerankRequest], writer: Any, *, progress: bool = True,
+                   desc: str = "rerank", between: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Rerank ``todo``, hand each finished query to ``writer.write`` and count windows, tokens and repairs.
+
+    ``between`` runs after each query (a many-process job checks there whether another rank failed)."""
+    from tqdm import tqdm
+
     repairs: Counter[str] = Counter()
     windows = model_calls = tokens = 0
-    t0 = time.perf_counter()
-    with RunAppender(out, jsonl, tag=tag) as writer, \
-            tqdm(total=len(todo), unit="query", desc="rerank", disable=not progress, dynamic_ncols=True) as bar:
+    t0, c0 = time.perf_counter(), time.process_time()
+    with tqdm(total=len(todo), unit="query", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
         for result in reranker.iter_rerank(todo):
             record = {"qid": result.qid, **result.to_json()}
             writer.write(result.qid, result.ranked(), record)
@@ -134,11 +154,11 @@ def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, js
             tokens += result.generated_tokens
             bar.update(1)
             bar.set_postfix(windows=windows, tok=tokens, refresh=False)
-    wall = time.perf_counter() - t0
-    return {"queries": len(requests), "resumed": len(done), "ranked": len(todo), "windows": windows,
-            "model_calls": model_calls, "generated_tokens": tokens, "repairs": dict(sorted(repairs.items())),
-            "wall_s": round(wall, 3), "queries_per_s": round(len(todo) / wall, 3) if wall > 0 else None,
-            "backend": reranker.backend.stats.as_dict(), "versions": package_versions()}
+            if between is not None:
+                between()
+    return {"ranked": len(todo), "windows": windows, "model_calls": model_calls, "generated_tokens": tokens,
+            "repairs": dict(sorted(repairs.items())), "wall_s": time.perf_counter() - t0,
+            "cpu_s": round(time.process_time() - c0, 3)}
 
 
 def _print_summary(summary: dict[str, Any], out: str) -> None:
@@ -162,63 +182,96 @@ def _print_summary(summary: dict[str, Any], out: str) -> None:
     Console(stderr=True).print(table)
 
 
+def rerank_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What decides the rankings (recorded beside the run; a resume with other settings is refused)."""
+    settings = {
+        "model": args.model, "base_model": args.base_model, "prompt": args.prompt, "input": args.input,
+        "window": args.window, "stride": args.stride, "top_k": args.top_k,
+        "max_new_tokens": args.max_new_tokens, "cot_max_new_tokens": args.cot_max_new_tokens,
+        "max_prompt_tokens": args.max_prompt_tokens, "dtype": args.dtype, "quantization": args.quantization,
+        "backend": args.backend, "sample": args.sample, "seed": args.seed,
+        "temperature": args.temperature if args.sample else None, "top_p": args.top_p if args.sample else None,
+        "tag": args.tag, "batch_size": args.batch_size, "device": args.device,
+    }
+    if args.scoring != "generate":  # runs made before the option existed stay resumable
+        settings["scoring"] = args.scoring
+    if args.pointwise:
+        settings.update(pointwise=args.pointwise, pointwise_depth=args.pointwise_depth,
+                        top_k=args.listwise_depth, pointwise_base_model=args.pointwise_base_model)
+    return settings
+
+
+def load_listwise(args: argparse.Namespace, device_map: Any) -> Any:
+    """The listwise reranker the options describe, on ``device_map``."""
+    from inference.reranker import ListwiseReranker
+
+    return ListwiseReranker.from_pretrained(
+        args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
+        device_map=device_map, prompt=args.prompt,
+        trust_remote_code=args.trust_remote_code, backend=args.backend, window=args.window,
+        stride=args.stride, top_k=args.listwise_depth if args.pointwise else args.top_k,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
+        max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
+        top_p=args.top_p, seed=args.seed, scoring=args.scoring)
+
+
+def add_metrics(summary: dict[str, Any], args: argparse.Namespace, requests: Sequence[RerankRequest],
+                qrels: Any) -> None:
+    """nDCG (etc.) of the finished run and of the first stage's order, when qrels were given."""
+    if qrels is None:
+        return
+    from inference.metrics import evaluate
+
+    summary["metrics"] = evaluate(read_run(args.out), qrels, args.metrics)
+    first = {r.qid: [(c.docid, float(len(r.candidates) - i)) for i, c in enumerate(r.candidates)]
+             for r in requests}
+    summary["first_stage_metrics"] = evaluate(first, qrels, args.metrics)
+
+
+def write_summary(summary: dict[str, Any], out: str) -> None:
+    _print_summary(summary, out)
+    Path(out + ".summary.json").write_text(_json(summary), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from inference.parallel import launched_world_size
+
+    if launched_world_size() > 1:  # one of several processes: each would rank everything into the same --out
+        print("dear rerank: error: started as one of several processes (WORLD_SIZE > 1); under torchrun, "
+              "accelerate or srun run `-m inference.rerank` with the same options", file=sys.stderr)
+        return 2
     try:
         requests = load_requests(args.input, args.corpus, args.topics, args.limit)
         qrels = read_qrels(args.qrels) if args.qrels else None
         from inference.models import describe_source
 
         describe_source(args.model)  # a folder without weights fails here, before any file is touched
-        settings = {
-            "model": args.model, "base_model": args.base_model, "prompt": args.prompt, "input": args.input,
-            "window": args.window, "stride": args.stride, "top_k": args.top_k,
-            "max_new_tokens": args.max_new_tokens, "cot_max_new_tokens": args.cot_max_new_tokens,
-            "max_prompt_tokens": args.max_prompt_tokens, "dtype": args.dtype, "quantization": args.quantization,
-            "backend": args.backend, "sample": args.sample, "seed": args.seed,
-            "temperature": args.temperature if args.sample else None, "top_p": args.top_p if args.sample else None,
-            "tag": args.tag, "batch_size": args.batch_size, "device": args.device,
-        }
-        if args.pointwise:
-            settings.update(pointwise=args.pointwise, pointwise_depth=args.pointwise_depth,
-                            top_k=args.listwise_depth, pointwise_base_model=args.pointwise_base_model)
+        settings = rerank_settings(args)
+        from data_prep.io import OutputLock
         from inference.runfiles import prepare_resume
 
-        expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
-        done = prepare_resume(args.out, args.jsonl, expected, settings, overwrite=args.overwrite)
-        reranker = None
-        stage1 = None
-        if args.pointwise and len(done) < len(requests):
-            from inference.two_stage import run_pointwise_stage
+        with OutputLock(args.out, what="run"):  # a second job on the same --out is refused, not interleaved
+            expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
+            done = prepare_resume(args.out, args.jsonl, expected, settings, overwrite=args.overwrite)
+            stage1 = None
+            if args.pointwise and len(done) < len(requests):
+                from inference.two_stage import run_pointwise_stage
 
-            requests, stage1 = run_pointwise_stage(args, requests, done, device_map_for(args.device))
-        if len(done) < len(requests):
-            from inference.reranker import ListwiseReranker
-
-            reranker = ListwiseReranker.from_pretrained(
-                args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
-                device_map=device_map_for(args.device), prompt=args.prompt,
-                trust_remote_code=args.trust_remote_code, backend=args.backend, window=args.window,
-                stride=args.stride, top_k=args.listwise_depth if args.pointwise else args.top_k,
-                batch_size=args.batch_size,
-                max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
-                max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
-                top_p=args.top_p, seed=args.seed)
-            summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
-                                 tag=args.tag, progress=not args.no_progress)
-            if stage1 is not None:
-                summary["stages"] = stage1.with_listwise(summary["wall_s"]).as_dict()
-        else:
-            summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
-                       "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,
-                       "queries_per_s": None}
-        if qrels is not None:
-            from inference.metrics import evaluate
-
-            summary["metrics"] = evaluate(read_run(args.out), qrels, args.metrics)
-            first = {r.qid: [(c.docid, float(len(r.candidates) - i)) for i, c in enumerate(r.candidates)]
-                     for r in requests}
-            summary["first_stage_metrics"] = evaluate(first, qrels, args.metrics)
+                requests, stage1 = run_pointwise_stage(args, requests, done, device_map_for(args.device))
+            if len(done) < len(requests):
+                reranker = load_listwise(args, device_map_for(args.device))
+                summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
+                                     tag=args.tag, progress=not args.no_progress)
+                if stage1 is not None:
+                    summary["stages"] = stage1.with_listwise(summary["wall_s"]).as_dict()
+            else:
+                summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
+                           "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,
+                           "queries_per_s": None}
+            add_metrics(summary, args, requests, qrels)
+            write_summary(summary, args.out)
     except DataError as err:
         print(f"dear rerank: error: {err}", file=sys.stderr)
         return 2
@@ -226,8 +279,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dear rerank: interrupted; finished queries are saved in {args.out}. "
               "Run the same command again to resume.", file=sys.stderr)
         return 130
-    _print_summary(summary, args.out)
-    Path(args.out + ".summary.json").write_text(_json(summary), encoding="utf-8")
     return 0
 
 

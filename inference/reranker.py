@@ -4,6 +4,11 @@ Queries advance independently: each query has at most one window in flight, and 
 batch as soon as the previous one is parsed, so ``batch_size`` windows of different queries decode together.
 Prompts come from :func:`data_prep.prompts.render_prompt` and outputs are parsed and repaired by
 :func:`data_prep.ranking.parse_ranking`, the same functions training data is built with.
+
+``scoring="first-token"`` (FIRST) replaces generation by one forward pass per window: the prompt plus the forced
+answer start, and the window's ids ordered by the logit of their token at the first-id position
+(``inference.engine.first_token``). Each window then carries its ids' log-probabilities, and a query whose top-k
+fits one window gets those probabilities as its scores.
 """
 
 from __future__ import annotations
@@ -17,11 +22,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from data_prep.prompts import PromptSpec, get_prompt_spec, model_input_text, prompt_token_count, render_prompt
+from data_prep.prompts import (
+    PromptSpec,
+    answer_start,
+    get_prompt_spec,
+    model_input_text,
+    prompt_token_count,
+    render_prompt,
+)
 from data_prep.ranking import add_repairs, format_ranking, is_complete_ranking, parse_ranking
 from data_prep.schema import Candidate, DataError, RerankRequest
 from data_prep.windows import apply_window, check_window, window_plan
-from inference.engine.types import Generation, GenerationBackend, GenerationRequest
+from inference.engine.types import GenerationBackend, GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +44,9 @@ _NUMBER = re.compile(r"\d+")
 DUPLICATE_DOCID = "duplicate_docid"
 PROMPT_SHRUNK = "prompt_shrunk"
 
+SCORING_MODES = ("generate", "first-token")
+FIRST_TOKEN = "first-token"
+
 
 @dataclass(frozen=True)
 class WindowRecord:
@@ -40,19 +55,26 @@ class WindowRecord:
     start: int
     end: int
     docids: tuple[str, ...]  # in prompt order
-    raw: str | None  # the generation (None for windows of one candidate, which need no model call)
+    # the generation (None for windows of one candidate, which need no model call); for first-token scoring the
+    # ranking the logits give, written in the answer format
+    raw: str | None
     order: tuple[int, ...]  # 0-based positions into ``docids``, best first
     repairs: dict[str, int] = field(default_factory=dict)
-    source: str = "none"
+    source: str = "none"  # what the parser read (run, marker, ...), or "first-token"
     prompt_tokens: int = 0
     generated_tokens: int = 0
     finish_reason: str = "trivial"
+    # first-token scoring: log-probability of each window position's id (prompt order; softmax over the ids)
+    logprobs: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "docids": list(self.docids), "raw": self.raw,
-                "order": list(self.order), "repairs": self.repairs, "source": self.source,
-                "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
-                "finish_reason": self.finish_reason}
+        out = {"start": self.start, "end": self.end, "docids": list(self.docids), "raw": self.raw,
+               "order": list(self.order), "repairs": self.repairs, "source": self.source,
+               "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
+               "finish_reason": self.finish_reason}
+        if self.logprobs is not None:
+            out["logprobs"] = list(self.logprobs)
+        return out
 
 
 @dataclass(frozen=True)
@@ -61,7 +83,9 @@ class RerankResult:
 
     qid: str
     docids: tuple[str, ...]
-    scores: tuple[float, ...]  # strictly decreasing with rank
+    # strictly decreasing with rank: n..1, or (first-token scoring, top-k in one window) the first-id
+    # probabilities of the top-k followed by -1, -2, ... for the candidates past it
+    scores: tuple[float, ...]
     windows: tuple[WindowRecord, ...] = ()
     repairs: dict[str, int] = field(default_factory=dict)
 
@@ -111,6 +135,7 @@ class _State:
     repairs: Counter[str] = field(default_factory=Counter)
     in_window: tuple[int, ...] = ()  # candidate indices of the window in flight
     shrunk: bool = False
+    probs: dict[int, float] | None = None  # first-token, one-window queries: candidate index -> probability
 
 
 class ListwiseReranker:
@@ -139,8 +164,11 @@ class ListwiseReranker:
         seed: int = 0,
         max_prompt_tokens: int | None = None,
         backend: GenerationBackend | None = None,
+        scoring: str = "generate",
     ) -> None:
         check_window(window, stride)
+        if scoring not in SCORING_MODES:
+            raise ValueError(f"scoring must be one of {SCORING_MODES}, got {scoring!r}")
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         if batch_size < 1:
@@ -154,12 +182,24 @@ class ListwiseReranker:
         self.cot_max_new_tokens = cot_max_new_tokens
         self.early_stop = early_stop
         self.seed = seed
+        self.scoring = scoring
+        self._id_tokens: Any = None
+        if scoring == FIRST_TOKEN:
+            from inference.engine.first_token import IdTokenTable
+
+            answer_start(self.spec)  # chain-of-thought specs are refused here, with the fix
+            self._id_tokens = IdTokenTable(tokenizer, self.spec)
+            self._id_tokens.for_window(min(window, top_k) if top_k >= 2 else window)  # refuse before any work
         self._budget_cache: dict[int, int] = {}
         if max_prompt_tokens is None and model is not None:
             ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
             if isinstance(ctx, int) and ctx > 0:
                 max_prompt_tokens = ctx - self._budget(window)
         self.max_prompt_tokens = max_prompt_tokens
+        if backend is None and scoring == FIRST_TOKEN:
+            from inference.engine.first_token import HFFirstTokenScorer
+
+            backend = HFFirstTokenScorer(model, tokenizer)
         if backend is None:
             from inference.engine.hf import HFBackend
 
@@ -193,10 +233,16 @@ class ListwiseReranker:
                                                               revision=revision, seed=kwargs.get("seed", 0),
                                                               do_sample=kwargs.pop("do_sample", False),
                                                               temperature=kwargs.pop("temperature", 1.0),
-                                                              top_p=kwargs.pop("top_p", 1.0))
+                                                              top_p=kwargs.pop("top_p", 1.0),
+                                                              first_token=kwargs.get("scoring") == FIRST_TOKEN,
+                                                              max_logprobs=max(100, kwargs.get("window", 20)))
             ctx = max_model_len(vb)
             if ctx is not None and kwargs.get("max_prompt_tokens") is None:
                 kwargs["max_prompt_tokens"] = ctx - (kwargs.get("max_new_tokens") or 512)
+            if kwargs.get("scoring") == FIRST_TOKEN:
+                from inference.engine.first_token import VLLMFirstTokenScorer
+
+                return cls(None, tokenizer, spec, backend=VLLMFirstTokenScorer(vb), **kwargs)
             return cls(None, tokenizer, spec, backend=vb, **kwargs)
         if backend != "hf":
             raise ValueError(f"unknown backend {backend!r}: use 'hf' or 'vllm'")
@@ -400,6 +446,11 @@ class ListwiseReranker:
         else:
             text, special = model_input_text(prompt, self.tokenizer), False
         n = len(idx)
+        if self.scoring == FIRST_TOKEN:
+            from inference.engine.first_token import ScoreRequest
+
+            return ScoreRequest(key=(st.index, st.next_window), text=text + answer_start(spec),
+                                add_special_tokens=special, id_tokens=self._id_tokens.for_window(n))
         return GenerationRequest(
             key=(st.index, st.next_window), text=text, add_special_tokens=special,
             max_new_tokens=self._budget(n),
@@ -407,7 +458,10 @@ class ListwiseReranker:
             seed=zlib.crc32(f"{self.seed}\t{st.request.qid}\t{st.next_window}".encode()),
         )
 
-    def _apply(self, st: _State, gen: Generation) -> None:
+    def _apply(self, st: _State, gen: Any) -> None:
+        if self.scoring == FIRST_TOKEN:
+            self._apply_scores(st, gen)
+            return
         start, end = st.plan[st.next_window]
         idx = st.in_window
         parsed = parse_ranking(gen.text, len(idx), base=self.spec.id_base, cot=self.spec.cot)
@@ -419,14 +473,59 @@ class ListwiseReranker:
             prompt_tokens=gen.prompt_tokens, generated_tokens=len(gen.token_ids), finish_reason=gen.finish_reason))
         st.next_window += 1
 
+    def _apply_scores(self, st: _State, scored: Any) -> None:
+        """A first-token window: ids by logit (ties by first-stage rank), log-probabilities over the window's ids."""
+        import math
+
+        from inference.engine.first_token import id_log_probs, window_order
+
+        start, end = st.plan[st.next_window]
+        idx = st.in_window
+        order = window_order(scored.logits, idx)  # candidate indices are first-stage ranks
+        logprobs = id_log_probs(scored.logits)
+        st.order = apply_window(st.order, (start, end), order)
+        if len(st.plan) == 1:  # the whole top-k in one window: its probabilities are the query's scores
+            st.probs = {idx[k]: math.exp(lp) for k, lp in enumerate(logprobs)}
+        st.windows.append(WindowRecord(
+            start=start, end=end, docids=tuple(st.candidates[i].docid for i in idx),
+            raw=format_ranking(order, base=self.spec.id_base), order=tuple(order), repairs={}, source=FIRST_TOKEN,
+            prompt_tokens=scored.prompt_tokens, generated_tokens=0, finish_reason=FIRST_TOKEN,
+            logprobs=tuple(logprobs)))
+        st.next_window += 1
+
     def _result(self, st: _State) -> RerankResult:
         docids = tuple(st.candidates[i].docid for i in st.order)
-        return RerankResult(qid=st.request.qid, docids=docids, scores=rank_scores(len(docids)),
+        scores = rank_scores(len(docids)) if st.probs is None else probability_scores(st.order, st.probs)
+        return RerankResult(qid=st.request.qid, docids=docids, scores=scores,
                             windows=tuple(st.windows), repairs=dict(st.repairs))
 
 
 def _never(st: _State) -> bool:
     return False
+
+
+# TREC runs carry 6 decimals (data_prep.readers.write_run): probabilities closer than this are moved apart
+# (2e-6: two such scores never print alike).
+SCORE_GAP = 2e-6
+
+
+def probability_scores(order: Sequence[int], probs: dict[int, float]) -> tuple[float, ...]:
+    """Scores for a final order whose head was ranked by probabilities: those probabilities, each moved just below
+    the one before where it is not at least ``SCORE_GAP`` lower (equal logits, or rounding in a 6-decimal TREC run
+    would let tools that sort by score reorder them), then -1, -2, ... for the candidates past the ranked head
+    (they keep their first-stage order)."""
+    out: list[float] = []
+    tail = 0
+    for cand in order:
+        if cand in probs:
+            p = probs[cand]
+            if out and p > out[-1] - SCORE_GAP:
+                p = out[-1] - SCORE_GAP
+            out.append(p)
+        else:
+            tail += 1
+            out.append(-float(tail))
+    return tuple(out)
 
 
 def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:

@@ -1,8 +1,9 @@
 """The quickstart: the whole DeAR pipeline on the embedded NovelEval sample, offline, on CPU, in minutes.
 
-tiny model -> `dear prep listwise` (NovelEval judgments as the teacher) -> `dear train` (LoRA) ->
-`dear rerank` held-out queries (untrained base and trained adapter) -> `dear eval` -> `dear export`,
-then one summary table. Every step is a `dear` subcommand, printed before it runs so it can be rerun by hand.
+tiny model -> `dear prep listwise` (NovelEval judgments as the teacher) -> `dear train` (LoRA, with the FIRST
+first-token objective) -> `dear rerank` held-out queries (untrained base; trained adapter with generation and
+with first-token scoring, plus their per-window agreement) -> `dear eval` -> `dear export`, then one summary
+table. Every step is a `dear` subcommand (the agreement a script), printed before it runs so it can be rerun.
 
 A 1.3M-parameter random model cannot learn relevance in minutes. What the table can honestly show is
 whether training took (the share of windows answered with a well-formed ranking and with a clean
@@ -35,6 +36,10 @@ WINDOW, STRIDE, TOP_K, PASSAGE_CHARS = 5, 3, 20, 100
 # A 1.3M-parameter Llama (hidden 128, 4 layers, 2k vocab). The 0.2M default of `dear tiny-model` learns the
 # answer format but rarely a clean permutation in this time (measured: 10% of held-out windows vs 63%).
 TINY = ("--hidden-size", "128", "--layers", "4", "--intermediate-size", "256", "--vocab-size", "2048")
+# Train with FIRST's objective (LM loss + 10 x weighted RankNet over the first-id logits) so the same adapter can
+# also be run with first-token scoring, shown beside generation in the summary.
+FIRST_WEIGHT = 10
+RUN_NAMES = ("first_stage", "untrained", "trained", "trained_first_token")
 
 
 def _env() -> dict[str, str]:
@@ -77,6 +82,25 @@ def window_stats(jsonl: Path) -> dict[str, float]:
     return {"windows": len(windows), "clean_share": clean / n, "well_formed_share": well_formed / n}
 
 
+def script(path: Path, *args: str | Path, log: Path) -> None:
+    """Run one of the repository's scripts like a `dear` step (echoed, output to ``log``)."""
+    argv = [str(a) for a in args]
+    print(f"$ python {path.relative_to(REPO)} {shlex.join(argv)}", flush=True)
+    with log.open("a", encoding="utf-8") as f:
+        f.write(f"\n$ python {path} {shlex.join(argv)}\n")
+        f.flush()
+        proc = subprocess.run([sys.executable, str(path), *argv], stdout=f, stderr=subprocess.STDOUT, env=_env(),
+                              cwd=REPO, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"step failed (exit {proc.returncode}): python {path} {shlex.join(argv)} (see {log})")
+
+
+def rerank_s_per_query(run: Path) -> float:
+    """Reranking seconds per query of a `dear rerank` run (its summary; model loading not included)."""
+    summary = json.loads(Path(str(run.with_suffix(".trec")) + ".summary.json").read_text(encoding="utf-8"))
+    return summary["wall_s"] / max(summary["ranked"], 1)
+
+
 def heldout_queries(data_dir: Path) -> set[str]:
     return {json.loads(line)["qid"] for line in (data_dir / "eval.jsonl").read_text(encoding="utf-8").splitlines()
             if line.strip()}
@@ -109,8 +133,20 @@ def verdict(s: dict) -> list[str]:
         f"{len(first)} held-out queries"
         + (": too few queries, and too small a random model, to read this as learned relevance."
            if len(first) < 30 else "."),
-        "The same flow with Llama-3.1-8B is one config change (README).",
     ]
+    ft = s.get("first_token")
+    if ft:
+        ratio = ft["gen_s_per_query"] / ft["s_per_query"] if ft["s_per_query"] > 0 else float("inf")
+        pace = f"{ratio:.1f}x faster than" if ratio >= 1.05 else (
+            f"{1 / ratio:.1f}x slower than" if ratio <= 1 / 1.05 else "as fast as")
+        out.append(
+            f"First-token scoring (one forward pass per window; the adapter was trained with the FIRST objective, "
+            f"L = {ft['loss_weight']:g}) took {ft['s_per_query']:.3f} s per query, {pace} generation "
+            f"({ft['gen_s_per_query']:.3f} s), at nDCG@10 {100 * nd['trained_first_token']:.2f} against "
+            f"{100 * nd['trained']:.2f}; on the {ft['agreement']['windows']} windows generation answered it agreed "
+            f"with generation's order at Kendall tau {ft['agreement']['kendall_tau']:.2f} and on the top passage "
+            f"in {100 * ft['agreement']['top1_agreement']:.0f}% of them.")
+    out.append("The same flow with Llama-3.1-8B is one config change (README).")
     return out
 
 
@@ -133,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    print("1/7 a tiny random Llama-3.1-architecture model and tokenizer (offline)")
+    print("1/8 a tiny random Llama-3.1-architecture model and tokenizer (offline)")
     timings["tiny-model"] = dear("tiny-model", base, *TINY, log=log)
 
-    print("2/7 SFT data from the embedded NovelEval sample, judgments as the teacher")
+    print("2/8 SFT data from the embedded NovelEval sample, judgments as the teacher")
     timings["prep"] = dear("prep", "listwise", "--teacher", data_json, "--format", "qrels", "--qrels", qrels,
                            "--out", data, "--prompt", "dear-card", "--window", WINDOW, "--stride", STRIDE,
                            "--passage-length", PASSAGE_CHARS, "--shuffle", 3, "--eval-fraction", 0.25, "--seed", 0,
@@ -152,47 +188,62 @@ def main(argv: list[str] | None = None) -> int:
 
     rerank_opts = ["--input", heldout, "--qrels", qrels, "--window", WINDOW, "--stride", STRIDE,
                    "--top-k", TOP_K, "--no-progress", "--metrics", "ndcg@10"]
-    print(f"3/7 rerank the {len(requests)} held-out queries with the untrained model (same prompt spec)")
+    print(f"3/8 rerank the {len(requests)} held-out queries with the untrained model (same prompt spec)")
     untrained = out / "runs" / "untrained"
     timings["rerank untrained"] = dear("rerank", "--model", base, "--prompt", data,
                                        "--out", untrained.with_suffix(".trec"), "--jsonl", untrained.with_suffix(".jsonl"),
                                        *rerank_opts, log=log)
 
-    print(f"4/7 LoRA fine-tuning ({args.steps} steps; embeddings and lm_head trained too: a random frozen "
-          "output layer caps a tiny model)")
+    print(f"4/8 LoRA fine-tuning ({args.steps} steps; embeddings and lm_head trained too: a random frozen "
+          f"output layer caps a tiny model), LM loss + {FIRST_WEIGHT:g} x the FIRST first-token ranking loss")
     timings["train"] = dear("train", "--config", REPO / "configs" / "train" / "tiny_cpu.yaml",
                             "--model_name_or_path", base, "--dataset_path", data, "--output_dir", adapter,
                             "--max_steps", args.steps, "--per_device_train_batch_size", args.batch_size,
                             "--learning_rate", args.learning_rate, "--lr_scheduler_type", "cosine",
                             "--lora_modules_to_save", "lm_head", "embed_tokens",
-                            "--gradient_checkpointing", "false", "--logging_steps", 50, log=log)
+                            "--gradient_checkpointing", "false", "--logging_steps", 50,
+                            "--first_token_loss_weight", FIRST_WEIGHT, log=log)
 
-    print("5/7 rerank the held-out queries with the trained adapter (prompt spec read from the adapter folder)")
+    print("5/8 rerank the held-out queries with the trained adapter (prompt spec read from the adapter folder)")
     trained = out / "runs" / "trained"
     timings["rerank trained"] = dear("rerank", "--model", adapter, "--out", trained.with_suffix(".trec"),
                                      "--jsonl", trained.with_suffix(".jsonl"), *rerank_opts, log=log)
 
-    print("6/7 evaluate the three runs (trec_eval semantics)")
+    print("6/8 the same with first-token scoring (one forward pass per window), and its per-window agreement "
+          "with generation")
+    first_token = out / "runs" / "trained_first_token"
+    timings["rerank trained first-token"] = dear(
+        "rerank", "--model", adapter, "--scoring", "first-token", "--out", first_token.with_suffix(".trec"),
+        "--jsonl", first_token.with_suffix(".jsonl"), *rerank_opts, log=log)
+    agreement = out / "first_token_agreement.json"
+    script(REPO / "scripts" / "first_token_agreement.py", "--model", adapter, "--input", heldout,
+           "--jsonl", trained.with_suffix(".jsonl"), "--out", agreement, log=log)
+
+    print("7/8 evaluate the four runs (trec_eval semantics)")
     eval_json = out / "eval.json"
-    runs = [first_stage, untrained.with_suffix(".trec"), trained.with_suffix(".trec")]
+    runs = [first_stage, untrained.with_suffix(".trec"), trained.with_suffix(".trec"),
+            first_token.with_suffix(".trec")]
     timings["eval"] = dear("eval", "--run", *runs, "--qrels", qrels, "--metrics", "ndcg@10", "ndcg@5",
                            "--out", eval_json, log=log)
 
-    print("7/7 verify and export the adapter with its model card")
+    print("8/8 verify and export the adapter with its model card")
     timings["export"] = dear("export", "--adapter", adapter, "--out", export, "--dtype", "fp32", log=log)
 
     evaluated = json.loads(eval_json.read_text(encoding="utf-8"))["runs"]
     ndcg = {name: evaluated[str(path)]["metrics"]["ndcg@10"]
-            for name, path in zip(("first_stage", "untrained", "trained"), runs, strict=True)}
+            for name, path in zip(RUN_NAMES, runs, strict=True)}
     per_query = per_query_ndcg(runs, qrels)
     before, after = window_stats(untrained.with_suffix(".jsonl")), window_stats(trained.with_suffix(".jsonl"))
     total = time.perf_counter() - started
     summary = {
         "heldout_queries": sorted(held),
         "ndcg@10": ndcg,
-        "ndcg@10_per_query": dict(zip(("first_stage", "untrained", "trained"), per_query, strict=True)),
+        "ndcg@10_per_query": dict(zip(RUN_NAMES, per_query, strict=True)),
         "windows_untrained": before,
         "windows_trained": after,
+        "first_token": {"loss_weight": float(FIRST_WEIGHT), "s_per_query": rerank_s_per_query(first_token),
+                        "gen_s_per_query": rerank_s_per_query(trained),
+                        "agreement": json.loads(agreement.read_text(encoding="utf-8"))},
         "timings_s": {k: round(v, 1) for k, v in timings.items()} | {"total": round(total, 1)},
         "artifacts": {"base_model": str(base), "data": str(data), "adapter": str(adapter), "export": str(export),
                       "runs": str(out / "runs"), "eval": str(eval_json), "log": str(log)},
@@ -211,11 +262,16 @@ def print_summary(s: dict) -> None:
     t.add_column("nDCG@10", justify="right")
     t.add_column("clean permutations", justify="right")
     t.add_column("well-formed runs", justify="right")
-    t.add_row("first-stage order", f"{100 * s['ndcg@10']['first_stage']:.2f}", "-", "-")
-    for key, label in (("untrained", "untrained tiny model"), ("trained", "trained LoRA adapter")):
+    t.add_column("s/query", justify="right")
+    t.add_row("first-stage order", f"{100 * s['ndcg@10']['first_stage']:.2f}", "-", "-", "-")
+    for key, label in (("untrained", "untrained tiny model"), ("trained", "trained LoRA adapter, generation")):
         w = s[f"windows_{key}"]
+        speed = f"{s['first_token']['gen_s_per_query']:.3f}" if key == "trained" and s.get("first_token") else "-"
         t.add_row(label, f"{100 * s['ndcg@10'][key]:.2f}", f"{100 * w['clean_share']:.0f}% of {w['windows']}",
-                  f"{100 * w['well_formed_share']:.0f}%")
+                  f"{100 * w['well_formed_share']:.0f}%", speed)
+    if s.get("first_token"):
+        t.add_row("trained LoRA adapter, first-token", f"{100 * s['ndcg@10']['trained_first_token']:.2f}",
+                  "100% (by construction)", "-", f"{s['first_token']['s_per_query']:.3f}")
     a = Table(title="artifacts")
     a.add_column("what")
     a.add_column("where")

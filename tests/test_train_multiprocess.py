@@ -47,7 +47,7 @@ def test_ddp_two_processes_identical_weights_and_double_batch(tiny_model_dir, pr
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _port(),
            str(REPO / "tests" / "_train_worker.py"),
            *tiny_args(tiny_model_dir, prep_dir, out, "--use_cpu", "true", "--num_train_epochs", "1",
-                      "--max_steps", "-1", "--lora_dropout", "0.0")]
+                      "--max_steps", "-1", "--lora_dropout", "0.0", "--first_token_loss_weight", "10")]
     proc = run_cmd(cmd, subprocess_env)
     assert proc.returncode == 0, fail_msg(proc)
     infos = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -56,6 +56,8 @@ def test_ddp_two_processes_identical_weights_and_double_batch(tiny_model_dir, pr
         assert info["total_train_batch_size"] == 2 * info["per_device_train_batch_size"] == 4
         # 8 examples / global batch 4 = 2 optimizer steps for the epoch (one process would take 4)
         assert info["global_step"] == 2
+        # the FIRST objective ran on both ranks (its rank term is logged, averaged over the processes)
+        assert all("first_token_rank_loss" in h for h in info["log_history"] if "loss" in h)
     from safetensors.torch import load_file
 
     w0, w1 = (load_file(str(out / f"rank{r}.safetensors")) for r in (0, 1))
@@ -100,16 +102,21 @@ def test_deepspeed_zero2_two_processes(tiny_model_dir, prep_dir, tmp_path, subpr
 def test_deepspeed_zero3_saves_trained_adapter_and_converts(tiny_model_dir, prep_dir, tmp_path, subprocess_env,
                                                             shared_data):
     """Also ranks held-out DL19 queries every 2 steps: every rank generates over the sharded weights (rank 0
-    alone would wait forever for the others' parameter gathers), and rank 0 records the figures."""
+    alone would wait forever for the others' parameter gathers), and rank 0 records the figures. Trains with the
+    FIRST objective (first_token_loss_weight 10): its LM-head call on the first-id rows gathers the sharded head."""
     out = tmp_path / "z3"
     proc = _deepspeed(3, tiny_model_dir, prep_dir, out, subprocess_env,
                       "--eval_strategy", "steps", "--eval_steps", "2",
                       "--ranking_eval_data", str(shared_data.joinpath(*DL19_JSON)),
                       "--ranking_eval_qrels", str(shared_data.joinpath(*DL19_QRELS)),
                       "--ranking_eval_queries", "2", "--ranking_eval_top_k", "6", "--ranking_eval_window", "4",
-                      "--ranking_eval_stride", "2", "--ranking_eval_max_new_tokens", "12")
+                      "--ranking_eval_stride", "2", "--ranking_eval_max_new_tokens", "12",
+                      "--first_token_loss_weight", "10")
     assert proc.returncode == 0, fail_msg(proc)
     adapter = _check_deepspeed_run(out)
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    ranks = [h["first_token_rank_loss"] for h in state["log_history"] if "loss" in h]
+    assert len(ranks) == 4 and all(r > 0 for r in ranks)
     evals = [json.loads(x) for x in (out / "ranking_eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in evals] == [2, 4]  # written once (rank 0), per evaluation
     assert all(0.0 <= r["metrics"]["ndcg@10"] <= 1.0 for r in evals)

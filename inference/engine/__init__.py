@@ -6,6 +6,8 @@
 - ``prefill``: the last-row prefill (the last layer's attention for the one kept row only).
 - ``text``: token ids to text (end-of-turn ids, the exact batched decoder, streamed decoding).
 - ``vllm``: ``VLLMBackend`` (optional extra, needs a GPU; imported on first use).
+- ``first_token``: first-token scoring (FIRST): the id-token check, ``HFFirstTokenScorer`` (one forward per
+  window, batched across queries) and ``VLLMFirstTokenScorer`` (imported on first use).
 
 Importing this package does not import torch or transformers.
 """

@@ -60,7 +60,8 @@ class VLLMBackend:
                         prompt: str | None = None, trust_remote_code: bool = False, revision: str | None = None,
                         seed: int = 0, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
                         gpu_memory_utilization: float = 0.85, max_model_len: int | None = None,
-                        max_lora_rank: int = 64) -> tuple[VLLMBackend, Any, PromptSpec]:
+                        max_lora_rank: int = 64, first_token: bool = False,
+                        max_logprobs: int = 100) -> tuple[VLLMBackend, Any, PromptSpec]:
         vllm = require_vllm()
         from inference.models import (
             ModelOptions,
@@ -82,6 +83,8 @@ class VLLMBackend:
             kwargs["max_model_len"] = max_model_len
         if lora_path is not None:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
+        if first_token:  # first-token scoring: log-probs over the allowed (window id) tokens only, one per id
+            kwargs.update(logprobs_mode="processed_logprobs", max_logprobs=max_logprobs)
         llm = vllm.LLM(**kwargs)
         tokenizer = source_tokenizer(source, model if source.kind == "adapter" else None, options)  # base: fallback
         return cls(llm, tokenizer, lora_path=lora_path, do_sample=do_sample, temperature=temperature,

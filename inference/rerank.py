@@ -1,0 +1,25 @@
+"""`python -m inference.rerank`: `dear rerank` for launchers that start a module on every process.
+
+    accelerate launch --num_processes 8 -m inference.rerank --model ADAPTER --input IN --out RUN.trec
+    torchrun --nnodes 2 --nproc_per_node 8 ... -m inference.rerank ...    (see scripts/slurm_rerank.sh)
+
+It takes exactly the `dear rerank` options. In one process it is `dear rerank`; under a launcher with
+WORLD_SIZE > 1 the queries are split over the processes (:mod:`inference.parallel.rerank`).
+"""
+
+from __future__ import annotations
+
+from inference import cli_rerank
+from inference.parallel import launched_world_size
+
+
+def main(argv: list[str] | None = None) -> int:
+    if launched_world_size() <= 1:
+        return cli_rerank.main(argv)
+    from inference.parallel.rerank import run_distributed
+
+    return run_distributed(cli_rerank.build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

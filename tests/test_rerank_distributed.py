@@ -1,0 +1,363 @@
+"""`dear rerank` over many processes (inference.parallel): byte-identical merge, resume after a killed rank
+with another process count, failures reported by rank 0, one writer per --out. Multi-process tests launch
+torchrun / accelerate on CPU (one thread per process) with the tiny model on the real DL19 top-100."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import shared_path
+
+from data_prep.io import OutputLock, OutputLocked
+from data_prep.readers import read_run
+from inference import cli_rerank
+from inference.parallel import Group, PeerFailed, shard
+from inference.parallel.rerank import merge_summary
+from inference.runfiles import consolidate, existing_parts, part_paths
+
+REPO = Path(__file__).resolve().parents[1]
+N_QUERIES = 12
+LISTWISE = ["--top-k", "20", "--window", "10", "--stride", "5", "--max-new-tokens", "8", "--batch-size", "4",
+            "--device", "cpu", "--no-progress", "--limit", str(N_QUERIES)]
+
+
+def _dl19() -> str:
+    return str(shared_path("trec-dl19", "retrieve_results_dl19_top100.json"))
+
+
+def _qrels() -> str:
+    return str(shared_path("trec-dl19", "qrels.dl19-passage.txt"))
+
+
+def _torchrun(n: int, args: list[str], *, script: bool = False) -> list[str]:
+    entry = [str(REPO / "tests" / "_rerank_worker.py")] if script else ["-m", "inference.rerank"]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
+            *entry, *args]
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def _fail(proc: subprocess.CompletedProcess) -> str:
+    return f"rc={proc.returncode}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, tmp_path_factory, one_torch_thread):
+    """The one-process `dear rerank` of the first 12 DL19 queries: run and JSONL bytes."""
+    d = tmp_path_factory.mktemp("ref")
+    args = ["--model", str(tiny_model_dir), "--input", _dl19(), "--out", str(d / "run.trec"),
+            "--jsonl", str(d / "run.jsonl"), *LISTWISE, "--qrels", _qrels()]
+    assert cli_rerank.main(args) == 0
+    return (d / "run.trec").read_bytes(), (d / "run.jsonl").read_bytes(), d
+
+
+def _block(qid: str, n: int, tag: str = "dear") -> str:
+    return "".join(f"{qid} Q0 d{i} {i + 1} {float(n - i):.6f} {tag}\n" for i in range(n))
+
+
+def _record(qid: str) -> str:
+    return json.dumps({"qid": qid, "docids": []}) + "\n"
+
+
+# -- the merge, the lock and the coordination, in one process ------------------------------------------
+
+def test_consolidate_folds_parts_in_input_order_once_each(tmp_path):
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    expected = {"q0": 3, "q1": 3, "q2": 3, "q3": 3}
+    out.write_text(_block("q2", 3))
+    jl.write_text(_record("q2"))
+    p0, j0 = part_paths(out, 0)
+    p1, j1 = part_paths(out, 1)
+    p0.write_text(_block("q0", 3) + "q3 Q0 d0 1 3.0")  # a torn last line
+    j0.write_text(_record("q0") + _record("q3"))  # q3's record written, its block not: not done
+    p1.write_text(_block("q1", 3) + _block("q2", 3))  # q2 also in the run: a crash between merge and cleanup
+    j1.write_text(_record("q1") + '{"qid": "q')
+    assert [r for r, _, _ in existing_parts(out)] == [0, 1]
+    assert consolidate(out, jl, expected) == {"q0", "q1", "q2"}
+    assert out.read_text() == _block("q0", 3) + _block("q1", 3) + _block("q2", 3)
+    assert jl.read_text() == _record("q0") + _record("q1") + _record("q2")
+    assert existing_parts(out) == [] and sorted(os.listdir(tmp_path)) == ["run.jsonl", "run.trec"]
+
+
+def test_a_part_still_written_by_a_live_rank_is_not_merged(tmp_path):
+    out = tmp_path / "run.trec"
+    part, _ = part_paths(out, 1)
+    part.write_text(_block("q0", 2))
+    with OutputLock(part, what="run part"), pytest.raises(OutputLocked, match="run part"):
+        consolidate(out, None, {"q0": 2})
+    assert part.exists()
+    assert consolidate(out, None, {"q0": 2}) == {"q0"} and not part.exists()
+
+
+def test_shard_is_static_interleaving():
+    items = list(range(7))
+    shares = [shard(items, r, 3) for r in range(3)]
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    assert sorted(x for s in shares for x in s) == items
+
+
+def _groups(n: int, **kwargs):
+    import torch.distributed as dist
+
+    store = dist.HashStore()
+    return [Group(store, r, n, beat_s=0.05, poll_s=0.01, **kwargs) for r in range(n)]
+
+
+def test_a_failed_rank_stops_the_waiters_and_rank_0_reports_it_once():
+    seen = []
+    g0, g1, g2 = _groups(3, on_failure=seen.append)
+    try:
+        g1.publish("status/1", {"ok": True})
+        g2.fail("RuntimeError: CUDA error on rank 2", code=1)
+        assert g1.fail("a later failure", code=3)["message"].startswith("RuntimeError")  # the first one stands
+        with pytest.raises(PeerFailed, match="CUDA error") as err:
+            g0.wait({"status/1": 1, "status/2": 2})
+        assert err.value.info["rank"] == 2 and err.value.info["code"] == 1
+        assert g2.wait_reported(timeout_s=5)  # rank 0 acknowledged: now rank 2 may exit
+        assert [i["message"] for i in seen] == ["RuntimeError: CUDA error on rank 2"]
+    finally:
+        for g in (g0, g1, g2):
+            g.close()
+
+
+def test_rank_0_reports_a_failure_while_busy_through_its_heartbeat_thread():
+    seen = threading.Event()
+    g0, g1 = _groups(2, on_failure=lambda info: seen.set())
+    try:
+        g1.fail("boom", code=1)
+        assert seen.wait(5)  # rank 0 never called wait() or check(): its heartbeat thread saw the flag
+        assert g1.wait_reported(timeout_s=5)
+    finally:
+        g0.close()
+        g1.close()
+
+
+def test_a_rank_that_vanished_is_reported_not_waited_for():
+    g0, g1 = _groups(2)
+    g0.stale_s = 0.5
+    g1.close()  # its heartbeat stops, as when the process is killed without a launcher to notice
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(PeerFailed, match="rank 1 stopped responding"):
+            g0.wait({"status/1": 1})
+        assert time.monotonic() - t0 < 5
+    finally:
+        g0.close()
+
+
+def test_merge_summary_totals_and_imbalance():
+    ranks = [{"rank": 0, "queries": 3, "ranked": 3, "windows": 9, "model_calls": 9, "generated_tokens": 70,
+              "repairs": {"missing": 2}, "wall_s": 3.0, "backend": {"prefill_s": 1.0, "prefills": 9}},
+             {"rank": 1, "queries": 2, "ranked": 2, "windows": 6, "model_calls": 5, "generated_tokens": 40,
+              "repairs": {"missing": 1, "duplicate": 4}, "wall_s": 1.0, "backend": {"prefill_s": 0.5, "prefills": 5}}]
+    s = merge_summary(ranks, queries=7, resumed=2)
+    assert (s["ranked"], s["windows"], s["model_calls"], s["generated_tokens"]) == (5, 15, 14, 110)
+    assert s["repairs"] == {"duplicate": 4, "missing": 3} and s["backend"] == {"prefill_s": 1.5, "prefills": 14}
+    assert s["wall_s"] == 3.0 and s["queries_per_s"] == round(5 / 3, 3)
+    assert s["imbalance"] == {"queries": [3, 2], "wall_s": [3.0, 1.0], "max_over_mean": 1.5, "idle_s": 2.0}
+
+
+def test_dear_rerank_refuses_an_out_another_job_writes(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run.trec"
+    args = ["--model", str(tiny_model_dir), "--input", _dl19(), "--out", str(out), *LISTWISE[:-2], "--limit", "1"]
+    out.write_text("")
+    with OutputLock(out, what="run"):
+        assert cli_rerank.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"another job is writing this run: pid {os.getpid()}" in err and "run.trec.lock" in err
+    assert out.read_text() == "" and not (tmp_path / "run.trec.meta.json").exists()  # nothing touched
+
+
+# -- launched jobs ------------------------------------------------------------------------------------
+
+@pytest.mark.multiprocess
+def test_two_processes_write_the_one_process_run_byte_for_byte(reference, tiny_model_dir, tmp_path,
+                                                               subprocess_env):
+    ref_run, ref_jsonl, ref_dir = reference
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    proc = _run(_torchrun(2, ["--model", str(tiny_model_dir), "--input", _dl19(), "--out", str(out),
+                              "--jsonl", str(jl), *LISTWISE,
+                              "--qrels", _qrels()]),
+                subprocess_env)
+    assert proc.returncode == 0, _fail(proc)
+    assert out.read_bytes() == ref_run and jl.read_bytes() == ref_jsonl
+    summary = json.loads((tmp_path / "run.trec.summary.json").read_text())
+    ref_summary = json.loads((ref_dir / "run.trec.summary.json").read_text())
+    assert summary["world_size"] == 2 and [r["rank"] for r in summary["ranks"]] == [0, 1]
+    assert summary["imbalance"]["queries"] == [6, 6] and summary["imbalance"]["max_over_mean"] >= 1.0
+    for key in ("queries", "ranked", "windows", "model_calls", "generated_tokens", "repairs", "metrics"):
+        assert summary[key] == ref_summary[key], key
+    assert proc.stderr.count("dear rerank -> ") == 1  # rank 0 alone prints the summary
+    assert sorted(os.listdir(tmp_path)) == ["run.jsonl", "run.trec", "run.trec.meta.json", "run.trec.summary.json"]
+
+
+@pytest.mark.multiprocess
+def test_two_stage_under_accelerate_equals_one_process(tiny_model_dir, tmp_path, subprocess_env,
+                                                       one_torch_thread):
+    from tests._pointwise_helpers import build_tiny_classifier
+
+    cls = build_tiny_classifier(tiny_model_dir, tmp_path / "cls")
+    opts = ["--pointwise", str(cls), "--listwise", str(tiny_model_dir), "--input", _dl19(), "--pointwise-depth",
+            "20", "--listwise-depth", "10", "--window", "10", "--stride", "5", "--max-new-tokens", "8",
+            "--device", "cpu", "--no-progress", "--limit", "8"]
+    ref, out = tmp_path / "ref.trec", tmp_path / "run.trec"
+    assert cli_rerank.main([*opts, "--out", str(ref), "--jsonl", str(tmp_path / "ref.jsonl")]) == 0
+    first = {r.qid: [c.docid for c in r.candidates[:20]]
+             for r in cli_rerank.load_requests(_dl19(), limit=8)}
+    assert any([d for d, _ in docs[:20]] != first[q] for q, docs in read_run(ref).items())  # stage 1 moved them
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--main_process_port", str(_free_port()), "-m", "inference.rerank",
+           *opts, "--out", str(out), "--jsonl", str(tmp_path / "run.jsonl")]
+    proc = _run(cmd, {**subprocess_env, "ACCELERATE_USE_CPU": "true"})
+    assert proc.returncode == 0, _fail(proc)
+    assert out.read_bytes() == ref.read_bytes()
+    assert (tmp_path / "run.jsonl").read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
+    summary = json.loads((tmp_path / "run.trec.summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["stages"]["pointwise"]["pairs"] == 8 * 20
+    assert all(r["pointwise_s"] > 0 for r in summary["ranks"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _complete_blocks(path: Path, lines_per_query: int) -> int:
+    if not path.exists():
+        return 0
+    return path.read_bytes().count(b"\n") // lines_per_query
+
+
+@pytest.mark.multiprocess
+def test_killed_rank_then_rerun_with_two_then_three_processes(reference, tiny_model_dir, tmp_path,
+                                                              subprocess_env):
+    ref_run, ref_jsonl, _ = reference
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    args = ["--model", str(tiny_model_dir), "--input", _dl19(), "--out", str(out), "--jsonl", str(jl), *LISTWISE]
+    slow = [*args, "--batch-size", "1"]  # one window at a time: the kill lands mid-run
+    # 1. two processes; SIGKILL rank 1 once its part holds a finished query (the pid is in its part's lock)
+    job = subprocess.Popen(_torchrun(2, slow), env=subprocess_env, cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    part1, _ = part_paths(out, 1)
+    lock1 = Path(str(part1) + ".lock")
+    deadline = time.monotonic() + 180
+    while _complete_blocks(part1, 100) < 1 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pid = json.loads(lock1.read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode != 0, err[-3000:]
+    left = existing_parts(out)
+    assert [r for r, _, _ in left] == [0, 1]
+    done_after_kill = sum(_complete_blocks(p, 100) for _, p, _ in left)
+    assert 1 <= done_after_kill < N_QUERIES
+    # 2. rerun with two processes; rank 1 fails after one more query: rank 0 reports it and the job ends
+    t0 = time.monotonic()
+    proc = _run(_torchrun(2, args, script=True), {**subprocess_env, "DEAR_TEST_FAIL_RANK": "1",
+                                                  "DEAR_TEST_FAIL_AFTER": "1"})
+    assert proc.returncode != 0 and time.monotonic() - t0 < 150, _fail(proc)
+    assert "dear rerank: error: RuntimeError: injected failure on rank 1 after 1 queries (rank 1 on" in proc.stderr
+    # 3. rerun with three processes: finishes; every query exactly once, equal to the uninterrupted run
+    proc = _run(_torchrun(3, args), subprocess_env)
+    assert proc.returncode == 0, _fail(proc)
+    summary = json.loads((tmp_path / "run.trec.summary.json").read_text())
+    assert summary["world_size"] == 3 and summary["resumed"] > done_after_kill
+    assert summary["resumed"] + summary["ranked"] == N_QUERIES
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(set(lines)) == 100 * N_QUERIES
+    assert out.read_bytes() == ref_run and jl.read_bytes() == ref_jsonl
+    assert existing_parts(out) == []
+
+
+@pytest.mark.multiprocess
+def test_a_second_job_on_the_same_out_is_refused(reference, tiny_model_dir, tmp_path, subprocess_env):
+    ref_run, _, _ = reference
+    out = tmp_path / "run.trec"
+    out.write_bytes(ref_run)
+    before = out.read_bytes()
+    args = ["--model", str(tiny_model_dir), "--input", _dl19(), "--out", str(out), *LISTWISE, "--overwrite"]
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom data_prep.io import OutputLock\n"
+        f"with OutputLock({str(out)!r}, what='run'):\n    print('locked', flush=True)\n    sys.stdin.readline()\n")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = _run(_torchrun(2, args), subprocess_env, timeout=150)
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert proc.returncode != 0, _fail(proc)
+    refusals = [line for line in proc.stderr.splitlines() if line.startswith("dear rerank: error: ")]
+    assert len(refusals) == 1 and f"another job is writing this run: pid {holder.pid}" in refusals[0], _fail(proc)
+    assert out.read_bytes() == before  # even --overwrite did not touch the other job's run
+
+
+def test_a_rank_that_cannot_see_rank_0s_files_stops_with_the_fix(tmp_path):
+    from inference.parallel.rerank import _check_shared_output
+
+    out = tmp_path / "run.trec"
+    (g0,) = _groups(1)
+    try:
+        with OutputLock(out, what="run"):
+            _check_shared_output(str(out), {"owner": {"pid": os.getpid(), "host": g0.host}}, g0)  # same files
+            with pytest.raises(Exception, match="does not see the lock rank 0 holds") as err:
+                _check_shared_output(str(out), {"owner": {"pid": 1, "host": "node-a"}}, g0, wait_s=0.6)
+        assert "file system every node mounts" in str(err.value)
+    finally:
+        g0.close()
+
+
+def test_dear_rerank_started_as_several_processes_points_to_the_module(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli_rerank.main(["--model", "m", "--input", "in.json", "--out", str(tmp_path / "run.trec")]) == 2
+    assert "-m inference.rerank" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_the_many_process_path_in_one_process_reports_bad_input_as_dear_rerank_does(tmp_path, capsys):
+    from inference.parallel.rerank import run_distributed
+
+    corpus, topics, run = tmp_path / "corpus.tsv", tmp_path / "topics.tsv", tmp_path / "bm25.trec"
+    corpus.write_text("a\tfirst passage\n")
+    topics.write_text("8\t   \n")
+    run.write_text("8 Q0 a 1 3.0 bm25\n")
+    args = ["--model", "m", "--input", str(run), "--corpus", str(corpus), "--topics", str(topics),
+            "--out", str(tmp_path / "out.trec")]
+    assert cli_rerank.main(args) == 2
+    single = capsys.readouterr().err
+    (g0,) = _groups(1)
+    try:
+        assert run_distributed(cli_rerank.build_parser().parse_args(args), g0) == 2
+    finally:
+        g0.close()
+    many = capsys.readouterr().err
+    assert "empty query" in single and many == single
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bm25.trec", "corpus.tsv", "topics.tsv"]
+
+
+def test_the_many_process_path_in_one_process_writes_the_same_bytes(reference, tiny_model_dir, tmp_path):
+    from inference.parallel.rerank import run_distributed
+
+    ref_run, ref_jsonl, _ = reference
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    args = cli_rerank.build_parser().parse_args(["--model", str(tiny_model_dir), "--input", _dl19(), "--out",
+                                                 str(out), "--jsonl", str(jl), *LISTWISE])
+    (g0,) = _groups(1)
+    try:
+        assert run_distributed(args, g0) == 0
+    finally:
+        g0.close()
+    assert out.read_bytes() == ref_run and jl.read_bytes() == ref_jsonl
+    summary = json.loads((tmp_path / "run.trec.summary.json").read_text())
+    assert summary["world_size"] == 1 and summary["ranks"][0]["queries"] == N_QUERIES
