@@ -500,10 +500,6 @@ class ListwiseReranker:
                             windows=tuple(st.windows), repairs=dict(st.repairs))
 
 
-def _never(st: _State) -> bool:
-    return False
-
-
 # TREC runs carry 6 decimals (data_prep.readers.write_run): probabilities closer than this are moved apart
 # (2e-6: two such scores never print alike).
 SCORE_GAP = 2e-6
@@ -526,6 +522,10 @@ def probability_scores(order: Sequence[int], probs: dict[int, float]) -> tuple[f
             tail += 1
             out.append(-float(tail))
     return tuple(out)
+
+
+def _never(st: _State) -> bool:
+    return False
 
 
 def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:
