@@ -24,8 +24,9 @@ from data_prep.formats import (
     TeacherRecord,
 )
 from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, TokenizerLike, render_prompt, training_record
+from data_prep.readers import rankgpt_json
 from data_prep.report import PrepReport, length_stats
-from data_prep.schema import DataError, RankingExample
+from data_prep.schema import DataError, RankingExample, RerankRequest
 from data_prep.windows import variable_window_plan, window_plan
 
 logger = logging.getLogger(__name__)
@@ -51,19 +52,19 @@ class ListwiseOptions:
 
     def __post_init__(self) -> None:
         if self.window < 2:
-            raise ValueError("--window must be at least 2")
+            raise ValueError("window must be at least 2")
         if self.stride is not None and not 1 <= self.stride <= self.window:
-            raise ValueError("--stride must be between 1 and --window")
+            raise ValueError("stride must be between 1 and window")
         if self.min_window is not None and not 2 <= self.min_window <= self.window:
-            raise ValueError("--min-window must be between 2 and --window")
+            raise ValueError("min_window must be between 2 and window")
         if self.shuffle < 0:
-            raise ValueError("--shuffle must be >= 0")
+            raise ValueError("shuffle must be >= 0")
         if self.top_k is not None and self.top_k < 1:
-            raise ValueError("--top-k must be >= 1")
+            raise ValueError("top_k must be >= 1")
         if not 0.0 <= self.eval_fraction < 1.0:
-            raise ValueError("--eval-fraction must be in [0, 1)")
+            raise ValueError("eval_fraction must be in [0, 1)")
         if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError("--max-tokens must be >= 1")
+            raise ValueError("max_tokens must be >= 1")
 
     @property
     def effective_stride(self) -> int:
@@ -77,6 +78,9 @@ class PrepResult:
     report: PrepReport
     lengths: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
+    # the held-out queries with their candidates (as the teacher file lists them): what `dear rerank --input`
+    # takes to evaluate a model trained on ``train`` on queries it never saw
+    eval_requests: list[RerankRequest] = field(default_factory=list)
 
 
 def target_order(example: RankingExample, shown: Sequence[int]) -> list[int]:
@@ -259,6 +263,8 @@ def split_qids(qids: Sequence[str], eval_fraction: float, seed: int) -> set[str]
 
 
 _OUTPUT_KEY = {"window": "windows", "shuffled": "shuffled_copies"}
+# RankGPT JSON of the held-out queries: `dear rerank --input OUT/eval_queries.json` evaluates on them
+EVAL_QUERIES_FILE = "eval_queries.json"
 
 
 def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: ListwiseOptions, *,
@@ -278,6 +284,7 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
     completion_lens: list[int] = []
     total_lens: list[int] = []
     with_reasoning = 0
+    first_example: dict[str, RerankRequest] = {}
 
     def reject(err: DataError, rec: TeacherRecord) -> None:
         if options.on_error == "fail":
@@ -334,7 +341,10 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
         report.add_repairs(rec.repairs)
         report.record_written()
         out.extend(made)
-        groups.extend([str(ex.meta.get("source_qid") or ex.qid)] * len(made))
+        source_qid = str(ex.meta.get("source_qid") or ex.qid)
+        groups.extend([source_qid] * len(made))
+        if source_qid not in first_example:
+            first_example[source_qid] = RerankRequest(qid=source_qid, query=ex.query, candidates=ex.candidates)
     report.check()
     report.outputs = type(report.outputs)({k: v for k, v in report.outputs.items() if v})
     if with_reasoning and not spec.cot:
@@ -353,7 +363,8 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
              "train_queries": len({r["qid"] for r in train}), "eval_queries": len(eval_groups),
              "train_records": len(train), "eval_records": len(evals),
              "teacher_records_with_reasoning": with_reasoning}
-    return PrepResult(train=train, eval=evals, report=report, lengths=lengths, split=split)
+    return PrepResult(train=train, eval=evals, report=report, lengths=lengths, split=split,
+                      eval_requests=[req for q, req in first_example.items() if q in eval_groups])
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -370,7 +381,11 @@ def dataset_features(spec: PromptSpec):
 
 
 def to_dataset_dict(result: PrepResult, spec: PromptSpec):
-    """The train/eval records as a ``datasets.DatasetDict`` with explicit features (empty splits too)."""
+    """The train/eval records as a ``datasets.DatasetDict`` with explicit features.
+
+    An empty split is left out (``--eval-fraction 0``): ``datasets`` saves an empty split as a folder it
+    cannot load back, so `dear train` would crash inside ``load_from_disk``; a missing eval split means
+    "no evaluation" there."""
     from datasets import Dataset, DatasetDict
 
     features = dataset_features(spec)
@@ -378,12 +393,14 @@ def to_dataset_dict(result: PrepResult, spec: PromptSpec):
     def split(rows: list[dict[str, Any]]) -> Dataset:
         return Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features)
 
-    return DatasetDict({"train": split(result.train), "eval": split(result.eval)})
+    return DatasetDict({name: split(rows) for name, rows in (("train", result.train), ("eval", result.eval))
+                        if rows})
 
 
 def write_outputs(out_dir: str | Path, result: PrepResult, spec: PromptSpec,
                   report_extra: dict[str, Any]) -> dict[str, Path]:
-    """Write train.jsonl, eval.jsonl, dataset/, prompt_spec.json and (last) report.json, each atomically."""
+    """Write train.jsonl, eval.jsonl, dataset/, prompt_spec.json, eval_queries.json (when queries are held
+    out) and (last) report.json, each atomically."""
     from data_prep.io.atomic import (
         replace_dir_atomic,
         write_json_atomic,
@@ -394,9 +411,14 @@ def write_outputs(out_dir: str | Path, result: PrepResult, spec: PromptSpec,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"train": out / "train.jsonl", "eval": out / "eval.jsonl", "dataset": out / "dataset",
-             "prompt_spec": out / PROMPT_SPEC_FILE, "report": out / "report.json"}
+             "prompt_spec": out / PROMPT_SPEC_FILE, "report": out / "report.json",
+             "eval_queries": out / EVAL_QUERIES_FILE}
     write_jsonl_atomic(paths["train"], result.train)
     write_jsonl_atomic(paths["eval"], result.eval)
+    if result.eval_requests:
+        write_json_atomic(paths["eval_queries"], rankgpt_json(result.eval_requests))
+    else:
+        paths["eval_queries"].unlink(missing_ok=True)  # a stale one would not match this split
     dd = to_dataset_dict(result, spec)
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 

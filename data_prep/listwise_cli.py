@@ -6,9 +6,20 @@ import argparse
 import sys
 import textwrap
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from data_prep.cli_options import (
+    OptionError,
+    checked,
+    flag_message,
+    flags_of,
+    option,
+    os_error_line,
+    parse_options,
+)
+from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.formats import FORMATS, REGISTRY
 from data_prep.prompts import PROMPT_SPECS
 from data_prep.schema import DataError
@@ -27,48 +38,70 @@ EPILOG = f"""\
 formats (--format auto detects them and logs which it chose):
 {_formats_help()}
 
-outputs in --out: train.jsonl, eval.jsonl, dataset/ (datasets.DatasetDict train/eval),
-prompt_spec.json, report.json (read = written + dropped, repairs, drops by reason, lengths, options).
+outputs in --out: train.jsonl, eval.jsonl, dataset/ (datasets.DatasetDict train/eval; no eval split with
+--eval-fraction 0), prompt_spec.json, eval_queries.json (the held-out queries' candidates as RankGPT JSON, for
+`dear rerank --input`), report.json (read = written + dropped, repairs, drops by reason, lengths, options).
 """
 
 
+@dataclass
+class PrepListwiseOptions:
+    """Every `dear prep listwise` option (parser, --help with defaults, checks before any file is read)."""
+
+    teacher: str = option(metavar="FILE", help="teacher outputs (.json/.jsonl, .gz ok)")
+    out: str = option(metavar="DIR", help="output folder")
+    format: str = option("auto", choices=FORMAT_CHOICES, help="teacher format")
+    qrels: str | None = option(None, metavar="QRELS", help="TREC qrels: judgments become the teacher (--format qrels)")
+    prompt: str = option("dear-card", choices=sorted(PROMPT_SPECS),
+                         help="prompt template (dear-card: the released DeAR adapter's prompt)")
+    passage_length: int | None = option(None, metavar="N",
+                                        help="cut each passage to N units of the template (characters for dear-card, "
+                                        "words for the chat templates; default 300); saved in prompt_spec.json so "
+                                        "inference matches")
+    window: int = option(20, help="passages per record; longer lists become windows")
+    stride: int | None = option(None, help="step between windows (default: window // 2)")
+    min_window: int | None = option(None, metavar="N",
+                                    help="variable window lengths: each window draws its length in [N, --window]")
+    shuffle: int = option(0, metavar="K", help="add K copies of each window with the candidates shuffled "
+                          "(target remapped)")
+    top_k: int | None = option(None, metavar="K", help="use only the first K candidates as the file lists them")
+    cot: bool = option(False, negatable=True, help="chain-of-thought targets: the teacher's reasoning, then the ranking")
+    tokenizer: str | None = option(None, metavar="PATH", help="tokenizer folder: token lengths and --max-tokens")
+    max_tokens: int | None = option(None, metavar="N", help="limit on prompt + completion tokens (needs --tokenizer)")
+    over_max_tokens: str = option("trim", choices=("trim", "drop"),
+                                  help="records over --max-tokens: shrink passages evenly (trim) or drop them")
+    eval_fraction: float = option(0.05, metavar="F",
+                                  help="share of queries held out for eval (split by qid; 0: no eval split)")
+    seed: int = option(0, help="seed for the split, shuffles and variable windows")
+    on_error: str = option("fail", choices=("fail", "skip"),
+                           help="bad input: stop naming file, line, qid and fix (fail), or count it and go on (skip)")
+    response_id_base: int = option(1, choices=(0, 1),
+                                   help="--format responses: ids in the raw responses start at 0 or 1")
+
+    def check(self) -> None:
+        if self.max_tokens is not None and not self.tokenizer:
+            raise OptionError("max_tokens", "needs --tokenizer", fix="pass --tokenizer PATH (the model's tokenizer)")
+        if self.passage_length is not None and self.passage_length < 1:
+            raise OptionError("passage_length", "must be >= 1", fix="e.g. 300")
+        if self.qrels and self.format not in ("auto", "qrels"):
+            raise OptionError("qrels", "is only for --format qrels (or auto)", fix="drop --qrels or use --format qrels")
+        self.listwise_options()  # ValueError naming the field
+        from data_prep.cli_options import check_output_file
+
+        check_output_file(str(Path(self.out) / "report.json"), "output folder's files")
+
+    def listwise_options(self) -> Any:
+        from data_prep.listwise import ListwiseOptions
+
+        return ListwiseOptions(
+            window=self.window, stride=self.stride, min_window=self.min_window, shuffle=self.shuffle,
+            top_k=self.top_k, max_tokens=self.max_tokens, over_max_tokens=self.over_max_tokens,  # type: ignore[arg-type]
+            eval_fraction=self.eval_fraction, seed=self.seed, on_error=self.on_error,  # type: ignore[arg-type]
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dear prep listwise", description=__doc__, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--teacher", required=True, metavar="FILE", help="teacher outputs (.json/.jsonl, .gz ok)")
-    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help="teacher format (default: auto)")
-    p.add_argument("--qrels", metavar="QRELS", help="TREC qrels: judgments become the teacher (--format qrels)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--prompt", default="dear-card", choices=sorted(PROMPT_SPECS),
-                   help="prompt template (default: dear-card, the released DeAR adapter's prompt)")
-    p.add_argument("--passage-length", type=int, default=None, metavar="N",
-                   help="cut each passage to N units of the template (characters for dear-card, words for "
-                        "the chat templates; default 300); saved in prompt_spec.json so inference matches")
-    p.add_argument("--window", type=int, default=20, help="passages per record; longer lists become windows")
-    p.add_argument("--stride", type=int, default=None, help="step between windows (default: window // 2)")
-    p.add_argument("--min-window", type=int, default=None, metavar="N",
-                   help="variable window lengths: each window draws its length in [N, --window]")
-    p.add_argument("--shuffle", type=int, default=0, metavar="K",
-                   help="add K copies of each window with the candidates shuffled (target remapped)")
-    p.add_argument("--top-k", type=int, default=None, metavar="K",
-                   help="use only the first K candidates as the file lists them")
-    p.add_argument("--cot", action=argparse.BooleanOptionalAction, default=False,
-                   help="chain-of-thought targets: the teacher's reasoning, then the ranking (default: --no-cot)")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer folder: token lengths and --max-tokens")
-    p.add_argument("--max-tokens", type=int, default=None, metavar="N",
-                   help="limit on prompt + completion tokens (needs --tokenizer)")
-    p.add_argument("--over-max-tokens", choices=("trim", "drop"), default="trim",
-                   help="records over --max-tokens: shrink passages evenly (trim) or drop them")
-    p.add_argument("--eval-fraction", type=float, default=0.05, metavar="F",
-                   help="share of queries held out for eval (split by qid; default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, shuffles and variable windows")
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
-                   help="bad input: stop naming file, line, qid and fix (fail), or count it and go on (skip)")
-    p.add_argument("--response-id-base", type=int, choices=(0, 1), default=1,
-                   help="--format responses: ids in the raw responses start at 0 or 1 (default 1)")
-    return p
+    return build_options_parser(PrepListwiseOptions, prog="dear prep listwise", description=__doc__, epilog=EPILOG)
 
 
 def _load_tokenizer(path: str) -> Any:
@@ -95,33 +128,24 @@ def _summary(report: dict[str, Any], out: Path, elapsed: float) -> str:
     if total.get("count"):
         lines.append(f"  length ({report['lengths']['unit']}): mean {total['mean']}, p95 {total['p95']}, "
                      f"max {total['max']}")
-    lines.append(f"  wrote {out}/{{train.jsonl,eval.jsonl,dataset/,prompt_spec.json,report.json}}")
+    held = ",eval_queries.json" if (out / "eval_queries.json").is_file() else ""
+    lines.append(f"  wrote {out}/{{train.jsonl,eval.jsonl,dataset/,prompt_spec.json{held},report.json}}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.max_tokens is not None and not args.tokenizer:
-        parser.error("--max-tokens needs --tokenizer")
-    if args.passage_length is not None and args.passage_length < 1:
-        parser.error("--passage-length must be >= 1")
-    if args.qrels and args.format not in ("auto", "qrels"):
-        parser.error("--qrels is only for --format qrels (or auto)")
-
+    args = parse_options(PrepListwiseOptions, argv, prog="dear prep listwise", parser=build_parser())
+    try:
+        checked(args, prog="dear prep listwise")
+    except DataError as err:
+        print(f"dear prep listwise: error: {flag_message(err, flags_of(PrepListwiseOptions))}", file=sys.stderr)
+        return 2
     from data_prep.formats import read_teacher
-    from data_prep.listwise import ListwiseOptions, build_listwise, options_json, write_outputs
+    from data_prep.listwise import build_listwise, options_json, write_outputs
     from data_prep.prompts import get_prompt_spec
     from data_prep.readers import read_qrels
 
-    try:
-        options = ListwiseOptions(
-            window=args.window, stride=args.stride, min_window=args.min_window, shuffle=args.shuffle,
-            top_k=args.top_k, max_tokens=args.max_tokens, over_max_tokens=args.over_max_tokens,
-            eval_fraction=args.eval_fraction, seed=args.seed, on_error=args.on_error,
-        )
-    except ValueError as err:
-        parser.error(str(err))
+    options = args.listwise_options()
     started = time.perf_counter()
     try:
         overrides: dict[str, Any] = {"cot": True} if args.cot else {}
@@ -137,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         progress = tqdm(records, desc=f"prep listwise ({fmt})", unit="rec", file=sys.stderr,
                         disable=None, leave=False)
         result = build_listwise(progress, spec, options, tokenizer=tokenizer, source=args.teacher)
+        if not result.train and not result.eval:  # nothing train could load: an error, not an empty folder
+            dropped = result.report.to_json().get("dropped") or {}
+            why = ", ".join(f"{k}={v}" for k, v in dropped.items())
+            raise DataError(f"no records written ({result.report.read} teacher records read"
+                            + (f"; dropped: {why}" if why else "") + ")", path=args.teacher,
+                            reason="no_records", fix="check the teacher file and --format (with --on-error skip, "
+                            "look at the drop reasons above)")
         elapsed = time.perf_counter() - started
         extra = {
             "command": "dear prep listwise",
@@ -145,16 +176,16 @@ def main(argv: list[str] | None = None) -> int:
             "format": fmt,
             "format_detected": args.format == "auto",
             "qrels": args.qrels,
-            "options": {**vars(args), **options_json(options)},
+            "options": {**asdict(args), **options_json(options)},
             "elapsed_s": round(elapsed, 3),
             "records_per_s": round(result.report.read / elapsed, 1) if elapsed > 0 else None,
         }
         write_outputs(args.out, result, spec, extra)
     except DataError as err:
-        print(f"dear prep listwise: error: {err}", file=sys.stderr)
+        print(f"dear prep listwise: error: {flag_message(err, flags_of(PrepListwiseOptions))}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"dear prep listwise: error: {err}", file=sys.stderr)
+        print(os_error_line("dear prep listwise", err), file=sys.stderr)
         return 2
     import json
 

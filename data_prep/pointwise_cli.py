@@ -11,9 +11,12 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.schema import DataError, RerankRequest
 
 
@@ -25,62 +28,83 @@ class TeacherScorer(Protocol):
                  pair_format: Any | None = ...) -> Path: ...
 
 
+DESCRIPTION = ("Build stage-1 distillation groups (one positive + N sampled negatives, with the teacher's "
+               "scores of exactly those passages). Positives: qrels-relevant candidates when --qrels is "
+               "given, else the teacher's top-1.")
+CANDIDATES = "candidates (one of)"
+TEACHER = "teacher (one of)"
+
+
+@dataclass
+class PrepPointwiseOptions:
+    """Every `dear prep pointwise` option (parser, --help with defaults, checks before any file is read)."""
+
+    out: str = option(help="output folder (train.jsonl, eval.jsonl, report.json)")
+    candidates: str | None = option(None, group=CANDIDATES, help="RankGPT JSON [{query, hits:[{docid, content, ...}]}]")
+    run: str | None = option(None, group=CANDIDATES, help="TREC run (needs --corpus and --topics)")
+    corpus: str | None = option(None, group=CANDIDATES, help="corpus TSV (docid, text[, title]) or BEIR JSONL")
+    topics: str | None = option(None, group=CANDIDATES, help="topics TSV (qid, query) or JSONL")
+    teacher_scores: str | None = option(None, group=TEACHER, help="TSV 'qid docid score' or JSONL {qid, docid, score}")
+    teacher_model: str | None = option(None, group=TEACHER, help="sequence-classification teacher to score the "
+                                       "candidates with (writes OUT/teacher_scores.tsv, resumable)")
+    teacher_base_model: str | None = option(None, group=TEACHER, help="base model when --teacher-model is a PEFT adapter")
+    teacher_batch_size: int = option(32, group=TEACHER, help="pairs the teacher scores together")
+    teacher_dtype: str = option("auto", group=TEACHER, help="teacher weights dtype")
+    q_max_len: int = option(32, group=TEACHER, help="teacher input: query tokens")
+    p_max_len: int = option(196, group=TEACHER, help="teacher input: document tokens")
+    qrels: str | None = option(None, help="TREC qrels: judged-relevant candidates become the positives")
+    min_rel: int = option(1, help="grade that counts as relevant")
+    negatives: int = option(15, help="negatives per group (15: groups of 16)")
+    max_positives: int = option(1, help="groups per query, one per positive")
+    negative_depth: int | None = option(None, help="sample negatives only from the teacher's top K")
+    eval_queries: int = option(0, help="queries held out into eval.jsonl")
+    seed: int = option(0, help="seed of the negative sampling and the split")
+    on_error: str = option("fail", choices=("fail", "skip"), help="fail: stop at the first bad record (file, line, "
+                           "qid, fix); skip: drop it and count it in report.json")
+
+    def check(self) -> None:
+        if bool(self.candidates) == bool(self.run):
+            raise OptionError("candidates", "give exactly one of --candidates (RankGPT JSON) or --run "
+                              "(+ --corpus, --topics)", fix="see `dear prep pointwise --help`")
+        if self.run and not (self.corpus and self.topics):
+            raise OptionError("run", "needs --corpus and --topics for the passage and query texts",
+                              fix="pass --corpus and --topics")
+        if bool(self.teacher_scores) == bool(self.teacher_model):
+            raise OptionError("teacher_scores", "give exactly one of --teacher-scores or --teacher-model",
+                              fix="see `dear prep pointwise --help`")
+        for name in ("negatives", "max_positives", "teacher_batch_size", "q_max_len", "p_max_len"):
+            if getattr(self, name) < 1:
+                raise OptionError(name, f"must be >= 1, got {getattr(self, name)}", fix="use a positive number")
+        if self.negative_depth is not None and self.negative_depth < 2:
+            raise OptionError("negative_depth", f"must be >= 2, got {self.negative_depth}",
+                              fix="leave it out to sample from every candidate")
+        if self.eval_queries < 0:
+            raise OptionError("eval_queries", f"must be >= 0, got {self.eval_queries}", fix="0 for no eval split")
+        from data_prep.cli_options import check_output_file
+
+        check_output_file(str(Path(self.out) / "report.json"), "output folder's files")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dear prep pointwise",
-        description="Build stage-1 distillation groups (one positive + N sampled negatives, with the teacher's "
-                    "scores of exactly those passages). Positives: qrels-relevant candidates when --qrels is "
-                    "given, else the teacher's top-1.")
-    src = p.add_argument_group("candidates (one of)")
-    src.add_argument("--candidates", help="RankGPT JSON [{query, hits:[{docid, content, ...}]}]")
-    src.add_argument("--run", help="TREC run (needs --corpus and --topics)")
-    src.add_argument("--corpus", help="corpus TSV (docid, text[, title]) or BEIR JSONL")
-    src.add_argument("--topics", help="topics TSV (qid, query) or JSONL")
-    t = p.add_argument_group("teacher (one of)")
-    t.add_argument("--teacher-scores", help="TSV 'qid docid score' or JSONL {qid, docid, score}")
-    t.add_argument("--teacher-model", help="sequence-classification teacher to score the candidates with "
-                   "(writes OUT/teacher_scores.tsv, resumable)")
-    t.add_argument("--teacher-base-model", help="base model when --teacher-model is a PEFT adapter")
-    t.add_argument("--teacher-batch-size", type=int, default=32)
-    t.add_argument("--teacher-dtype", default="auto")
-    t.add_argument("--q-max-len", type=int, default=32, help="teacher input: query tokens")
-    t.add_argument("--p-max-len", type=int, default=196, help="teacher input: document tokens")
-    p.add_argument("--qrels", help="TREC qrels: judged-relevant candidates become the positives")
-    p.add_argument("--min-rel", type=int, default=1, help="grade that counts as relevant (default 1)")
-    p.add_argument("--negatives", type=int, default=15, help="negatives per group (default 15: groups of 16)")
-    p.add_argument("--max-positives", type=int, default=1, help="groups per query, one per positive")
-    p.add_argument("--negative-depth", type=int, help="sample negatives only from the teacher's top K")
-    p.add_argument("--eval-queries", type=int, default=0, help="queries held out into eval.jsonl")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
-                   help="fail: stop at the first bad record (file, line, qid, fix); skip: drop it and count it in report.json")
-    p.add_argument("--out", required=True, help="output folder (train.jsonl, eval.jsonl, report.json)")
-    return p
+    return build_options_parser(PrepPointwiseOptions, prog="dear prep pointwise", description=DESCRIPTION)
 
 
-def _load_requests(args: argparse.Namespace):
+def _load_requests(args: PrepPointwiseOptions):
     from data_prep.readers import read_corpus, read_rankgpt_json, read_run, read_topics, requests_from_run
 
-    if bool(args.candidates) == bool(args.run):
-        raise DataError("give exactly one of --candidates (RankGPT JSON) or --run (+ --corpus, --topics)",
-                        fix="see `dear prep pointwise --help`")
     if args.candidates:
         return read_rankgpt_json(args.candidates)
-    if not (args.corpus and args.topics):
-        raise DataError("--run needs --corpus and --topics for the passage and query texts",
-                        fix="pass --corpus and --topics")
     return requests_from_run(read_run(args.run), read_topics(args.topics), read_corpus(args.corpus), args.run)
 
 
 def main(argv: list[str] | None = None, *, score_teacher: TeacherScorer | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_options(PrepPointwiseOptions, argv, prog="dear prep pointwise", parser=build_parser())
     from data_prep.pointwise import prep_pointwise
     from data_prep.pointwise_format import PairFormat
     from data_prep.readers import read_qrels
 
     try:
-        if bool(args.teacher_scores) == bool(args.teacher_model):
-            raise DataError("give exactly one of --teacher-scores or --teacher-model", fix="see --help")
+        checked(args, prog="dear prep pointwise")
         if args.teacher_model and score_teacher is None:
             raise DataError("--teacher-model needs the model scorer the `dear` CLI provides",
                             fix="run `dear prep pointwise --teacher-model ...`, or score first and pass "
@@ -97,12 +121,21 @@ def main(argv: list[str] | None = None, *, score_teacher: TeacherScorer | None =
             qrels=read_qrels(args.qrels) if args.qrels else None, num_negatives=args.negatives, seed=args.seed,
             min_rel=args.min_rel, max_positives=args.max_positives, negative_depth=args.negative_depth,
             eval_queries=args.eval_queries, on_error=args.on_error,
-            sources={k: str(v) for k, v in vars(args).items()
+            sources={k: str(v) for k, v in asdict(args).items()
                      if k in ("candidates", "run", "corpus", "topics", "qrels", "teacher_model") and v}
             | {"teacher_scores": str(scores_path)})
+        groups = report.queries.outputs
+        if not groups.get("train_groups"):  # nothing `dear distill` could train on: an error, not a folder
+            dropped = ", ".join(f"{k}={v}" for k, v in sorted(report.queries.dropped.items()))
+            raise DataError(f"no training groups written ({report.queries.read} queries read, "
+                            f"{report.queries.written} with groups, {groups.get('eval_groups', 0)} eval groups"
+                            + (f"; dropped: {dropped}" if dropped else "") + f"); see {Path(args.out) / 'report.json'}",
+                            path=str(scores_path), reason="no_records",
+                            fix="check that the teacher scores cover the candidates' qids and docids, and that "
+                            "--eval-queries leaves queries to train on")
     except DataError as err:
-        print(f"dear prep pointwise: {err}", file=sys.stderr)
-        return 1
+        print(f"dear prep pointwise: error: {flag_message(err, flags_of(PrepPointwiseOptions))}", file=sys.stderr)
+        return 2
     print(json.dumps(report.to_json(), indent=2))
     return 0
 

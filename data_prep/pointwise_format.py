@@ -71,8 +71,10 @@ def load_pair_format(directory: str | Path) -> PairFormat | None:
     path = Path(directory) / POINTWISE_FORMAT_FILE
     if not path.is_file():
         return None
+    from data_prep.readers import read_text
+
     try:
-        return PairFormat.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return PairFormat.from_json(json.loads(read_text(path, "pointwise format file")))
     except (json.JSONDecodeError, TypeError) as err:
         raise DataError(f"unreadable pointwise format: {err}", path=str(path),
                         fix="re-save it with save_pair_format, or delete it to use DeAR's defaults") from err

@@ -123,8 +123,10 @@ def resolve_prompt_spec(name_or_path: str) -> PromptSpec:
 
 
 def load_prompt_spec_file(path: str | Path) -> PromptSpec:
+    from data_prep.readers import read_text
+
     try:
-        return PromptSpec.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        return PromptSpec.from_json(json.loads(read_text(path, "prompt spec")))
     except (json.JSONDecodeError, TypeError) as err:
         raise DataError(f"unreadable prompt spec: {err}", path=str(path), fix="re-save it with save_prompt_spec") from err
 
@@ -275,8 +277,8 @@ def render_prompt(
     if overhead > max_tokens:
         raise DataError(
             f"prompt needs more than {max_tokens} tokens even with empty passages",
-            fix="raise --max-tokens or use a smaller window",
-            reason="over_max_tokens",
+            fix="raise max_tokens or use a smaller window",
+            reason="over_max_tokens", field="max_tokens",
         )
     # Water-filling estimate of the common cap, then confirm it with real renders (boundary merges can
     # move the count by a few tokens); falls back to a binary search when the estimate is off.

@@ -1,30 +1,139 @@
 """Readers for the IR files users already have: RankGPT JSON, TREC runs, qrels, topics and corpora.
 
 Every reader raises :class:`DataError` naming the file, the line and the fix; ids come back as ``str``.
+Every text input goes through :func:`open_text`, so all of them read the same way: a UTF-8 byte-order mark is
+skipped (Windows editors write one; it would otherwise stick to the first qid), ``*.gz`` is un-gzipped, and a
+binary, non-UTF-8 or corrupt file is one DataError naming the file, line and byte offset instead of a traceback.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from data_prep.schema import Candidate, DataError, RerankRequest
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, list[tuple[str, float]]]  # qid -> [(docid, score)] in rank order
 
+BOM = "\ufeff"
+_GZIP_MAGIC = b"\x1f\x8b"
+# the errors a corrupt or truncated .gz raises from inside a read
+_GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
 
-def open_text(path: str | Path) -> IO[str]:
-    """Open a text file, transparently un-gzipping ``*.gz``."""
+
+def check_input_file(path: str | Path, what: str = "file") -> Path:
+    """``path`` as a readable regular file, else a DataError that says which of not-found, folder or
+    permission it is (each has a different fix)."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"is a folder, but a {what} is expected here", path=str(p), reason="is_a_directory",
+                        fix="pass the file inside it, not the folder")
+    if not p.exists():
+        raise DataError(f"{what} not found", path=str(p), reason="not_found", fix="check the path")
     if not p.is_file():
-        raise DataError("file not found", path=str(p), fix="check the path")
-    if p.suffix == ".gz":
-        return gzip.open(p, "rt", encoding="utf-8")
-    return p.open("r", encoding="utf-8")
+        raise DataError(f"not a regular file (a {what} is expected)", path=str(p), reason="not_a_file",
+                        fix="pass a regular file")
+    try:
+        with p.open("rb"):
+            pass
+    except PermissionError:
+        raise DataError(f"permission denied reading this {what}", path=str(p), reason="permission",
+                        fix=f"make it readable (chmod u+r {p})") from None
+    return p
+
+
+class TextFile:
+    """A read-only UTF-8 text file (BOM skipped, universal newlines, like ``open(..., "r")``) whose decode
+    and gzip errors become one DataError naming the file, line and byte offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._gz = path.suffix == ".gz"
+        raw = gzip.open(path, "rb") if self._gz else path.open("rb")
+        self._f = io.TextIOWrapper(raw, encoding="utf-8-sig", newline=None)
+
+    def _fail(self, err: Exception) -> DataError:
+        if isinstance(err, UnicodeDecodeError):
+            return _decode_error(self.path, self._gz)
+        return DataError(f"corrupt or truncated gzip file ({err})", path=str(self.path), reason="bad_gzip",
+                         fix="download or compress the file again (gzip -t FILE checks it)")
+
+    def read(self, size: int = -1) -> str:
+        try:
+            return self._f.read(size)
+        except (UnicodeDecodeError, *_GZIP_ERRORS) as err:
+            raise self._fail(err) from None
+
+    def readline(self) -> str:
+        try:
+            return self._f.readline()
+        except (UnicodeDecodeError, *_GZIP_ERRORS) as err:
+            raise self._fail(err) from None
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for line in self._f:
+                # a BOM inside the file: text files concatenated with `cat`, each saved with a mark
+                yield line[1:] if line.startswith(BOM) else line
+        except (UnicodeDecodeError, *_GZIP_ERRORS) as err:
+            raise self._fail(err) from None
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> TextFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _decode_error(path: Path, gz: bool) -> DataError:
+    """Find the first byte that is not UTF-8 (only on the error path) and say what the file probably is."""
+    bad, where_line, where_byte = 0, 1, 0
+    with (gzip.open(path, "rb") if gz else path.open("rb")) as raw:
+        head = raw.read(4)
+        raw.seek(0)
+        offset = 0
+        for lineno, chunk in enumerate(raw, 1):
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError as err:
+                bad, where_line, where_byte = chunk[err.start], lineno, offset + err.start
+                break
+            offset += len(chunk)
+    if head.startswith(_GZIP_MAGIC):
+        return DataError("the file is gzip-compressed but its name does not end in .gz", path=str(path),
+                         reason="not_utf8", fix="rename it to end in .gz, or decompress it (gunzip)")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return DataError("the file is UTF-16 text, not UTF-8", path=str(path), reason="not_utf8",
+                         fix="save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8`)")
+    if b"\x00" in head or head.startswith((b"PK\x03\x04", b"\x89PNG", b"%PDF")):
+        return DataError("a binary file, not text", path=str(path), line=where_line, reason="not_utf8",
+                         fix="pass the text file this option expects (see --help)")
+    return DataError(f"not UTF-8 text: byte 0x{bad:02x} at byte offset {where_byte}", path=str(path),
+                     line=where_line, reason="not_utf8",
+                     fix="save the file as UTF-8 (e.g. `iconv -f latin1 -t UTF-8 FILE > FILE.utf8`)")
+
+
+def open_text(path: str | Path, what: str = "file") -> TextFile:
+    """Open a text input (UTF-8, BOM skipped, ``*.gz`` un-gzipped); errors name the file and the fix."""
+    return TextFile(check_input_file(path, what))
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A whole text input as one string, read as :func:`open_text` reads."""
+    with open_text(path, what) as f:
+        return f.read()
 
 
 def _malformed_line(err: json.JSONDecodeError, path: str | Path, lineno: int) -> DataError:
@@ -32,12 +141,12 @@ def _malformed_line(err: json.JSONDecodeError, path: str | Path, lineno: int) ->
                      fix="repair or remove the line", reason="malformed_json")
 
 
-def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+def iter_json_lines(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int, Any]]:
     """(line number, parsed object or the :class:`DataError` of a malformed line) per non-blank JSONL line.
 
     For readers that count and skip bad records instead of stopping (``--on-error skip``).
     """
-    with open_text(path) as f:
+    with open_text(path, what) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -48,22 +157,24 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
             yield lineno, obj
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(path: str | Path, what: str = "JSONL file") -> Iterator[tuple[int, Any]]:
     """(line number, parsed object) for each non-blank line; a malformed line raises with its number."""
-    for lineno, obj in iter_json_lines(path):
+    for lineno, obj in iter_json_lines(path, what):
         if isinstance(obj, DataError):
             raise obj
         yield lineno, obj
 
 
-def load_json(path: str | Path, *, fix: str) -> Any:
-    """One JSON document (``.gz`` ok); malformed JSON raises naming the line and ``fix``."""
-    with open_text(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as err:
-            raise DataError(f"malformed JSON: {err.msg} at column {err.colno}", path=str(path), line=err.lineno,
-                            fix=fix, reason="malformed_json") from err
+def load_json(path: str | Path, what: str = "JSON file", fix: str = "repair the JSON") -> Any:
+    """One JSON document read as :func:`open_text` reads; malformed JSON names its line."""
+    text = read_text(path, what)
+    if not text.strip():
+        raise DataError(f"the {what} is empty", path=str(path), reason="empty_file", fix=fix)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"malformed JSON: {err.msg} at column {err.colno}", path=str(path), line=err.lineno,
+                        reason="malformed_json", fix=fix) from err
 
 
 def is_json_list(path: str | Path) -> bool:
@@ -99,7 +210,7 @@ def _rankgpt_hit(hit: Any, path: str, qidx: int, hidx: int) -> Candidate:
 
 def read_rankgpt_json(path: str | Path) -> list[RerankRequest]:
     """RankGPT JSON ``[{"query", "hits": [{"content", "qid", "docid", "rank", "score"}]}]`` in hit order."""
-    data = load_json(path, fix="the file must be one JSON list of {query, hits}")
+    data = load_json(path, "RankGPT JSON file", fix="the file must be one JSON list of {query, hits}")
     if not isinstance(data, list):
         raise DataError("expected a JSON list of {query, hits}", path=str(path), fix="use RankGPT's format")
     out = []
@@ -108,26 +219,40 @@ def read_rankgpt_json(path: str | Path) -> list[RerankRequest]:
             raise DataError(f"entry #{qidx} lacks 'query' or 'hits'", path=str(path), reason="missing_field",
                             fix='each entry is {"query": str, "hits": [...]}')
         hits = item["hits"]
-        qid = str(item.get("qid", hits[0].get("qid") if hits else qidx))
+        if not isinstance(hits, list):
+            raise DataError(f"entry #{qidx}: 'hits' is not a list", path=str(path), reason="missing_field",
+                            fix='each entry is {"query": str, "hits": [...]}')
+        qid = item.get("qid")
+        if qid is None and hits and isinstance(hits[0], dict):
+            qid = hits[0].get("qid")
+        if qid is None:  # an index would be a made-up id: wrong against qrels, and unstable across files
+            raise DataError(f"entry #{qidx} has no qid (neither on the entry nor on its hits)", path=str(path),
+                            reason="missing_qid", fix='add "qid": ... to the entry or to its hits')
+        qid = str(qid)
         cands = tuple(_rankgpt_hit(h, str(path), qidx, i) for i, h in enumerate(hits))
         out.append(RerankRequest(qid=qid, query=str(item["query"]), candidates=cands))
     return out
 
 
-def write_rankgpt_json(path: str | Path, requests: list[RerankRequest]) -> None:
-    data = [
+def rankgpt_json(requests: list[RerankRequest]) -> list[dict[str, Any]]:
+    """Requests as RankGPT JSON entries (what :func:`read_rankgpt_json` reads back; titles are kept)."""
+    return [
         {"query": r.query, "qid": r.qid,
          "hits": [{"qid": r.qid, "docid": c.docid, "content": c.text, "rank": i + 1,
-                   "score": c.score if c.score is not None else 0.0} for i, c in enumerate(r.candidates)]}
+                   "score": c.score if c.score is not None else 0.0, **({"title": c.title} if c.title else {})}
+                  for i, c in enumerate(r.candidates)]}
         for r in requests
     ]
-    Path(path).write_text(json.dumps(data), encoding="utf-8")
+
+
+def write_rankgpt_json(path: str | Path, requests: list[RerankRequest]) -> None:
+    Path(path).write_text(json.dumps(rankgpt_json(requests)), encoding="utf-8")
 
 
 def read_qrels(path: str | Path) -> Qrels:
     """TREC qrels ``qid 0 docid rel`` (whitespace separated)."""
     qrels: Qrels = {}
-    with open_text(path) as f:
+    with open_text(path, "qrels file") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
@@ -147,7 +272,7 @@ def read_qrels(path: str | Path) -> Qrels:
 def read_run(path: str | Path) -> Run:
     """A TREC run ``qid Q0 docid rank score tag``, returned in rank order per query."""
     rows: dict[str, list[tuple[int, str, float]]] = {}
-    with open_text(path) as f:
+    with open_text(path, "run file") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
@@ -160,6 +285,9 @@ def read_run(path: str | Path) -> Run:
             except ValueError:
                 raise DataError("rank must be an integer and score a number", path=str(path), line=lineno,
                                 fix="use TREC run format") from None
+            if score != score or score in (float("inf"), float("-inf")):
+                raise DataError(f"score {parts[4]!r} is not a finite number", path=str(path), line=lineno,
+                                qid=parts[0], fix="every score must be a real number (NaN/inf order nothing)")
             rows.setdefault(parts[0], []).append((rank, parts[2], score))
     run: Run = {}
     for qid, items in rows.items():
@@ -185,7 +313,10 @@ def read_topics(path: str | Path) -> dict[str, str]:
     topics: dict[str, str] = {}
     p = str(path)
     if p.endswith((".jsonl", ".jsonl.gz")):
-        for lineno, rec in iter_jsonl(path):
+        for lineno, rec in iter_jsonl(path, "topics file"):
+            if not isinstance(rec, dict):
+                raise DataError("expected a JSON object per line", path=p, line=lineno,
+                                fix='one {"_id": ..., "text": ...} object per line')
             qid = rec.get("_id", rec.get("qid"))
             text = rec.get("text", rec.get("query"))
             if qid is None or text is None:
@@ -193,7 +324,7 @@ def read_topics(path: str | Path) -> dict[str, str]:
                                 fix="add the missing field")
             topics[str(qid)] = str(text)
         return topics
-    with open_text(path) as f:
+    with open_text(path, "topics file") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -209,14 +340,17 @@ def read_corpus(path: str | Path) -> dict[str, Candidate]:
     corpus: dict[str, Candidate] = {}
     p = str(path)
     if p.endswith((".jsonl", ".jsonl.gz")):
-        for lineno, rec in iter_jsonl(path):
+        for lineno, rec in iter_jsonl(path, "corpus file"):
+            if not isinstance(rec, dict):
+                raise DataError("expected a JSON object per line", path=p, line=lineno,
+                                fix='one {"_id": ..., "text": ..., "title": ...} object per line')
             docid = rec.get("_id", rec.get("docid"))
             if docid is None or "text" not in rec:
                 raise DataError("document needs '_id' (or 'docid') and 'text'", path=p, line=lineno,
                                 fix="add the missing field")
             corpus[str(docid)] = Candidate(docid=str(docid), text=str(rec["text"]), title=rec.get("title") or None)
         return corpus
-    with open_text(path) as f:
+    with open_text(path, "corpus file") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -91,6 +91,7 @@ class DataError(ValueError):
         qid: str | None = None,
         fix: str | None = None,
         reason: str = "invalid",
+        field: str | None = None,
     ) -> None:
         self.message = message
         self.path = path
@@ -98,6 +99,7 @@ class DataError(ValueError):
         self.qid = qid
         self.fix = fix
         self.reason = reason
+        self.field = field  # the option/parameter at fault, by its Python name (a CLI maps it to its flag)
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -120,4 +122,5 @@ class DataError(ValueError):
             qid=self.qid or qid,
             fix=self.fix,
             reason=self.reason,
+            field=self.field,
         )

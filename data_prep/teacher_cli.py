@@ -16,60 +16,74 @@ import asyncio
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.cli_options import build_parser as build_options_parser
+from data_prep.cli_options import checked, flag_message, flags_of, option, parse_options
 from data_prep.schema import DataError
 
 logger = logging.getLogger("dear.teacher")
 
 
+INPUT = "input (RankGPT JSON, or a TREC run with topics and corpus)"
+OUTPUT = "output"
+ENDPOINT = "endpoint"
+PROMPTING = "prompting"
+QUALITY = "quality"
+
+
+@dataclass
+class TeacherOptions:
+    """Every `dear teacher` option: parser, --help (defaults shown) and the checks before any request."""
+
+    out: str = option(group=OUTPUT, help="teacher JSONL (appended to; rerun to resume)")
+    endpoint: str = option(group=ENDPOINT, help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    model: str = option(group=ENDPOINT, help="model name sent to the endpoint (and looked up in prices)")
+    input: str | None = option(None, group=INPUT, help="RankGPT JSON: [{query, hits: [{qid, docid, content, ...}]}]")
+    run: str | None = option(None, group=INPUT, help="TREC run file (first-stage order)")
+    topics: str | None = option(None, group=INPUT, help="topics TSV/JSONL for --run")
+    corpus: str | None = option(None, group=INPUT, help="corpus TSV/JSONL for --run")
+    limit: int | None = option(None, group=INPUT, help="only the first N queries")
+    report: str | None = option(None, group=OUTPUT, help="report JSON (default: <out>.report.json)")
+    cache: str | None = option(None, group=OUTPUT, help="request cache JSONL (default: <out>.requests.jsonl)")
+    no_cache: bool = option(False, group=OUTPUT, help="no request cache (a crash loses whole queries)")
+    records: str = option("window", group=OUTPUT, choices=("window", "query"),
+                          help="one record per ranked window (DeAR's training shape) or one per query")
+    api_key_env: str = option("OPENAI_API_KEY", group=ENDPOINT, help="environment variable holding the API key")
+    concurrency: int = option(8, group=ENDPOINT, help="requests in flight at most")
+    max_requests_per_minute: float | None = option(None, group=ENDPOINT, help="request rate cap (token bucket)")
+    timeout: float = option(120.0, group=ENDPOINT, help="seconds per request")
+    max_retries: int = option(6, group=ENDPOINT, help="retries per request")
+    backoff_base: float = option(1.0, group=ENDPOINT, help="first backoff in seconds (doubles)")
+    backoff_max: float = option(60.0, group=ENDPOINT, help="longest backoff in seconds")
+    max_tokens: int | None = option(None, group=ENDPOINT, help="completion token limit sent with each request")
+    prices: str | None = option(None, group=ENDPOINT,
+                                help="price table YAML/JSON (default data_prep/teacher/prices.yaml)")
+    prompt: str = option("dear-cot", group=PROMPTING, help="prompt spec name")
+    cot: bool = option(False, group=PROMPTING, help="force chain of thought on a spec without it (rankgpt)")
+    window: int = option(20, group=PROMPTING, help="passages per prompt")
+    stride: int = option(10, group=PROMPTING, help="sliding-window step")
+    top_k: int | None = option(None, group=PROMPTING, help="candidates per query to rank (default: --window)")
+    temperature: float = option(0.0, group=PROMPTING, help="sampling temperature sent to the endpoint")
+    samples: int = option(1, group=QUALITY, help="responses per window (needs --temperature > 0)")
+    aggregate: str = option("consistency", group=QUALITY, choices=("consistency", "borda"),
+                            help="keep the most self-consistent sample or the Borda consensus")
+    qrels: str | None = option(None, group=QUALITY, help="TREC qrels: record each example's nDCG@10")
+    min_ndcg: float | None = option(None, group=QUALITY,
+                                    help="drop examples whose teacher order's nDCG@10 is below this")
+    no_progress: bool = option(False, help="no progress bar")
+
+    def check(self) -> None:
+        """Values that can never work, refused before any file is read or any request sent."""
+        _validate(self)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dear teacher", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_argument_group("input (RankGPT JSON, or a TREC run with topics and corpus)")
-    src.add_argument("--input", help="RankGPT JSON: [{query, hits: [{qid, docid, content, ...}]}]")
-    src.add_argument("--run", help="TREC run file (first-stage order)")
-    src.add_argument("--topics", help="topics TSV/JSONL for --run")
-    src.add_argument("--corpus", help="corpus TSV/JSONL for --run")
-    src.add_argument("--limit", type=int, help="only the first N queries")
-    out = p.add_argument_group("output")
-    out.add_argument("--out", required=True, help="teacher JSONL (appended to; rerun to resume)")
-    out.add_argument("--report", help="report JSON (default: <out>.report.json)")
-    out.add_argument("--cache", help="request cache JSONL (default: <out>.requests.jsonl)")
-    out.add_argument("--no-cache", action="store_true", help="no request cache (a crash loses whole queries)")
-    out.add_argument("--records", choices=("window", "query"), default="window",
-                     help="one record per ranked window (default; DeAR's training shape) or one per query")
-    ep = p.add_argument_group("endpoint")
-    ep.add_argument("--endpoint", required=True, help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    ep.add_argument("--model", required=True, help="model name sent to the endpoint (and looked up in prices)")
-    ep.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                    help="environment variable holding the API key (default OPENAI_API_KEY)")
-    ep.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8)")
-    ep.add_argument("--max-requests-per-minute", type=float, help="request rate cap (token bucket)")
-    ep.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
-    ep.add_argument("--max-retries", type=int, default=6, help="retries per request (default 6)")
-    ep.add_argument("--backoff-base", type=float, default=1.0, help="first backoff in seconds (doubles)")
-    ep.add_argument("--backoff-max", type=float, default=60.0, help="longest backoff in seconds")
-    ep.add_argument("--max-tokens", type=int, help="completion token limit sent with each request")
-    ep.add_argument("--prices", help="price table YAML/JSON (default data_prep/teacher/prices.yaml)")
-    pr = p.add_argument_group("prompting")
-    pr.add_argument("--prompt", default="dear-cot", help="prompt spec name (default dear-cot)")
-    pr.add_argument("--cot", action="store_true", help="force chain of thought on a spec without it (rankgpt)")
-    pr.add_argument("--window", type=int, default=20, help="passages per prompt (default 20)")
-    pr.add_argument("--stride", type=int, default=10, help="sliding-window step (default 10)")
-    pr.add_argument("--top-k", type=int, help="candidates per query to rank (default: --window)")
-    pr.add_argument("--temperature", type=float, default=0.0)
-    q = p.add_argument_group("quality")
-    q.add_argument("--samples", type=int, default=1, help="responses per window (needs --temperature > 0)")
-    q.add_argument("--aggregate", choices=("consistency", "borda"), default="consistency",
-                   help="keep the most self-consistent sample (default) or the Borda consensus")
-    q.add_argument("--qrels", help="TREC qrels: record each example's nDCG@10")
-    q.add_argument("--min-ndcg", type=float, help="drop examples whose teacher order's nDCG@10 is below this")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
+    return build_options_parser(TeacherOptions, prog="dear teacher", description=__doc__)
 
 
-def _load_requests(args: argparse.Namespace):
+def _load_requests(args: TeacherOptions):
     from data_prep.readers import read_corpus, read_rankgpt_json, read_run, read_topics, requests_from_run
 
     if args.input and args.run:
@@ -86,7 +100,7 @@ def _load_requests(args: argparse.Namespace):
     return reqs[: args.limit] if args.limit else reqs
 
 
-def _validate(args: argparse.Namespace) -> None:
+def _validate(args: TeacherOptions) -> None:
     if args.samples < 1:
         raise DataError("--samples must be >= 1", fix="--samples 3")
     if args.samples > 1 and args.temperature <= 0:
@@ -100,28 +114,39 @@ def _validate(args: argparse.Namespace) -> None:
         raise DataError("--top-k must be >= 1", fix="e.g. --top-k 100")
     if args.concurrency < 1:
         raise DataError("--concurrency must be >= 1", fix="--concurrency 8")
+    if args.temperature < 0:
+        raise DataError(f"--temperature must be >= 0, got {args.temperature}", fix="0 (greedy) or e.g. 0.7")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise DataError(f"--max-tokens must be >= 1, got {args.max_tokens}",
+                        fix="leave it out (the endpoint's limit) or e.g. 4096")
+    if args.timeout <= 0 or args.max_retries < 0:
+        raise DataError("--timeout must be > 0 and --max-retries >= 0", fix="e.g. --timeout 120 --max-retries 6")
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit must be >= 1, got {args.limit}", fix="leave it out for every query")
+    from data_prep.cli_options import check_output_file
+
+    check_output_file(args.out, "teacher output")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_options(TeacherOptions, argv, prog="dear teacher", parser=build_parser())
     # One INFO line per HTTP request (httpx / openai's vendored httpx2) would drown the progress bar.
     for noisy in ("openai", "httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return _run(args)
+        return _run(checked(args, prog="dear teacher"))
     except DataError as err:
-        print(f"dear teacher: {err}", file=sys.stderr)
+        print(f"dear teacher: error: {flag_message(err, flags_of(TeacherOptions))}", file=sys.stderr)
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: TeacherOptions) -> int:
     from data_prep.prompts import get_prompt_spec
     from data_prep.readers import read_qrels
     from data_prep.teacher.client import ChatClient, RetryPolicy
     from data_prep.teacher.generate import TeacherSettings, run_teacher
     from data_prep.teacher.pricing import load_prices, price_for
 
-    _validate(args)
     spec = get_prompt_spec(args.prompt, cot=True) if args.cot else get_prompt_spec(args.prompt)
     requests = _load_requests(args)
     table, price_file = load_prices(args.prices)
@@ -163,8 +188,16 @@ def _run(args: argparse.Namespace) -> int:
             bar.close()
             await client.aclose()
 
+    from contextlib import ExitStack
+
+    from data_prep.io import OutputLock
+
     try:
-        report = asyncio.run(go())
+        with ExitStack() as locks:  # one writer per appended file: a second job would interleave records
+            locks.enter_context(OutputLock(out, what="teacher output"))
+            if cache_path is not None:
+                locks.enter_context(OutputLock(cache_path, what="teacher request cache"))
+            report = asyncio.run(go())
     except KeyboardInterrupt:
         print(f"dear teacher: interrupted; finished queries are in {out}, the report in {report_path}. "
               "Rerun the same command to resume.", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 
 # name -> (module, one-line help). Modules are imported lazily so `dear --help` is instant.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,11 +24,47 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def version() -> str:
+    """The installed package version (the source tree's pyproject version when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("dear-reranker")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+class _DropMessages(logging.Filter):
+    """Drops log records whose text holds one of ``needles`` (third-party notes a user cannot act on)."""
+
+    def __init__(self, *needles: str) -> None:
+        super().__init__()
+        self.needles = needles
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in str(record.msg) for n in self.needles)
+
+
+_KERNELS_NOTE = _DropMessages("pip install kernels")
+
+
+def quiet_third_party() -> None:
+    """Silence, at CLI start only, the warnings every command would print that say nothing a user can act on:
+    bitsandbytes' "pip install kernels" note on CPUs with AVX512-BF16 (an optional speed-up of 4-bit matmuls),
+    and FutureWarnings raised inside the pinned libraries about their own deprecations. Our own warnings and
+    every other library warning still show."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_KERNELS_NOTE)  # once, however often called
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            module=r"(transformers|torch|trl|peft|accelerate|datasets|deepspeed|bitsandbytes"
+                                   r"|huggingface_hub)(\.|$)")
+
+
 def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: dear <command> [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "`dear <command> --help` for a command's options."]
+    lines += ["", "`dear <command> --help` for a command's options; `dear --version` for the version."]
     return "\n".join(lines)
 
 
@@ -36,13 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"dear {version()}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"dear: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_third_party()
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except OSError as err:  # a disk fault the command did not catch itself: one line, not a traceback
+        from data_prep.cli_options import is_disk_fault, os_error_line
+
+        if not is_disk_fault(err):
+            raise
+        print(os_error_line(f"dear {name}", err), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -120,29 +120,42 @@ def _known_keys(dataclass_types: Sequence[type]) -> set[str]:
     return {f.name for t in dataclass_types for f in fields(t)}
 
 
-def _check_yaml(path: str, known: set[str]) -> None:
+def _did_you_mean(keys: Sequence[str], known: set[str]) -> str:
+    import difflib
+
+    hints = []
+    for k in keys:
+        close = difflib.get_close_matches(str(k), known, n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ", ".join(hints)
+
+
+def _load_yaml(path: str, known: set[str]) -> dict[str, Any]:
+    """The config mapping, read BOM-tolerant as UTF-8 (TRL's own reader uses the locale's encoding);
+    unknown keys are a ConfigError with a "did you mean"."""
     import yaml
 
-    if not os.path.isfile(path):
-        raise ConfigError("config file not found", path=path, fix="pass an existing YAML file to --config")
+    from data_prep.readers import read_text
+
+    text = read_text(path, "config file")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"malformed YAML: {err}", path=path, fix="fix the YAML syntax") from err
+        raise ConfigError(f"malformed YAML: {' '.join(str(err).split())}", path=path,
+                          fix="fix the YAML syntax") from err
     if not isinstance(data, dict):
         raise ConfigError("the config must be a YAML mapping of key: value", path=path,
                           fix="write one `key: value` per line")
-    unknown = sorted(k for k in data if k != "env" and k not in known)
+    unknown = sorted(str(k) for k in data if k != "env" and k not in known)
     if unknown:
-        import difflib
-
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(str(k), known, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown config key(s): {', '.join(hints)}", path=path,
+        raise ConfigError(f"unknown config key(s): {_did_you_mean(unknown, known)}", path=path,
                           fix="remove or rename them; `dear train --help` lists every key")
+    env = data.pop("env", {}) or {}
+    if not isinstance(env, dict):
+        raise ConfigError("`env` must be a mapping of variable: value", path=path, fix="env: {WANDB_MODE: offline}")
+    for key, value in env.items():
+        os.environ[str(key)] = str(value)
+    return data
 
 
 def parse_config(
@@ -150,8 +163,9 @@ def parse_config(
 ) -> tuple[Any, ...]:
     """Parse ``argv`` (``--config x.yaml`` plus ``--key value`` overrides) into ``dataclass_types``.
 
-    Unknown keys raise :class:`ConfigError` naming them; so do values the dataclasses reject.
-    ``--help`` exits through argparse as usual.
+    Unknown keys, in the YAML or on the command line, raise :class:`ConfigError` naming them with a "did you
+    mean"; abbreviated flags are refused (argparse would otherwise take ``--max_step`` as ``--max_steps``
+    without a word); values the dataclasses reject raise too. ``--help`` exits through argparse as usual.
     """
     import sys
 
@@ -160,16 +174,38 @@ def parse_config(
     cfg = _config_path(args)
     if "--config" in args and cfg is None:
         raise ConfigError("--config needs a file path", fix="--config configs/train/tiny_cpu.yaml")
+    parser = TrlParser(dataclass_types, prog=prog, allow_abbrev=False)
     if cfg is not None:
-        _check_yaml(cfg, known)
-    parser = TrlParser(dataclass_types, prog=prog)
+        config = _load_yaml(cfg, known)
+        i = args.index("--config")
+        del args[i:i + 2]
+        parser.set_defaults_with_config(**config)
     try:
-        outputs = parser.parse_args_and_config(args, return_remaining_strings=True)
+        outputs = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
     except ValueError as err:  # TRL / TrainingArguments reject a value
-        raise ConfigError(str(err), path=cfg, fix="correct the value named above") from err
+        raise ConfigError(" ".join(str(err).split()), path=cfg, fix="correct the value named above") from err
     *parsed, remaining = outputs
-    flags = [s for s in remaining if s.startswith("-")]
     if remaining:
-        raise ConfigError(f"unknown argument(s) {flags or remaining}", path=cfg,
-                          fix="remove or rename them; `dear train --help` lists every key")
+        flags = [s for s in remaining if s.startswith("-")]
+        names = [f.lstrip("-").split("=", 1)[0] for f in flags]
+        known_flags = known | {k.replace("_", "-") for k in known}
+        what = _did_you_mean(["--" + n for n in names], {"--" + k for k in known_flags}) if flags \
+            else repr(remaining)
+        raise ConfigError(f"unknown argument(s) {what}", path=cfg,
+                          fix=f"remove or rename them; `{prog or 'dear train'} --help` lists every key")
+    for obj in parsed:
+        keep_token_out(obj)
     return tuple(parsed)
+
+
+def keep_token_out(args: Any) -> None:
+    """Move ``hub_token`` out of the arguments into this process's ``HF_TOKEN``, in place.
+
+    The Trainer pickles its arguments into ``training_args.bin`` in every checkpoint and output folder, so a
+    token left there is a secret written to disk in plain text. huggingface_hub reads ``HF_TOKEN`` whenever no
+    token is passed, so pushing to the Hub works the same; nothing is written.
+    """
+    token = getattr(args, "hub_token", None)
+    if token:
+        os.environ["HF_TOKEN"] = str(token)
+        args.hub_token = None

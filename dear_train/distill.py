@@ -130,6 +130,11 @@ def train_distill(dargs: DistillArguments, targs: Any, margs: Any) -> Any:
     validate(dargs, margs)
     train_path, eval_path = _dataset_files(dargs.dataset_path, dargs.eval_dataset_path)
     groups = read_groups(train_path)
+    if not groups:
+        from data_prep.schema import DataError
+
+        raise DataError("the training file holds no groups", path=str(train_path), reason="no_records",
+                        fix="rebuild it with `dear prep pointwise` (its report.json says why queries were dropped)")
     if dargs.max_train_groups:
         groups = groups[: dargs.max_train_groups]
     train_ds = GroupDataset(groups, dargs.group_size, str(train_path))
@@ -169,6 +174,13 @@ def train_distill(dargs: DistillArguments, targs: Any, margs: Any) -> Any:
                                                batch_size=dargs.ranking_eval_batch_size))
         if eval_ds is None:  # the Trainer calls on_evaluate only when it has an eval set
             eval_ds = GroupDataset(groups[:4], train_ds.group_size, str(train_path))
+    elif eval_ds is None and str(getattr(targs.eval_strategy, "value", targs.eval_strategy)) != "no":
+        # no eval groups (`dear prep pointwise` without --eval-queries): no evaluation, not a Trainer crash
+        from transformers.trainer_utils import IntervalStrategy
+
+        logger.warning("no eval groups beside %s: training without loss evaluation", train_path)
+        targs.eval_strategy = IntervalStrategy.NO
+        targs.do_eval = False
 
     targs.remove_unused_columns = False
     targs.label_names = ["teacher_scores"]
@@ -201,7 +213,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[DistillArguments, Any, An
     from dear_train.config import parse_config
     from dear_train.distill_config import config_classes
 
-    dargs, targs, margs = parse_config(config_classes(), argv)
+    dargs, targs, margs = parse_config(config_classes(), argv, prog="dear distill")
     return dargs, targs, margs
 
 

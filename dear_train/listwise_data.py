@@ -26,7 +26,7 @@ def load_prep_output(
 
     Reads ``DIR/dataset`` (a saved ``DatasetDict``) when present, else ``DIR/train.jsonl``/``DIR/eval.jsonl``.
     """
-    from datasets import Dataset, DatasetDict, load_from_disk
+    from datasets import Dataset
 
     if not dataset_path:
         raise DataError("no dataset given", fix="pass --dataset_path DIR, the folder `dear prep listwise --out DIR` wrote")
@@ -39,16 +39,13 @@ def load_prep_output(
         raise DataError("no prompt_spec.json in the dataset folder", path=str(root),
                         fix="pass the folder `dear prep listwise --out` wrote (it saves the prompt spec)")
     if (root / "dataset").is_dir():
-        dsd = load_from_disk(str(root / "dataset"))
-        if not isinstance(dsd, DatasetDict):
-            raise DataError("dataset/ holds a single Dataset, not a DatasetDict", path=str(root / "dataset"),
-                            fix="save a DatasetDict with splits 'train' and 'eval'")
-        splits = dict(dsd)
+        splits = _load_dataset_dir(root / "dataset")
     else:
         splits = {}
         for name in (train_split, eval_split):
-            if name and (root / f"{name}.jsonl").is_file():
-                splits[name] = Dataset.from_json(str(root / f"{name}.jsonl"))
+            f = root / f"{name}.jsonl"
+            if name and f.is_file() and f.stat().st_size > 0:  # datasets cannot load an empty JSONL
+                splits[name] = Dataset.from_json(str(f))
     if train_split not in splits:
         raise DataError(f"no {train_split!r} split (found {sorted(splits)})", path=str(root),
                         fix="re-run `dear prep listwise` or set --train_split")
@@ -62,11 +59,40 @@ def load_prep_output(
             raise DataError(f"split {name!r} lacks column(s) {missing}", path=str(root),
                             fix="records need TRL prompt/completion fields (data_prep.prompts.training_record)")
         if len(ds) == 0:
+            if name != train_split:  # an empty eval split (`dear prep --eval-fraction 0`): no evaluation
+                logger.info("split %r of %s is empty: no loss evaluation", name, root)
+                continue
             raise DataError(f"split {name!r} is empty", path=str(root), fix="prepare more data")
         if limit is not None:
             ds = ds.select(range(min(limit, len(ds))))
         out[name] = ds.select_columns(list(TRAIN_COLUMNS))
     return out, spec
+
+
+def _load_dataset_dir(path: Path) -> dict[str, Any]:
+    """The splits of a saved ``DatasetDict``; an empty saved split (older prep outputs, which ``datasets``
+    cannot load back: IndexError deep inside ``load_from_disk``) is skipped instead."""
+    import json
+
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    index = path / "dataset_dict.json"
+    if not index.is_file():
+        dsd = load_from_disk(str(path))
+        if not isinstance(dsd, DatasetDict):
+            raise DataError("dataset/ holds a single Dataset, not a DatasetDict", path=str(path),
+                            fix="save a DatasetDict with splits 'train' and 'eval'")
+        return dict(dsd)
+    from data_prep.readers import load_json
+
+    names = load_json(index, "dataset index", fix="re-run `dear prep listwise`").get("splits", [])
+    splits: dict[str, Any] = {}
+    for name in names:
+        state = path / name / "state.json"
+        if state.is_file() and not json.loads(state.read_text(encoding="utf-8")).get("_data_files"):
+            continue  # saved empty
+        splits[name] = Dataset.load_from_disk(str(path / name))
+    return splits
 
 
 def example_token_lengths(dataset: Any, tokenizer: Any) -> list[int]:

@@ -189,6 +189,15 @@ def train_listwise(
     training_args.model_init_kwargs = init_kwargs
 
     eval_ds = splits.get(eval_split) if eval_split and _eval_strategy_on(training_args) else None
+    if eval_ds is None and _eval_strategy_on(training_args) and not ranking_eval:
+        # a missing or empty eval split (`dear prep --eval-fraction 0`) means no evaluation, not a crash
+        # inside the Trainer ("eval_strategy ... but you didn't pass an eval_dataset")
+        from transformers.trainer_utils import IntervalStrategy
+
+        logger.warning("no %r split with records in %s: training without loss evaluation", eval_split,
+                       dataset_path)
+        training_args.eval_strategy = IntervalStrategy.NO
+        training_args.do_eval = False
     callbacks = []
     rank_cb = None
     if ranking_eval:

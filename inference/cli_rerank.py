@@ -14,11 +14,26 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from data_prep.cli_options import (
+    OptionError,
+    check_output_file,
+    checked,
+    flag_message,
+    flags_of,
+    is_disk_fault,
+    option,
+    os_error_line,
+    parse_options,
+    settings_of,
+)
+from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.io.versions import package_versions
 from data_prep.readers import (
+    check_input_file,
     read_corpus,
     read_qrels,
     read_rankgpt_json,
@@ -31,55 +46,123 @@ from data_prep.schema import DataError, RerankRequest
 logger = logging.getLogger(__name__)
 
 
+TWO_STAGE = "two-stage (DeAR): pointwise scores first, then the listwise model on the head"
+
+
+@dataclass
+class RerankOptions:
+    """Every `dear rerank` option: the parser, ``--help``, the checks before loading and the run's recorded
+    settings (``settings()``, what a resumed run must match) all come from these fields."""
+
+    model: str = option(help="listwise adapter folder, merged model folder or Hub id", aliases=("--listwise",))
+    input: str = option(help="RankGPT JSON, or a TREC run (then --corpus and --topics)")
+    out: str = option(help="TREC run to write (appended per query; rerun to resume)", setting=None)
+    corpus: str | None = option(None, omit_default=True,
+                                help="corpus TSV (docid<TAB>text[<TAB>title]) or BEIR JSONL, for a TREC run input")
+    topics: str | None = option(None, omit_default=True, help="topics TSV (qid<TAB>query) or JSONL, for a TREC run input")
+    jsonl: str | None = option(None, help="per-query results with per-window raw generations and repairs",
+                               setting=None)
+    qrels: str | None = option(None, help="TREC qrels: print nDCG of the run at the end", setting=None)
+    metrics: list[str] = option(help="metrics with --qrels", setting=None,
+                                default_factory=lambda: ["ndcg@10", "ndcg@5", "ndcg@1"])
+    prompt: str | None = option(None, help="prompt template name, a prompt_spec.json, or a folder with one such as "
+                                "a `dear prep` output (default: the model folder's prompt_spec.json, else dear-card)")
+    window: int = option(20, help="passages per window")
+    stride: int = option(10, help="step between windows (at most --window)")
+    top_k: int = option(100, help="rerank the first K candidates; the rest keep their order")
+    batch_size: int = option(16, help="windows decoded (or, first-token, scored) together", setting="neutral")
+    scoring: str = option("generate", choices=("generate", "first-token"), omit_default=True,
+                          help="generate: decode each window's ranking (what DeAR adapters are trained for). "
+                          "first-token: one forward pass per window, ids ordered by their logit at the first id "
+                          "(FIRST; for models trained with --first_token_loss_weight), with per-window id "
+                          "probabilities")
+    max_new_tokens: int | None = option(None, help="per-window budget (default: what a full ranking of the window "
+                                        "needs, plus slack)")
+    cot_max_new_tokens: int = option(1024, help="extra budget for chain-of-thought specs")
+    max_prompt_tokens: int | None = option(None, help="shrink passages evenly when a window prompt is longer "
+                                           "(default: the model's context)")
+    base_model: str | None = option(None, help="base model of an adapter (default: from adapter_config.json)")
+    dtype: str = option("auto", help="weights dtype", choices=("auto", "float32", "bfloat16", "float16"))
+    quantization: str | None = option(None, help="load the weights quantized", choices=("4bit", "8bit"))
+    device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...", setting="neutral")
+    backend: str = option("hf", help="generation backend", choices=("hf", "vllm"))
+    trust_remote_code: bool = option(False, help="allow model code from the model folder / Hub repo", setting=None)
+    sample: bool = option(False, help="sample (DeAR's setting) instead of greedy decoding")
+    temperature: float = option(0.7, help="sampling temperature (> 0; with --sample)")
+    top_p: float = option(1.0, help="nucleus sampling mass in (0, 1] (with --sample)")
+    seed: int = option(0, help="seed of the sampling")
+    tag: str = option("dear", help="run tag (6th column)")
+    limit: int | None = option(None, help="only the first N queries", setting=None)
+    overwrite: bool = option(False, help="start over instead of resuming --out", setting=None)
+    no_progress: bool = option(False, help="no progress bar", setting=None)
+    pointwise: str | None = option(None, group=TWO_STAGE,
+                                   help="pointwise model (full classifier folder, PEFT adapter or Hub id)")
+    pointwise_depth: int = option(100, group=TWO_STAGE, help="candidates the pointwise model scores")
+    listwise_depth: int = option(30, group=TWO_STAGE,
+                                 help="head of the pointwise order the listwise model reorders (replaces --top-k)")
+    pointwise_batch_size: int = option(32, group=TWO_STAGE, help="pairs scored together", setting="neutral")
+    pointwise_base_model: str | None = option(None, group=TWO_STAGE, help="base model of a pointwise adapter")
+
+    @property
+    def ranked_depth(self) -> int:
+        """The candidates the listwise model reorders: --listwise-depth in two-stage mode, else --top-k."""
+        return self.listwise_depth if self.pointwise else self.top_k
+
+    def check(self) -> None:
+        """Values that can never work, refused before any file is read or any model loads."""
+        from data_prep.windows import check_window
+
+        try:
+            check_window(self.window, self.stride)  # ValueError naming window/stride
+        except ValueError as err:
+            raise DataError(str(err), reason="bad_option", fix="e.g. --window 20 --stride 10 (DeAR's)") from None
+        depth_field = "listwise_depth" if self.pointwise else "top_k"
+        if self.ranked_depth < 2:
+            raise OptionError(depth_field, f"must be >= 2, got {self.ranked_depth}: fewer than two candidates "
+                              "leave nothing to rerank", fix="e.g. 100 (two-stage: 30)")
+        for name in ("batch_size", "pointwise_batch_size", "cot_max_new_tokens", "pointwise_depth"):
+            if getattr(self, name) < 1:
+                raise OptionError(name, f"must be >= 1, got {getattr(self, name)}", fix="use a positive number")
+        for name in ("max_new_tokens", "max_prompt_tokens", "limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionError(name, f"must be >= 1, got {value}",
+                                  fix="use a positive number, or leave it out for the default")
+        if self.temperature < 0 or (self.sample and self.temperature == 0):
+            raise OptionError("temperature", f"must be > 0 with --sample, got {self.temperature}",
+                              fix="e.g. 0.7, or leave out --sample for greedy decoding")
+        if not 0 < self.top_p <= 1:
+            raise OptionError("top_p", f"must be in (0, 1], got {self.top_p}", fix="e.g. 0.95, or 1 for no cut")
+        check_input_file(self.input, "input file")
+        if not self.input.endswith((".json", ".json.gz")) and not (self.corpus and self.topics):
+            raise OptionError("input", "a TREC run needs --corpus and --topics for the passage and query texts",
+                              fix="pass --corpus FILE --topics FILE, or give RankGPT JSON with passage text")
+        for name in ("corpus", "topics", "qrels"):
+            if getattr(self, name):
+                check_input_file(getattr(self, name), f"{name} file")
+        check_output_file(self.out, "run file")
+        if self.jsonl:
+            check_output_file(self.jsonl, "JSONL file")
+
+    def settings(self) -> dict[str, Any]:
+        """What the run records in ``RUN.meta.json`` and a resumption must match, derived from the fields:
+        sampling values only when sampling, two-stage values only in two-stage mode, ``top_k`` = the depth
+        the listwise model actually reorders."""
+        s = settings_of(self)
+        if not self.sample:
+            s["temperature"] = s["top_p"] = None
+        s["top_k"] = self.ranked_depth
+        two_stage = {f.name for f in fields(self) if f.metadata.get("group") == TWO_STAGE}
+        s.pop("listwise_depth", None)
+        s.pop("pointwise_batch_size", None)
+        if not self.pointwise:
+            for name in two_stage:
+                s.pop(name, None)
+        return s
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dear rerank", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", "--listwise", dest="model", required=True,
-                   help="listwise adapter folder, merged model folder or Hub id")
-    p.add_argument("--input", required=True, help="RankGPT JSON, or a TREC run (then --corpus and --topics)")
-    p.add_argument("--corpus", help="corpus TSV (docid<TAB>text[<TAB>title]) or BEIR JSONL, for a TREC run input")
-    p.add_argument("--topics", help="topics TSV (qid<TAB>query) or JSONL, for a TREC run input")
-    p.add_argument("--out", required=True, help="TREC run to write (appended per query; rerun to resume)")
-    p.add_argument("--jsonl", help="per-query results with per-window raw generations and repairs")
-    p.add_argument("--qrels", help="TREC qrels: print nDCG of the run at the end")
-    p.add_argument("--metrics", nargs="+", default=["ndcg@10", "ndcg@5", "ndcg@1"], help="metrics with --qrels")
-    p.add_argument("--prompt", help="prompt template name, a prompt_spec.json, or a folder with one such as a `dear prep` output "
-                        "(default: the model folder's prompt_spec.json, else dear-card)")
-    p.add_argument("--window", type=int, default=20)
-    p.add_argument("--stride", type=int, default=10)
-    p.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order")
-    p.add_argument("--batch-size", type=int, default=16, help="windows decoded (or, first-token, scored) together")
-    p.add_argument("--scoring", choices=["generate", "first-token"], default="generate",
-                   help="generate: decode each window's ranking (what DeAR adapters are trained for). first-token: "
-                        "one forward pass per window, ids ordered by their logit at the first id (FIRST; for models "
-                        "trained with --first_token_loss_weight), with per-window id probabilities")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="per-window budget (default: what a full ranking of the window needs, plus slack)")
-    p.add_argument("--cot-max-new-tokens", type=int, default=1024, help="extra budget for chain-of-thought specs")
-    p.add_argument("--max-prompt-tokens", type=int, default=None,
-                   help="shrink passages evenly when a window prompt is longer (default: the model's context)")
-    p.add_argument("--base-model", help="base model of an adapter (default: from adapter_config.json)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--quantization", choices=["4bit", "8bit"], default=None)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--sample", action="store_true", help="sample (DeAR's setting) instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tag", default="dear", help="run tag (6th column)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N queries")
-    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming --out")
-    p.add_argument("--no-progress", action="store_true")
-    two = p.add_argument_group("two-stage (DeAR): pointwise scores first, then the listwise model on the head")
-    two.add_argument("--pointwise", help="pointwise model (full classifier folder, PEFT adapter or Hub id)")
-    two.add_argument("--pointwise-depth", type=int, default=100, help="candidates the pointwise model scores")
-    two.add_argument("--listwise-depth", type=int, default=30,
-                     help="head of the pointwise order the listwise model reorders (replaces --top-k)")
-    two.add_argument("--pointwise-batch-size", type=int, default=32, help="pairs scored together")
-    two.add_argument("--pointwise-base-model", help="base model of a pointwise adapter")
-    return p
+    return build_options_parser(RerankOptions, prog="dear rerank", description=__doc__)
 
 
 def load_requests(input_path: str, corpus: str | None = None, topics: str | None = None,
@@ -101,7 +184,26 @@ def load_requests(input_path: str, corpus: str | None = None, topics: str | None
         if not r.query.strip():
             raise DataError("empty query", path=input_path, qid=r.qid, reason="empty_query",
                             fix="give the query text or drop the query")
+    empty = [r.qid for r in requests if not r.candidates]
+    if empty:  # nothing to rank and nothing to write: kept, they would count as unfinished on every resume
+        logger.warning("%s: %d queries have no candidates and are skipped: %s", input_path, len(empty), empty[:5])
+        requests = [r for r in requests if r.candidates]
     return requests[:limit] if limit is not None else requests
+
+
+def check_judged(requests: Sequence[RerankRequest], qrels: dict[str, dict[str, int]], *, qrels_path: str,
+                  input_path: str) -> int:
+    """The number of input queries the qrels judge; none is an error known before any model loads (a wrong
+    qrels file would otherwise end an hour of ranking with a DataError instead of an nDCG)."""
+    judged = sum(1 for r in requests if r.qid in qrels)
+    if not judged:
+        raise DataError(f"the qrels judge none of the {len(requests)} input queries", path=qrels_path,
+                        reason="no_judged_queries",
+                        fix=f"pass the qrels of the collection and year of {input_path}, or drop --qrels")
+    if judged < len(requests):
+        logger.info("%d of %d input queries have judgments in %s; the metrics are over those", judged,
+                    len(requests), qrels_path)
+    return judged
 
 
 def device_map_for(device: str) -> Any:
@@ -182,26 +284,14 @@ def _print_summary(summary: dict[str, Any], out: str) -> None:
     Console(stderr=True).print(table)
 
 
-def rerank_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """What decides the rankings (recorded beside the run; a resume with other settings is refused)."""
-    settings = {
-        "model": args.model, "base_model": args.base_model, "prompt": args.prompt, "input": args.input,
-        "window": args.window, "stride": args.stride, "top_k": args.top_k,
-        "max_new_tokens": args.max_new_tokens, "cot_max_new_tokens": args.cot_max_new_tokens,
-        "max_prompt_tokens": args.max_prompt_tokens, "dtype": args.dtype, "quantization": args.quantization,
-        "backend": args.backend, "sample": args.sample, "seed": args.seed,
-        "temperature": args.temperature if args.sample else None, "top_p": args.top_p if args.sample else None,
-        "tag": args.tag, "batch_size": args.batch_size, "device": args.device,
-    }
-    if args.scoring != "generate":  # runs made before the option existed stay resumable
-        settings["scoring"] = args.scoring
-    if args.pointwise:
-        settings.update(pointwise=args.pointwise, pointwise_depth=args.pointwise_depth,
-                        top_k=args.listwise_depth, pointwise_base_model=args.pointwise_base_model)
-    return settings
+def rerank_settings(args: RerankOptions | argparse.Namespace) -> dict[str, Any]:
+    """What decides the rankings (recorded beside the run; a resume with other settings is refused), derived
+    from the options' fields (``RerankOptions.settings``)."""
+    opts = args if isinstance(args, RerankOptions) else RerankOptions(**vars(args))
+    return opts.settings()
 
 
-def load_listwise(args: argparse.Namespace, device_map: Any) -> Any:
+def load_listwise(args: RerankOptions, device_map: Any) -> Any:
     """The listwise reranker the options describe, on ``device_map``."""
     from inference.reranker import ListwiseReranker
 
@@ -216,7 +306,7 @@ def load_listwise(args: argparse.Namespace, device_map: Any) -> Any:
         top_p=args.top_p, seed=args.seed, scoring=args.scoring)
 
 
-def add_metrics(summary: dict[str, Any], args: argparse.Namespace, requests: Sequence[RerankRequest],
+def add_metrics(summary: dict[str, Any], args: RerankOptions, requests: Sequence[RerankRequest],
                 qrels: Any) -> None:
     """nDCG (etc.) of the finished run and of the first stage's order, when qrels were given."""
     if qrels is None:
@@ -234,8 +324,40 @@ def write_summary(summary: dict[str, Any], out: str) -> None:
     Path(out + ".summary.json").write_text(_json(summary), encoding="utf-8")
 
 
+# library parameters that `dear rerank` exposes under another name (so errors name the flag)
+RENAMES = {"max_tokens": "max_prompt_tokens", "k": "top_k"}
+
+
+def error_line(err: Exception) -> str:
+    """A library error as `dear rerank` shows it: field names written as this command's flags."""
+    return f"dear rerank: error: {flag_message(err, flags_of(RerankOptions), renames=RENAMES)}"
+
+
+def parse_rerank_options(argv: list[str] | None = None) -> RerankOptions:
+    """The parsed and checked options (argparse's own errors exit 2; a bad value raises a DataError)."""
+    return checked(parse_options(RerankOptions, argv, prog="dear rerank", parser=build_parser()),
+                   prog="dear rerank")
+
+
+def check_inputs(args: RerankOptions) -> tuple[list[RerankRequest], Any]:
+    """(requests, qrels) after every check that needs no model: input records, judged queries, metric names,
+    the model folder's weights and base model; nothing is written before these pass."""
+    requests = load_requests(args.input, args.corpus, args.topics, args.limit)
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    if qrels is not None:
+        check_judged(requests, qrels, qrels_path=args.qrels, input_path=args.input)
+        from inference.metrics import parse_metric
+
+        for m in args.metrics:
+            parse_metric(m)
+    from inference.models import check_loadable, describe_source
+
+    check_loadable(describe_source(args.model), args.base_model)
+    return requests, qrels
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_options(RerankOptions, argv, prog="dear rerank", parser=build_parser())
     from inference.parallel import launched_world_size
 
     if launched_world_size() > 1:  # one of several processes: each would rank everything into the same --out
@@ -243,11 +365,20 @@ def main(argv: list[str] | None = None) -> int:
               "accelerate or srun run `-m inference.rerank` with the same options", file=sys.stderr)
         return 2
     try:
-        requests = load_requests(args.input, args.corpus, args.topics, args.limit)
-        qrels = read_qrels(args.qrels) if args.qrels else None
-        from inference.models import describe_source
+        return _main(checked(args, prog="dear rerank"))
+    except DataError as err:
+        print(error_line(err), file=sys.stderr)
+        return 2
+    except OSError as err:
+        if not is_disk_fault(err):
+            raise
+        print(os_error_line("dear rerank", err), file=sys.stderr)
+        return 2
 
-        describe_source(args.model)  # a folder without weights fails here, before any file is touched
+
+def _main(args: RerankOptions) -> int:
+    try:
+        requests, qrels = check_inputs(args)
         settings = rerank_settings(args)
         from data_prep.io import OutputLock
         from inference.runfiles import prepare_resume
@@ -272,9 +403,6 @@ def main(argv: list[str] | None = None) -> int:
                            "queries_per_s": None}
             add_metrics(summary, args, requests, qrels)
             write_summary(summary, args.out)
-    except DataError as err:
-        print(f"dear rerank: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"dear rerank: interrupted; finished queries are saved in {args.out}. "
               "Run the same command again to resume.", file=sys.stderr)

@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
         return cli_rerank.main(argv)
     from inference.parallel.rerank import run_distributed
 
-    return run_distributed(cli_rerank.build_parser().parse_args(argv))
+    # parsed here, checked on rank 0 (which reports a bad value once, for every process)
+    return run_distributed(cli_rerank.parse_options(cli_rerank.RerankOptions, argv, prog="dear rerank",
+                                                    parser=cli_rerank.build_parser()))
 
 
 if __name__ == "__main__":

@@ -42,28 +42,31 @@ def score_with_teacher_model(
     Resumable: each query's lines are appended and flushed, then a ``# done <qid>`` line; a rerun skips the
     queries marked done (and discards a half-written query).
     """
+    from data_prep.io import OutputLock
     from inference.pointwise import PointwiseReranker
 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = _done_qids(out)
-    # a query whose lines were written but whose marker was not: drop its lines before rescoring
-    if out.is_file():
-        lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [ln for ln in lines if ln.startswith("#") or ln.split("\t", 1)[0] in done]
-        if len(kept) != len(lines):
-            write_text_atomic(out, "".join(kept))
-    todo = [r for r in requests if r.qid not in done]
-    logger.info("teacher scoring: %d queries done, %d to score -> %s", len(done), len(todo), out)
-    if not todo:
+    # one writer: a second job would rewrite the file under this one and interleave queries
+    with OutputLock(out, what="teacher scores"):
+        done = _done_qids(out)
+        # a query whose lines were written but whose marker was not: drop its lines before rescoring
+        if out.is_file():
+            lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [ln for ln in lines if ln.startswith("#") or ln.split("\t", 1)[0] in done]
+            if len(kept) != len(lines):
+                write_text_atomic(out, "".join(kept))
+        todo = [r for r in requests if r.qid not in done]
+        logger.info("teacher scoring: %d queries done, %d to score -> %s", len(done), len(todo), out)
+        if not todo:
+            return out
+        teacher = PointwiseReranker.from_pretrained(model_path, base_model=base_model, dtype=dtype,
+                                                    device_map=device_map, batch_size=batch_size,
+                                                    pair_format=pair_format)
+        with out.open("a", encoding="utf-8") as f:
+            for req in todo:
+                values = teacher.score(req.query, list(req.candidates))
+                f.write("".join(f"{req.qid}\t{c.docid}\t{s:.6f}\n" for c, s in zip(req.candidates, values, strict=True)))
+                f.write(f"# done {req.qid}\n")
+                f.flush()
         return out
-    teacher = PointwiseReranker.from_pretrained(model_path, base_model=base_model, dtype=dtype,
-                                                device_map=device_map, batch_size=batch_size,
-                                                pair_format=pair_format)
-    with out.open("a", encoding="utf-8") as f:
-        for req in todo:
-            values = teacher.score(req.query, list(req.candidates))
-            f.write("".join(f"{req.qid}\t{c.docid}\t{s:.6f}\n" for c, s in zip(req.candidates, values, strict=True)))
-            f.write(f"# done {req.qid}\n")
-            f.flush()
-    return out

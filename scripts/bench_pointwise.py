@@ -117,7 +117,7 @@ def markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--queries", type=int, default=43)
     ap.add_argument("--pairs", type=int, default=1000, help="pairs for the pairs/s measurement")
     ap.add_argument("--batch-size", type=int, default=32)

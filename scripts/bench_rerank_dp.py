@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", default=str(REPO.parent / "shared/data/trec-dl19/retrieve_results_dl19_top100.json"))
     p.add_argument("--model", help="model folder (default: build the tiny random Llama)")
     p.add_argument("--queries", type=int, default=43)

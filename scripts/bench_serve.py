@@ -91,7 +91,7 @@ def _phase(url: str, bodies: list[dict[str, Any]], clients: int) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model folder or Hub id (default: a tiny random Llama built offline)")
     p.add_argument("--input", default=str(DL19), help="RankGPT JSON with passage text (default: DL19 top 100)")
     p.add_argument("--requests", type=int, default=64)
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=None, help="window budget (default: the full ranking's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server")
+    p.add_argument("--scoring", choices=["generate", "first-token"], default="generate")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="write the figures as JSON")
     args = p.parse_args(argv)
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "inference.serve", "--model", model, "--port", str(port), "--device",
                args.device, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-               "--max-queue", str(args.requests + 1), "--request-timeout", "3600", "--log-level", "warning"]
+               "--max-queue", str(args.requests + 1), "--request-timeout", "3600", "--log-level", "warning",
+               "--scoring", args.scoring]
         if args.max_new_tokens:
             cmd += ["--max-new-tokens", str(args.max_new_tokens)]
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads)}
@@ -139,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait(120)
-    result = {"model": args.model or "tiny random Llama (dear_train.tiny_model)", "docs": args.docs,
+    result = {"model": args.model or "tiny random Llama (dear_train.tiny_model)", "scoring": args.scoring,
+              "docs": args.docs,
               "passage_chars": args.passage_chars, "batch_size": args.batch_size, "threads": args.threads,
               "one_client": one, "concurrent": many, "speedup": round(one["wall_s"] / many["wall_s"], 2),
               "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],

@@ -54,7 +54,7 @@ def window_agreement(reranker_for, requests: dict, records: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="adapter or merged model folder (as for dear rerank)")
     ap.add_argument("--input", required=True, help="the RankGPT JSON the generation run reranked")
     ap.add_argument("--jsonl", required=True, help="`dear rerank --jsonl` output of the generation run")

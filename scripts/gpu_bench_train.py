@@ -74,7 +74,7 @@ def read_recipe(config: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "configs" / "train" / "llama31_8b_listwise_lora.yaml"))
     p.add_argument("--seq-len", type=int, default=None, help="default: the recipe's max_length")
     p.add_argument("--batch", type=int, default=1, help="sequences per step (each of --seq-len tokens)")

@@ -155,7 +155,7 @@ def verdict(s: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="quickstart", description=__doc__,
+    ap = argparse.ArgumentParser(allow_abbrev=False, prog="quickstart", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="quickstart_out", help="folder for every artifact (replaced)")
     ap.add_argument("--steps", type=int, default=600, help="LoRA training steps")

@@ -368,7 +368,7 @@ def test_dry_run_builds_verifies_and_lists_the_folder_without_network(adapter_di
     from dear_train.export.cli import main
 
     hub = _HubCalls(monkeypatch, allow=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN", SENTINEL_TOKEN)  # a dry run checks for a token as the push does
     out = tmp_path / "dry"
     rc = main(["--adapter", str(adapter_dir), "--out", str(out), "--dry-run", "--push-to-hub", "me/dear-test",
                "--private", "--revision", "v1"])

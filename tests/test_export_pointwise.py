@@ -86,9 +86,10 @@ def test_a_broken_merge_is_caught(student, tmp_path, monkeypatch):
     assert real is not lose_the_head
 
 
-def test_cli_exports_a_student_and_says_what_it_checked(student, tmp_path, capsys):
+def test_cli_exports_a_student_and_says_what_it_checked(student, tmp_path, capsys, monkeypatch):
     from dear_train.export.cli import main
 
+    monkeypatch.setenv("HF_TOKEN", "hf_dry_run_token")  # a dry run checks for a token as the push does
     assert main(["--adapter", str(student), "--out", str(tmp_path / "exp"), "--dtype", "fp32", "--dry-run",
                  "--push-to-hub", "me/dear-pointwise"]) == 0
     out = capsys.readouterr().out

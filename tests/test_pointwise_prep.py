@@ -108,7 +108,7 @@ def test_cli_from_trec_run_corpus_and_topics(tmp_path, shared_data):
     assert rc == 0
     groups = read_groups(tmp_path / "o" / "train.jsonl")
     assert len(groups) == 3 and all(g["teacher_scores"][0] == 0 for g in groups)
-    assert prep_main(["--candidates", "x.json", "--teacher-scores", str(jsonl), "--out", str(tmp_path / "z")]) == 1
+    assert prep_main(["--candidates", "x.json", "--teacher-scores", str(jsonl), "--out", str(tmp_path / "z")]) == 2
 
 
 def test_teacher_model_scoring_is_batched_and_resumable(tmp_path, tiny_model_dir):
@@ -142,7 +142,7 @@ def test_teacher_model_scoring_is_batched_and_resumable(tmp_path, tiny_model_dir
                       "--out", str(tmp_path / "cli")]) == 0
     # without the `dear` CLI's scorer the data layer says where --teacher-model works, before reading input
     assert prep_main(["--candidates", "missing.json", "--teacher-model", str(teacher),
-                      "--out", str(tmp_path / "no-scorer")]) == 1
+                      "--out", str(tmp_path / "no-scorer")]) == 2
     cli_scores = _scores(tmp_path / "cli" / "teacher_scores.tsv")
     assert cli_scores == pytest.approx(scores, abs=1e-5)
     for g in read_groups(tmp_path / "cli" / "train.jsonl"):

@@ -73,7 +73,9 @@ def test_quickstart_runs_offline_and_shows_that_training_took(tmp_path, subproce
     merged = out / "export-merged"
     proc = subprocess.run([sys.executable, "-m", "dear_train.cli", "export", "--adapter", str(out / "adapter"),
                            "--out", str(merged), "--merge", "--dtype", "fp32", "--dry-run",
-                           "--push-to-hub", "someone/dear-tiny"], env=subprocess_env, capture_output=True,
+                           "--push-to-hub", "someone/dear-tiny"],
+                          env={**subprocess_env, "HF_TOKEN": "hf_dry_run_token"},  # a dry run checks for one
+                          capture_output=True,
                           text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "dry run: would upload these" in proc.stdout

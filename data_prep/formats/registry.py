@@ -14,7 +14,7 @@ from typing import Any
 
 from data_prep.formats import canonical, qrels, rankgpt, rankllm, reason_to_rank, responses
 from data_prep.formats.records import ReadOptions, TeacherFormat, TeacherRecord
-from data_prep.readers import Qrels, is_json_list, iter_json_records, load_json
+from data_prep.readers import Qrels, check_input_file, is_json_list, iter_json_records, load_json
 from data_prep.schema import DataError
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,10 @@ def detect_format(path: str | Path, *, qrels_given: bool = False) -> tuple[str, 
 def read_teacher(path: str | Path, fmt: str = "auto", *, qrels: Qrels | None = None,
                  response_id_base: int = 1) -> tuple[str, Iterator[TeacherRecord]]:
     """(the format used, the record stream) for a teacher file."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("teacher file not found", path=str(p), fix="check --teacher")
+    p = check_input_file(path, "teacher file")
+    if p.stat().st_size == 0:
+        raise DataError("the teacher file is empty", path=str(p), reason="empty_file",
+                        fix="pass the file your teacher run wrote (`dear teacher --out`); this one holds no records")
     if fmt == "auto":
         fmt, why = detect_format(p, qrels_given=qrels is not None)
         logger.info("--format auto: reading %s as %r (%s)", p, fmt, why)

@@ -38,7 +38,9 @@ def load_prices(path: str | Path | None = None) -> tuple[dict[str, Price], str |
         if explicit:
             raise DataError("price table not found", path=str(p), fix="pass an existing YAML/JSON file to --prices")
         return {}, None
-    text = p.read_text(encoding="utf-8")
+    from data_prep.readers import read_text
+
+    text = read_text(p, "price table")
     try:
         if p.suffix == ".json":
             data = json.loads(text)

@@ -7,38 +7,49 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 
+from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import build_parser as build_options_parser
 from dear_train.export.verify import TORCH_DTYPES
+
+DESCRIPTION = ("Verify a trained LoRA adapter (listwise from `dear train`: on ranking prompts; pointwise from "
+               "`dear distill`: on (query, passage) pairs), write a clean adapter folder (or the merged "
+               "model) with a model card, and optionally publish it to the Hugging Face Hub. "
+               "Nothing is written to --out unless the checks pass.")
+
+
+@dataclass
+class ExportOptions:
+    """Every `dear export` option (parser, --help with defaults, checks before anything loads)."""
+
+    adapter: str = option(help="training output / adapter folder (`dear train` or `dear distill` --output_dir)")
+    out: str = option(help="new (or empty) folder for the export")
+    merge: bool = option(False, help="merge the LoRA into the base model (merge_and_unload)")
+    dtype: str = option("bf16", choices=sorted(TORCH_DTYPES),
+                        help="dtype of the merged weights and of the verification forward passes")
+    base_model: str | None = option(None, help="where to load the base model from (default: the one "
+                                    "dear_training.json records)")
+    device: str = option("auto", help="where the checks and the merge run: auto (a GPU when visible), cpu, cuda, "
+                         "cuda:1 ...")
+    max_shard_size: str = option("5GB", help="safetensors shard size of a merged export")
+    license: str | None = option(None, help="license id for the card's metadata (default: inferred from the base "
+                                 "model, else 'other')")
+    push_to_hub: str | None = option(None, metavar="OWNER/NAME", help="upload the export to this Hub repo")
+    private: bool = option(False, help="create the Hub repo as private")
+    revision: str | None = option(None, help="branch to upload to (created if missing; default main)")
+    commit_message: str | None = option(None, help="commit message of the upload")
+    dry_run: bool = option(False, help="build and verify the exact folder that would be uploaded, list it, touch "
+                           "no network")
+
+    def check(self) -> None:
+        if not self.push_to_hub and (self.private or self.revision or self.commit_message):
+            raise OptionError("push_to_hub", "--private, --revision and --commit-message need --push-to-hub",
+                              fix="add --push-to-hub OWNER/NAME, or drop them")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dear export",
-        description="Verify a trained LoRA adapter (listwise from `dear train`: on ranking prompts; pointwise from "
-                    "`dear distill`: on (query, passage) pairs), write a clean adapter folder (or the merged "
-                    "model) with a model card, and optionally publish it to the Hugging Face Hub. "
-                    "Nothing is written to --out unless the checks pass.",
-    )
-    p.add_argument("--adapter", required=True,
-                   help="training output / adapter folder (`dear train` or `dear distill` --output_dir)")
-    p.add_argument("--out", required=True, help="new (or empty) folder for the export")
-    p.add_argument("--merge", action="store_true", help="merge the LoRA into the base model (merge_and_unload)")
-    p.add_argument("--dtype", choices=sorted(TORCH_DTYPES), default="bf16",
-                   help="dtype of the merged weights and of the verification forward passes (default bf16)")
-    p.add_argument("--base-model", default=None,
-                   help="where to load the base model from (default: the one dear_training.json records)")
-    p.add_argument("--device", default="auto",
-                   help="where the checks and the merge run: auto (a GPU when visible), cpu, cuda, cuda:1 ...")
-    p.add_argument("--max-shard-size", default="5GB", help="safetensors shard size of a merged export (default 5GB)")
-    p.add_argument("--license", default=None,
-                   help="license id for the card's metadata (default: inferred from the base model, else 'other')")
-    p.add_argument("--push-to-hub", metavar="OWNER/NAME", default=None, help="upload the export to this Hub repo")
-    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
-    p.add_argument("--revision", default=None, help="branch to upload to (created if missing; default main)")
-    p.add_argument("--commit-message", default=None, help="commit message of the upload")
-    p.add_argument("--dry-run", action="store_true",
-                   help="build and verify the exact folder that would be uploaded, list it, touch no network")
-    return p
+    return build_options_parser(ExportOptions, prog="dear export", description=DESCRIPTION)
 
 
 def _size(n: int) -> str:
@@ -51,9 +62,11 @@ def _size(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.push_to_hub and (args.private or args.revision or args.commit_message):
-        parser.error("--private, --revision and --commit-message need --push-to-hub")
+    args = parse_options(ExportOptions, argv, prog="dear export", parser=parser)
+    try:
+        checked(args, prog="dear export")
+    except ValueError as err:  # OptionError: a usage error, as argparse reports one
+        parser.error(flag_message(err, flags_of(ExportOptions)))
 
     from data_prep.schema import DataError
     from dear_train.export import hub
@@ -61,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     from dear_train.export.verify import ExportVerificationError
 
     try:
+        token = None
         if args.push_to_hub:
             hub.check_repo_id(args.push_to_hub)
-            if not args.dry_run:
-                hub.resolve_token()  # fail before the (long) build, not after it
+            # fail before the (long) build, not after it; a dry run checks exactly as the push will
+            token, _ = hub.resolve_token(dry_run=args.dry_run)
         result = export_adapter(
             args.adapter, args.out, merge=args.merge, dtype=args.dtype, base_model=args.base_model,
             max_shard_size=args.max_shard_size, repo_id=args.push_to_hub, license=args.license,
@@ -93,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     target = f"{args.push_to_hub} ({'private' if args.private else 'public'}, revision {args.revision or 'main'})"
     if args.dry_run:
+        try:
+            hub.check_no_token_in_folder(result.out, token)  # what the push refuses, the dry run refuses
+        except DataError as err:
+            print(f"dear export: {err}", file=sys.stderr)
+            return 1
         print(f"dry run: would upload these {len(result.files)} files ({_size(total)}) to {target}")
         return 0
     try:

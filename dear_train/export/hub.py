@@ -29,11 +29,14 @@ def check_repo_id(repo_id: str) -> None:
         raise DataError(f"--push-to-hub needs OWNER/NAME, got {repo_id!r}", fix="e.g. --push-to-hub me/dear-8b-lora")
 
 
-def resolve_token() -> tuple[str, str]:
-    """(token, where it came from) without ever exposing the token; a clear error when there is none."""
+def resolve_token(*, dry_run: bool = False) -> tuple[str, str]:
+    """(token, where it came from) without ever exposing the token; a clear error when there is none.
+
+    A dry run looks the token up the same way (it reads no network, so offline mode is fine there): a dry
+    run that passes means the real push will find its token too."""
     from huggingface_hub import constants, get_token
 
-    if constants.HF_HUB_OFFLINE:
+    if constants.HF_HUB_OFFLINE and not dry_run:
         raise DataError("HF_HUB_OFFLINE is set, so nothing can be uploaded",
                         fix="unset HF_HUB_OFFLINE for the push, or use --dry-run")
     token = get_token()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -202,10 +203,10 @@ def build_model_card(
         "## Usage",
         "### With dear-reranker",
         "```python\nfrom inference import ListwiseReranker\n\n"
-        f"reranker = ListwiseReranker.from_pretrained(\"{repo_id}\")  # reads prompt_spec.json\n"
+        f"reranker = ListwiseReranker.from_pretrained({_py(repo_id)})  # reads prompt_spec.json\n"
         "order = reranker.rerank(query, documents)  # indices into documents, best first\n```",
         "or from the command line, over first-stage candidates in RankGPT JSON (or a TREC run with a corpus "
-        f"and topics, see `dear rerank --help`):\n\n```bash\ndear rerank --model {repo_id} --input candidates.json "
+        f"and topics, see `dear rerank --help`):\n\n```bash\ndear rerank --model {shlex.quote(repo_id)} --input candidates.json "
         "--out run.trec --qrels qrels.txt\n```",
         "### With transformers" + ("" if merged else " + PEFT"),
         _plain_snippet(repo_id, merged, prompt, model_input, len(passages)),
@@ -214,10 +215,15 @@ def build_model_card(
     return str(ModelCard("---\n" + meta.to_yaml() + "\n---\n\n" + body))
 
 
+def _py(text: str) -> str:
+    """A Python string literal of ``text`` (a local path may hold spaces, quotes or backslashes)."""
+    return json.dumps(text)
+
+
 def _snippet_head(module: str, loader: str, repo_id: str) -> list[str]:
     """The first lines of a plain transformers/PEFT usage snippet: imports and the tokenizer."""
     return ["```python", "import torch", f"from {module} import {loader}", "from transformers import AutoTokenizer",
-            "", f"tokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")"]
+            "", f"tokenizer = AutoTokenizer.from_pretrained({_py(repo_id)})"]
 
 
 def _plain_snippet(repo_id: str, merged: bool, prompt: Prompt, model_input: str, n: int) -> str:
@@ -225,7 +231,7 @@ def _plain_snippet(repo_id: str, merged: bool, prompt: Prompt, model_input: str,
     module = "transformers" if merged else "peft"
     lines = [
         *_snippet_head(module, loader, repo_id),
-        f"model = {loader}.from_pretrained(\"{repo_id}\", dtype=torch.bfloat16, device_map=\"auto\")",
+        f"model = {loader}.from_pretrained({_py(repo_id)}, dtype=torch.bfloat16, device_map=\"auto\")",
         "",
     ]
     if prompt.text is not None:
@@ -278,14 +284,14 @@ def _pointwise_usage(repo_id: str, merged: bool, fmt: PairFormat, tokenizer: Tok
         "## Usage",
         "### With dear-reranker",
         "```python\nfrom inference import PointwiseReranker\n\n"
-        f"reranker = PointwiseReranker.from_pretrained(\"{repo_id}\")  # reads pointwise_format.json\n"
+        f"reranker = PointwiseReranker.from_pretrained({_py(repo_id)})  # reads pointwise_format.json\n"
         "scores = reranker.score(query, documents)  # one score per document, input order\n```",
         "or as DeAR's stage 1 in front of a listwise model (see `dear rerank --help`):\n\n```bash\n"
-        f"dear rerank --pointwise {repo_id} --listwise LISTWISE_ADAPTER --input candidates.json --out run.trec\n```",
+        f"dear rerank --pointwise {shlex.quote(repo_id)} --listwise LISTWISE_ADAPTER --input candidates.json --out run.trec\n```",
         "### With transformers" + ("" if merged else " + PEFT"),
         "\n".join([
             *_snippet_head(module, loader, repo_id),
-            f"model = {loader}.from_pretrained(\"{repo_id}\", num_labels=1, dtype=torch.float32).eval()",
+            f"model = {loader}.from_pretrained({_py(repo_id)}, num_labels=1, dtype=torch.float32).eval()",
             "",
             "def encode(query, document):  # the training layout: padded on the right to the fixed length",
             f"    q = tokenizer.encode({fmt.query_prefix!r} + query, add_special_tokens=False)[:{fmt.q_max_len}]",

@@ -23,12 +23,13 @@ from inference.models.source import (
     DEFAULT_SPEC,
     ModelSource,
     adapter_base,
+    check_loadable,
     describe_source,
     folder_has_tokenizer,
     resolve_spec,
 )
 
-__all__ = ["DEFAULT_SPEC", "DTYPES", "QUANTIZATIONS", "ModelOptions", "ModelSource", "adapter_base",
+__all__ = ["DEFAULT_SPEC", "DTYPES", "QUANTIZATIONS", "ModelOptions", "ModelSource", "adapter_base", "check_loadable",
            "attach_adapter", "describe_source", "folder_has_tokenizer", "load_causal_lm",
            "load_sequence_classifier", "load_tokenizer", "pretrained_causal_lm", "pretrained_classifier",
            "quantization_config", "resolve_dtype", "resolve_spec", "served_model", "source_tokenizer"]

@@ -14,7 +14,7 @@ from typing import Any
 from data_prep.pointwise_format import ensure_pad_token
 from data_prep.schema import DataError
 from inference.models.options import ModelOptions
-from inference.models.source import ModelSource, adapter_base, as_source
+from inference.models.source import ModelSource, adapter_base, as_source, check_loadable
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def load_causal_lm(path: str | Path | ModelSource, options: ModelOptions, *,
     """(causal LM in eval mode, tokenizer). An adapter is merged into an unquantized base for speed
     (``merge_adapter=None``); a quantized base keeps the LoRA layers."""
     source = as_source(path, revision=options.revision)
+    check_loadable(source, options.base_model)
     if source.kind == "adapter":
         base = adapter_base(source, options.base_model)
         logger.info("loading base model %s for adapter %s", base, source.where)
@@ -94,6 +95,7 @@ def load_sequence_classifier(path: str | Path | ModelSource, options: ModelOptio
     """(one-logit classifier in eval mode, tokenizer) from a full sequence-classification folder, a PEFT
     ``SEQ_CLS`` adapter folder (its ``score`` head saved with it), or a Hub id of either."""
     source = as_source(path, revision=options.revision)
+    check_loadable(source, options.base_model)
     if source.kind == "adapter":
         base = adapter_base(source, options.base_model)
         tokenizer = source_tokenizer(source, base, options)

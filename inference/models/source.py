@@ -20,6 +20,7 @@ from data_prep.prompts import (
     load_prompt_spec,
     resolve_prompt_spec,
 )
+from data_prep.readers import load_json
 from data_prep.schema import DataError
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def describe_source(path: str | Path, *, revision: str | None = None) -> ModelSo
                 raise DataError("adapter folder has adapter_config.json but no adapter weights",
                                 path=str(p), reason="no_weights",
                                 fix=f"copy {ADAPTER_WEIGHTS[0]} into the folder (a training run saves it at the end)")
-            cfg = json.loads((p / "adapter_config.json").read_text(encoding="utf-8"))
+            cfg = load_json(p / "adapter_config.json", "adapter config",
+                            fix="re-save the adapter (save_pretrained) or copy adapter_config.json again")
             return ModelSource("adapter", p, None, cfg.get("base_model_name_or_path"))
         if (p / "config.json").is_file():
             if not (any((p / w).is_file() for w in MODEL_WEIGHTS) or any(p.glob("*.safetensors"))):
@@ -114,6 +116,59 @@ def adapter_base(source: ModelSource, base_model: str | None) -> str:
         raise DataError("adapter_config.json names no base model", path=source.where, reason="no_base_model",
                         fix="pass --base-model / base_model= (the model the adapter was trained on)")
     return base
+
+
+def check_loadable(source: ModelSource, base_model: str | None = None) -> None:
+    """What ``from_pretrained`` would otherwise fail on deep inside the loader, refused first with the path and
+    the fix: truncated or corrupt safetensors (the source's and a local base model's), and an adapter whose base
+    model folder was moved or deleted since training."""
+    if source.dir is not None:
+        check_safetensors(source.dir)
+    if source.kind != "adapter":
+        return
+    base = adapter_base(source, base_model)
+    if not _looks_local(base):
+        return
+    if not Path(base).expanduser().is_dir():
+        # from_pretrained would take the path for a Hub id and fail inside huggingface_hub
+        given = "--base-model" if base_model else f"{source.where}/adapter_config.json"
+        raise DataError(f"the adapter's base model folder {base} (from {given}) does not exist", path=source.where,
+                        reason="no_base_model", fix="pass --base-model / base_model= with the base model's "
+                        "folder or Hub id (the model the adapter was trained on)")
+    check_safetensors(Path(base).expanduser())
+
+
+def _looks_local(name: str) -> bool:
+    """A filesystem path rather than a Hub id (``owner/name``)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
+
+
+def check_safetensors(folder: Path) -> None:
+    """Refuse a truncated or corrupt ``*.safetensors`` file before any weights load: its 8-byte header
+    length, JSON header and tensor offsets must fit the file (a copy cut short by a full disk or an interrupted
+    download fails here, naming the file, instead of deep inside the loader)."""
+    for f in sorted(folder.glob("*.safetensors")):
+        size = f.stat().st_size
+        problem = None
+        with f.open("rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or 8 + n > size:
+                problem = f"header of {n} bytes does not fit the {size}-byte file"
+            else:
+                try:
+                    header = json.loads(fh.read(n).decode("utf-8"))
+                    end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
+                              default=0)
+                except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError, AttributeError):
+                    problem = "unreadable header"
+                else:
+                    if 8 + n + end > size:
+                        problem = f"tensors need {8 + n + end} bytes, the file has {size}"
+        if problem:
+            raise DataError(f"truncated or corrupt safetensors file ({problem})", path=str(f),
+                            reason="corrupt_weights",
+                            fix="copy or download the file again (it was cut short), or re-save the model")
 
 
 def resolve_spec(source: ModelSource, prompt: str | None, *, revision: str | None = None) -> PromptSpec:

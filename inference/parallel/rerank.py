@@ -63,6 +63,10 @@ def _print_failure(info: dict[str, Any]) -> None:
 
 def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int:
     """The many-process `dear rerank`; returns the process's exit code (rank 0 prints the outcome)."""
+    from inference.cli_rerank import RerankOptions
+
+    if not isinstance(args, RerankOptions):  # parsed by `dear rerank`'s parser: the same fields
+        args = RerankOptions(**vars(args))
     own = group is None
     if group is None:
         group = Group.from_env(on_failure=_print_failure)
@@ -92,7 +96,9 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
         except (Exception, KeyboardInterrupt) as err:
             code = 2 if isinstance(err, DataError) else 130 if isinstance(err, KeyboardInterrupt) else 1
             if isinstance(err, DataError):
-                message = str(err)
+                from inference.cli_rerank import error_line
+
+                message = error_line(err).removeprefix("dear rerank: error: ")  # flags, as dear rerank says
             elif isinstance(err, KeyboardInterrupt):
                 message = (f"interrupted; finished queries are saved in {args.out} and its part files. "
                            "Run the same command again to resume.")
@@ -114,17 +120,14 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
 
 def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any], list[Any]]:
     """Rank 0: validate the input, lock ``--out``, fold in what earlier jobs left, publish the plan."""
+    from data_prep.cli_options import checked
     from data_prep.io import OutputLock
-    from data_prep.readers import read_qrels
-    from inference.cli_rerank import load_requests, rerank_settings
-    from inference.models import describe_source
+    from inference.cli_rerank import check_inputs, rerank_settings
     from inference.runfiles import prepare_resume
 
     t0 = time.perf_counter()
-    requests = load_requests(args.input, args.corpus, args.topics, args.limit)
-    if args.qrels:
-        read_qrels(args.qrels)  # a bad qrels file fails now, not after the whole run
-    describe_source(args.model)
+    checked(args, prog="dear rerank")  # options that can never work, as `dear rerank` refuses them
+    requests, _ = check_inputs(args)  # input, qrels, metrics, model folder: before --out is touched
     lock = OutputLock(args.out, what="run").acquire()
     try:
         expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}

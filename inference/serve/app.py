@@ -200,16 +200,20 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         except EngineUnavailable as err:
             return _error(503, str(err), headers={"Retry-After": str(config.retry_after)})
         fut = asyncio.wrap_future(job.future)
-        while not fut.done():
-            remaining = job.deadline - time.monotonic()
-            if remaining <= 0:
-                engine.cancel(job, CANCEL_TIMEOUT)
-                break
-            await asyncio.wait({fut}, timeout=min(DISCONNECT_POLL_S, remaining))
-            if not fut.done() and await request.is_disconnected():
-                engine.cancel(job, CANCEL_DISCONNECT)
-                logger.info("request %s: client disconnected; cancelled", request_id)
-                return Response(status_code=STATUS_CLIENT_CLOSED)
+        try:
+            while not fut.done():
+                remaining = job.deadline - time.monotonic()
+                if remaining <= 0:
+                    engine.cancel(job, CANCEL_TIMEOUT)
+                    break
+                await asyncio.wait({fut}, timeout=min(DISCONNECT_POLL_S, remaining))
+                if not fut.done() and await request.is_disconnected():
+                    engine.cancel(job, CANCEL_DISCONNECT)
+                    logger.info("request %s: client disconnected; cancelled", request_id)
+                    return Response(status_code=STATUS_CLIENT_CLOSED)
+        except asyncio.CancelledError:  # the handler itself was cancelled (the connection went away)
+            engine.cancel(job, CANCEL_DISCONNECT)
+            raise
         if fut.cancelled() or not fut.done():
             return _error(504, f"the request took longer than the server's --request-timeout "
                                f"({config.request_timeout:g} s)")

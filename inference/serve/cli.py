@@ -17,14 +17,15 @@ import signal
 import sys
 from typing import Any
 
+from data_prep.cli_options import HelpFormatter
 from data_prep.schema import DataError
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dear serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="dear serve", description=__doc__, allow_abbrev=False,
+                                formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="listwise adapter folder, merged model folder or Hub id")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
