@@ -269,10 +269,6 @@ def test_an_engine_failure_fails_only_the_requests_in_flight_and_the_server_keep
 
 
 def test_first_token_scores_are_the_models_probabilities_for_one_window(base, dl19):
-    from inference.serve.cli import supports_first_token
-
-    if not supports_first_token():
-        pytest.skip("this ListwiseReranker has no first-token scoring yet (`dear serve` refuses the flag)")
     rr = twin(base, scoring="first-token")
     (req,) = short_requests(dl19[:1], 8, 120)
     (expected,) = twin(base, scoring="first-token").rerank_batch([req])

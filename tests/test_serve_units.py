@@ -68,25 +68,13 @@ def test_config_refuses_nonsense_limits():
             ServeConfig(**kw)
 
 
-def test_cli_defaults_to_loopback_and_refuses_first_token_it_does_not_have(monkeypatch, capsys, tmp_path):
+def test_cli_defaults_to_loopback_and_refuses_what_cannot_serve(monkeypatch, capsys, tmp_path):
     from inference.serve import cli
 
     args = cli.build_parser().parse_args(["--model", "m"])
     assert args.host == "127.0.0.1" and args.scoring == "generate" and args.api_key_env is None
-    monkeypatch.setattr(cli, "supports_first_token", lambda: False)
-    assert cli.main(["--model", str(tmp_path), "--scoring", "first-token"]) == 2
-    assert "first-token" in capsys.readouterr().err
     monkeypatch.delenv("DEAR_TEST_KEY", raising=False)
     assert cli.main(["--model", str(tmp_path), "--api-key-env", "DEAR_TEST_KEY"]) == 2
     assert "DEAR_TEST_KEY" in capsys.readouterr().err
     assert cli.main(["--model", str(tmp_path / "missing")]) == 2  # no weights: refused before serving
     assert "error" in capsys.readouterr().err
-
-
-def test_first_token_support_is_read_from_the_reranker_signature():
-    import inspect
-
-    from inference.reranker import ListwiseReranker
-    from inference.serve.cli import supports_first_token
-
-    assert supports_first_token() == ("scoring" in inspect.signature(ListwiseReranker.__init__).parameters)

@@ -10,7 +10,6 @@ Needs the `serve` extra (`pip install 'dear-reranker[serve]'`). See docs/serving
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
 import signal
@@ -63,13 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def supports_first_token() -> bool:
-    """True once ``ListwiseReranker`` takes ``scoring=`` (first-token scoring); checked, never assumed."""
-    from inference.reranker import ListwiseReranker
-
-    return "scoring" in inspect.signature(ListwiseReranker.__init__).parameters
-
-
 def api_key_from_env(name: str | None) -> str | None:
     if name is None:
         return None
@@ -118,9 +110,6 @@ def main(argv: list[str] | None = None) -> int:
               "pip install 'dear-reranker[serve]'", file=sys.stderr)
         return 2
     try:
-        if args.scoring == "first-token" and not supports_first_token():
-            raise DataError("--scoring first-token: this version's ListwiseReranker has no first-token scoring",
-                            fix="use --scoring generate, or upgrade to a version with ListwiseReranker(scoring=...)")
         config = ServeConfig(model_name=args.model_name or args.model, max_documents=args.max_documents,
                              max_document_chars=args.max_document_chars, max_query_chars=args.max_query_chars,
                              max_body_bytes=args.max_body_bytes, max_queue=args.max_queue,
