@@ -19,6 +19,7 @@ from typing import Any
 from data_prep.prompts import PromptSpec, answer_start, model_input_text, render_prompt
 from data_prep.schema import DataError
 from inference.engine.prefill import last_row_prefill
+from inference.engine.text import tokenize_texts
 from inference.engine.types import BackendStats
 from inference.grad_mode import evaluating
 
@@ -157,14 +158,7 @@ class HFFirstTokenScorer:
         return self.model.get_input_embeddings().weight.device
 
     def _tokenize(self, reqs: list[ScoreRequest]) -> list[list[int]]:
-        out: list[list[int]] = [[] for _ in reqs]
-        for special in (True, False):
-            pos = [i for i, r in enumerate(reqs) if r.add_special_tokens is special]
-            if pos:
-                enc = self.tokenizer([reqs[i].text for i in pos], add_special_tokens=special)["input_ids"]
-                for i, ids in zip(pos, enc, strict=True):
-                    out[i] = list(ids)
-        return out
+        return tokenize_texts(self.tokenizer, reqs)
 
     def _batches(self) -> bool:
         if self.batch_forward is None:

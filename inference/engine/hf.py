@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inference.engine.prefill import last_row_prefill
-from inference.engine.text import TextDecoder, eos_token_ids
+from inference.engine.text import TextDecoder, eos_token_ids, tokenize_texts
 from inference.engine.types import (
     FINISH_COMPLETE,
     FINISH_EOS,
@@ -150,16 +150,7 @@ class HFBackend:
         return reasons
 
     def _tokenize(self, reqs: list[GenerationRequest]) -> list[list[int]]:
-        """Token ids of each request's text, in one batched tokenizer call per ``add_special_tokens`` value (a fast
-        tokenizer encodes a batch on all cores, and the next windows of many queries often arrive together)."""
-        out: list[list[int]] = [[] for _ in reqs]
-        for special in (True, False):
-            pos = [i for i, r in enumerate(reqs) if r.add_special_tokens is special]
-            if pos:
-                enc = self.tokenizer([reqs[i].text for i in pos], add_special_tokens=special)["input_ids"]
-                for i, ids in zip(pos, enc, strict=True):
-                    out[i] = list(ids)
-        return out
+        return tokenize_texts(self.tokenizer, reqs)
 
     def _text(self, row: Row) -> str:
         if row.text is None:

@@ -7,8 +7,21 @@ what ``decode`` runs (tests/test_infer_engine_decode.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+
+def tokenize_texts(tokenizer: Any, reqs: Sequence[Any]) -> list[list[int]]:
+    """Token ids of each request's ``text``, in one batched tokenizer call per ``add_special_tokens`` value (a fast
+    tokenizer encodes a batch on all cores, and the next windows of many queries often arrive together)."""
+    out: list[list[int]] = [[] for _ in reqs]
+    for special in (True, False):
+        pos = [i for i, r in enumerate(reqs) if r.add_special_tokens is special]
+        if pos:
+            enc = tokenizer([reqs[i].text for i in pos], add_special_tokens=special)["input_ids"]
+            for i, ids in zip(pos, enc, strict=True):
+                out[i] = list(ids)
+    return out
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
