@@ -40,6 +40,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def sorted_differences(scores: QueryScores, run: str, baseline: str, metric: str) -> Any:
+    """Per-query ``run`` minus ``baseline`` on ``metric``, largest first (the bars of one panel)."""
+    import numpy as np
+
+    diff = np.asarray(scores.values[run][metric]) - np.asarray(scores.values[baseline][metric])
+    return np.sort(diff)[::-1]
+
+
 def per_query_chart(scores: QueryScores, runs: Sequence[str], baseline: str, metric: str,
                     names: Mapping[str, str], out_dir: Path) -> str:
     """One panel per run against ``baseline``: sorted per-query differences of ``metric``."""
@@ -47,10 +55,9 @@ def per_query_chart(scores: QueryScores, runs: Sequence[str], baseline: str, met
 
     plt = _pyplot()
     others = [r for r in runs if r != baseline]
-    base = np.asarray(scores.values[baseline][metric])
     fig, axes = plt.subplots(len(others), 1, figsize=(8, 1.9 * len(others) + 0.6), sharey=True, squeeze=False)
     for ax, run in zip(axes[:, 0], others, strict=True):
-        diff = np.sort(np.asarray(scores.values[run][metric]) - base)[::-1]
+        diff = sorted_differences(scores, run, baseline, metric)
         colors = np.where(diff > 0, "#2e7d32", np.where(diff < 0, "#c62828", "#9e9e9e"))
         ax.bar(np.arange(len(diff)), diff, width=0.85, color=colors)
         ax.axhline(0, color="black", linewidth=0.6)
