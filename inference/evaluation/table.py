@@ -37,7 +37,7 @@ def _mark(letters: str, style: str) -> str:
 def _cost(value: float | None, field: str) -> str:
     if value is None:
         return "-"
-    return f"{value:.2f}" if field == "seconds" else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    return f"{value:.3g}" if field == "seconds" else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def has_costs(report: Mapping[str, Any]) -> bool:
@@ -109,7 +109,7 @@ def notes(report: Mapping[str, Any]) -> list[str]:
         n_metrics = len(report["metrics"])
         pairs = comp["family_size"] // max(n_metrics, 1)
         unit = "run" if comp["baseline"] else "pair"
-        family = (f"{comp['family_size']} tests ({pairs} {unit}{'s' * (pairs != 1)} x {n_metrics} "
+        family = (f"{comp['family_size']} test{'s' * (comp['family_size'] != 1)} ({pairs} {unit}{'s' * (pairs != 1)} x {n_metrics} "
                   f"metric{'s' * (n_metrics != 1)})")
         how = (f"{TEST_NAMES[comp['test']]}, two-sided, {CORRECTION_NAMES[comp['correction']]} correction over "
                f"{family}, alpha {comp['alpha']}")
