@@ -80,8 +80,8 @@ class EvalOptions:
             parse_metric(m)
         seen = set()
         for r in self.run:
-            if r in seen:
-                raise OptionError("run", f"lists {r} twice", fix="name each run once")
+            if r in seen:  # no field: flag_message would rewrite "run" inside the path (run.trec)
+                raise DataError(f"--run lists {r} twice", reason="bad_option", fix="name each file once")
             seen.add(r)
         if not 0 < self.alpha < 1:
             raise OptionError("alpha", f"must be between 0 and 1, got {self.alpha}", fix="e.g. 0.05 or 0.01")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from data_prep.cli_options import OptionError
 from data_prep.readers import read_qrels, read_rankgpt_json, read_run
 from data_prep.schema import DataError
 from inference.evaluation.scores import JUDGED_AT_10, QueryScores, query_scores
@@ -53,10 +54,10 @@ def resolve_baseline(baseline: str, runs: Sequence[str]) -> str:
         return hits[0]
     listed = ", ".join(Path(r).name for r in runs)
     if hits:
-        raise DataError(f"{baseline!r} matches {len(hits)} of the --run files", reason="bad_option",
-                        field="baseline", fix=f"pass the baseline's path exactly as in --run ({', '.join(hits)})")
-    raise DataError(f"{baseline!r} is none of the --run files ({listed})", reason="bad_option", field="baseline",
-                    fix="pass one of the --run paths (or its file name); the baseline is also listed in --run")
+        raise OptionError("baseline", f"{baseline!r} matches {len(hits)} of the --run files",
+                          fix=f"pass the baseline's path exactly as in --run ({', '.join(hits)})")
+    raise OptionError("baseline", f"{baseline!r} is none of the --run files ({listed})",
+                      fix="pass one of the --run paths (or its file name); the baseline is also listed in --run")
 
 
 def build_report(runs: Sequence[str], qrels_path: str, metrics: Sequence[str], *, per_query: bool = False,
