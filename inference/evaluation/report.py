@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.cli_options import OptionError
+from data_prep.io.versions import package_versions
 from data_prep.readers import read_qrels, read_rankgpt_json, read_run
 from data_prep.schema import DataError
 from inference.evaluation.scores import JUDGED_AT_10, QueryScores, query_scores
 from inference.evaluation.stats import DEFAULT_PERMUTATIONS
 from inference.evaluation.table import DAGGER
+
+# what can move a figure of this report: the metrics (ir_measures, pytrec_eval) and the tests
+EVAL_PACKAGES = ("dear-reranker", "ir-measures", "pytrec-eval-terrier", "numpy", "scipy", "statsmodels")
 
 
 def load_run(path: str) -> dict[str, list[tuple[str, float]]]:
@@ -107,7 +111,8 @@ def build_report(runs: Sequence[str], qrels_path: str, metrics: Sequence[str], *
     note = judged_queries_note(judged, len(scores.qids), common_queries)
     report = {"qrels": qrels_path, "metrics": list(metrics), "queries": len(scores.qids), "runs": out_runs,
               "common_queries": common_queries, "note": note,
-              "comparison": comparison.as_dict() if comparison else None, "plots": []}
+              "comparison": comparison.as_dict() if comparison else None, "plots": [],
+              "versions": package_versions(EVAL_PACKAGES)}
     return report, scores
 
 

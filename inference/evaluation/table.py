@@ -125,7 +125,7 @@ def notes(report: Mapping[str, Any]) -> list[str]:
                 worst = max((p["mc_se"] or 0.0 for p in comp["pairs"]), default=0.0)
                 out.append(f"randomization test: {comp['permutations']:,} random sign flips per test, seed "
                            f"{comp['seed']}; Monte Carlo standard error of the p-values up to {worst:.4f}; the smallest p it "
-                           f"can give is {fmt_p(2 / (comp['permutations'] + 1))}")
+                           f"can give is {fmt_p(1 / (comp['permutations'] + 1))}")
     if comp is not None and comp["pairs"]:
         out.append("+/=/-: queries where the run scores above / equal to / below the "
                    + ("baseline" if comp["baseline"] else "second run of the pair") + "; diff x100")
