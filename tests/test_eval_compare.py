@@ -245,6 +245,11 @@ def test_costs_come_from_the_rerank_summary_and_jsonl(dl19, tmp_path) -> None:
     # a record that carries its own totals (newer `dear rerank`) is read as it is
     own = {**records[0], "model_calls": 7, "prompt_tokens": 1234, "generated_tokens": 56}
     assert record_cost(own) == {"model_calls": 7.0, "prompt_tokens": 1234.0, "generated_tokens": 56.0}
+    # without totals: a window of one candidate (raw None) was no model call; its tokens still count
+    windows2 = [{"raw": None, "prompt_tokens": 0, "generated_tokens": 0},
+                {"raw": "[1] > [0]", "prompt_tokens": 300, "generated_tokens": 9}]
+    assert record_cost({"qid": "1", "windows": windows2}) == {"model_calls": 1.0, "prompt_tokens": 300.0,
+                                                             "generated_tokens": 9.0}
     # a record without windows or totals is unknown, not zero
     assert record_cost({"qid": "1"}) == dict.fromkeys(("model_calls", "prompt_tokens", "generated_tokens"))
     # no sidecars: no cost

@@ -27,6 +27,11 @@ def test_t_and_wilcoxon_p_values_are_scipys(seed: int) -> None:
     assert paired_test(x, y, "t").p_value == scipy_stats.ttest_rel(x, y).pvalue
     assert paired_test(x, y, "t").statistic == scipy_stats.ttest_rel(x, y).statistic
     assert paired_test(x, y, "wilcoxon").p_value == scipy_stats.wilcoxon(x, y).pvalue
+    # per-query metrics tie often (both 0, both 1): zero differences are dropped, as scipy's default does
+    xr, yr = np.round(x, 1), np.round(y, 1)
+    assert (xr == yr).any() and (xr != yr).any()
+    assert paired_test(xr, yr, "wilcoxon").p_value == scipy_stats.wilcoxon(xr, yr).pvalue
+    assert paired_test(xr, yr, "t").p_value == scipy_stats.ttest_rel(xr, yr).pvalue
     # the order is run first: the statistic's sign follows it, the two-sided p does not
     assert paired_test(y, x, "t").statistic == -paired_test(x, y, "t").statistic
 
