@@ -68,7 +68,7 @@ class EvalOptions:
     permutations: int = option(10_000, group=TESTS_GROUP, setting=None,
                                help="random sign flips of the fisher test (its p-value's Monte Carlo error is "
                                     "reported)")
-    seed: int = option(0, group=TESTS_GROUP, setting=None, help="seed of the fisher test's sign flips")
+    seed: int = option(0, group=TESTS_GROUP, setting=None, help="seed of the fisher test's sign flips (default: 0)")
     plot: str | None = option(None, group=TESTS_GROUP, setting=None, metavar="DIR",
                               help="write PNG charts here: per-query differences against --baseline, and "
                                    "quality against cost per query")

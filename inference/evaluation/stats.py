@@ -75,8 +75,9 @@ def randomization_test(x: Sequence[float], y: Sequence[float], *, permutations: 
     def abs_mean_difference(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.abs(np.mean(u - v, axis=axis))
 
+    batch = max(1, min(permutations, 2_000_000 // max(len(a), 1)))  # ~32 MB of draws at a time, any query count
     res = stats.permutation_test((a, b), abs_mean_difference, permutation_type="samples", vectorized=True,
-                                 n_resamples=permutations, alternative="greater",
+                                 n_resamples=permutations, batch=batch, alternative="greater",
                                  rng=np.random.default_rng(seed))
     p = float(res.pvalue)
     exact = permutations >= 2 ** len(a)  # scipy enumerates every pattern then (its rule for paired samples)

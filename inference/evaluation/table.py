@@ -89,7 +89,7 @@ def tests_table(report: Mapping[str, Any], style: str = "text") -> tuple[list[st
                      "yes" if p["significant"] else "no", f"{p['improved']}/{p['tied']}/{p['degraded']}"])
     if style == "latex":
         header = [_latex_escape(h) for h in header]
-        rows = [[_latex_escape(c) for c in row] for row in rows]
+        rows = [[f"${c}$" if i == 2 else _latex_escape(c) for i, c in enumerate(row)] for row in rows]  # signs
     return header, rows
 
 
