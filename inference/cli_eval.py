@@ -165,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
             report["plots"], plot_notes = draw(report, scores, args.plot)
         if args.out:
-            from data_prep.io.atomic import write_text_atomic
-
-            write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     except DataError as err:
         print(f"dear eval: error: {flag_message(err, flags_of(EvalOptions))}", file=sys.stderr)
         return 2
