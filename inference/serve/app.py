@@ -49,7 +49,7 @@ from inference.serve.schemas import (
     error_field,
     prepare,
 )
-from inference.serve.scores import relevance_scores
+from inference.serve.scores import result_relevance
 
 logger = logging.getLogger(__name__)
 
@@ -228,8 +228,7 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         if truncated:
             metrics.truncated.inc(truncated)
         order = [int(d) for d in result.docids]
-        scores = relevance_scores(result.scores, windows=sum(1 for w in result.windows if w.end - w.start > 1),
-                                  probabilities=probabilities)
+        scores = result_relevance(result, probabilities=probabilities)
         items = [RerankResultItem(index=i, relevance_score=s,
                                   document=DocumentOut(text=prepared.originals[i]) if prepared.return_documents else None)
                  for i, s in zip(order[: prepared.top_n], scores[: prepared.top_n], strict=True)]
