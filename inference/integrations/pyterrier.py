@@ -67,7 +67,7 @@ class DearTransformer(pt.Transformer):
             query = check_query(group["query"].iloc[0], f"query (qid {qid})")
             candidates, row_of = [], {}
             for row, docno, text in zip(group.index, group["docno"], group[self.text_field], strict=True):
-                check_text(text, f"{self.text_field} (qid {qid}, docno {docno})")
+                check_text(None if _missing(text) else text, f"{self.text_field} (qid {qid}, docno {docno})")
                 docid = str(docno)
                 row_of.setdefault(docid, int(row))
                 candidates.append(Candidate(docid=docid, text=text))
@@ -82,3 +82,8 @@ def _first_stage_order(group: pd.DataFrame) -> pd.DataFrame:
     if "score" in group.columns:
         return group.sort_values("score", ascending=False, kind="stable")
     return group
+
+
+def _missing(value: Any) -> bool:
+    """A frame's empty cell (None, NaN, pd.NA), reported as missing rather than as its float type."""
+    return pd.api.types.is_scalar(value) and not isinstance(value, str) and bool(pd.isna(value))

@@ -29,7 +29,8 @@ class InputTypeError(TypeError):
 
     def __init__(self, field: str, expected: str, got: Any, fix: str) -> None:
         self.field, self.fix = field, fix
-        super().__init__(f"{field}: expected {expected}, got {type(got).__name__} -- fix: {fix}")
+        what = "None (missing)" if got is None else type(got).__name__
+        super().__init__(f"{field}: expected {expected}, got {what} -- fix: {fix}")
 
 
 @dataclass(frozen=True)
