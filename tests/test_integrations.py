@@ -9,6 +9,7 @@ first-token scoring, whose order is the model's own and not the identity (assert
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -255,9 +256,27 @@ def test_calls_from_many_threads_take_turns_and_each_gets_its_own_ranking(rerank
     want = [[TEXTS[i] for i in expected(reranker, query=q)[0]] for q in queries]
     compressor = DearRerank(reranker=reranker)
     docs = [Document(page_content=t) for t in TEXTS]
-    with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda q: [d.page_content for d in compressor.compress_documents(docs, q)], queries * 2))
+    inside, most = [0], [0]
+    batch = reranker.rerank_batch
+
+    def watched(requests):  # how many calls are inside the model at once
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.05)
+            return batch(requests)
+        finally:
+            inside[0] -= 1
+
+    reranker.rerank_batch = watched
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda q: [d.page_content for d in compressor.compress_documents(docs, q)],
+                                queries * 2))
+    finally:
+        del reranker.rerank_batch
     assert got == want * 2
+    assert most[0] == 1  # one model, one call at a time
 
 
 def test_input_type_error_is_a_type_error_naming_field_and_fix():

@@ -117,3 +117,15 @@ def test_the_docs_remote_snippets_run_against_a_live_server(server):
                                      text=True, timeout=60, check=True).stdout)
     assert isinstance(data, list) and sorted(r["index"] for r in data) == [0, 1]
     assert {r["text"] for r in data} == {"Paris is the capital of France.", "A flea can live up to a year."}
+
+
+def test_tei_raw_scores_are_the_run_scores_and_plain_scores_the_relevance(server, reranker):
+    texts = [f"passage {i} about fleas and {i % 7} cats" for i in range(25)]  # two windows: rank-derived scores
+    (result,) = reranker.rerank_batch([text_request(QUERY, texts)])
+    with server.client() as c:
+        plain = c.post("/rerank", json={"query": QUERY, "texts": texts}).json()
+        raw = c.post("/rerank", json={"query": QUERY, "texts": texts, "raw_scores": True}).json()
+    order = [int(d) for d in result.docids]
+    assert [r["index"] for r in plain] == [r["index"] for r in raw] == order
+    assert [r["score"] for r in raw] == [float(25 - i) for i in range(25)] == list(result.scores)
+    assert [r["score"] for r in plain] == pytest.approx([(25 - i) / 25 for i in range(25)])
