@@ -17,6 +17,7 @@ loaded in ``warm_up()`` (the pipeline calls it; ``run`` does too when needed). N
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -35,7 +36,8 @@ class DearRanker:
         self.top_k = check_top_n(top_k, "top_k")
         self.model = model
         self.ranking = ranking
-        self.reranker: Any = None if isinstance(model, str) else load_reranker(model, **ranking)
+        lazy = isinstance(model, (str, os.PathLike))  # a path loads in warm_up, as Haystack components do
+        self.reranker: Any = None if lazy else load_reranker(model, **ranking)
 
     def warm_up(self) -> None:
         """Load the model (once)."""
