@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, shared_path
 
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # before any test imports haystack
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DOCS = REPO / "docs" / "integrations.md"
 MODEL = '"runs/listwise"'
@@ -49,9 +51,8 @@ def _with_model(code: str, model_dir: Path) -> str:
 
 
 @pytest.mark.parametrize("library", ["rerankers", "langchain_core", "llama_index.core", "haystack"])
-def test_the_docs_snippet_runs(library, tiny_model_dir, monkeypatch):
+def test_the_docs_snippet_runs(library, tiny_model_dir):
     pytest.importorskip(library)
-    monkeypatch.setenv("HAYSTACK_TELEMETRY_ENABLED", "False")
     lines = _run(_with_model(SNIPPETS[library], tiny_model_dir))
     if library == "rerankers":  # "<rank> <doc_id> <score>" for the three documents, best first
         assert [int(line.split()[0]) for line in lines] == [1, 2, 3]
