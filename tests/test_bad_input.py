@@ -265,11 +265,18 @@ CASES: list[Case] = [
          "0 (greedy) or e.g. 0.7", unchanged=("done_teacher",)),
     Case("prep-window", "options", "`dear prep listwise --window 1`", [*PREP, "--teacher", "{teacher}", "--window", "1"],
          ("--window must be at least 2",), "see `dear prep listwise --help`", absent=("out_dir",)),
+    *[Case(f"mcp-{flag[2:]}-{value}", "options", f"`dear mcp {flag} {value}`", ["mcp", "--model", "{missing}", flag, value],
+           (flag, must), fix)
+      for flag, value, must, fix in [("--window", "1", "must be >= 2", "e.g. --window 20 --stride 10"),
+                                     ("--top-k", "1", "must be >= 2", "e.g. 100"),
+                                     ("--max-documents", "0", "must be >= 1", "use a positive number")]],
     # --- model folders: refused before any weights load
     Case("truncated-weights", "models", "a model folder whose safetensors file was cut short",
          ["rerank", "--model", "{model_truncated}", "--input", "{rankgpt}", "--out", "{done_run}"],
          ("model.safetensors", "truncated or corrupt safetensors"), "copy or download the file again",
          unchanged=("done_run",)),
+    Case("mcp-model-missing", "models", "`dear mcp --model` with a path that does not exist", ["mcp", "--model", "{missing}"],
+         ("no_such_file.json", "model path not found"), "pass an existing folder or a Hub id"),
     Case("adapter-base-gone", "models", "an adapter whose base model folder was moved or deleted",
          ["rerank", "--model", "{adapter_no_base}", "--input", "{rankgpt}", "--out", "{done_run}"],
          ("/gone/base-llama", "does not exist"), "pass --base-model", unchanged=("done_run",)),

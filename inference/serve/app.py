@@ -39,17 +39,21 @@ from inference.serve.schemas import (
     DocumentOut,
     ErrorBody,
     InputError,
+    JinaOrTEIRequest,
     Meta,
     Prepared,
     RerankResponse,
     RerankResultItem,
     RerankV1Request,
     RerankV2Request,
+    TEIRankItem,
+    TEIRerankRequest,
     Usage,
     error_field,
     prepare,
+    prepare_tei,
 )
-from inference.serve.scores import relevance_scores
+from inference.serve.scores import result_relevance
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +193,8 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         logger.error("internal error on %s: %s", request.url.path, safe_trace(exc))
         return _error(500, "internal server error")
 
-    async def rerank(request: Request, prepared: Prepared, version: str, model: str | None) -> Response:
+    async def rerank(request: Request, prepared: Prepared, version: str, model: str | None,
+                     tei: TEIRerankRequest | None = None) -> Response:
         request_id = uuid.uuid4().hex
         try:
             job = engine.submit(request_id, prepared.query, prepared.texts,
@@ -228,8 +233,11 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         if truncated:
             metrics.truncated.inc(truncated)
         order = [int(d) for d in result.docids]
-        scores = relevance_scores(result.scores, windows=sum(1 for w in result.windows if w.end - w.start > 1),
-                                  probabilities=probabilities)
+        scores = result_relevance(result, probabilities=probabilities)
+        if tei is not None:  # Text Embeddings Inference: a bare list, every text, best first
+            raw = result.scores if tei.raw_scores else scores
+            return JSONResponse([TEIRankItem(index=i, score=s, text=prepared.originals[i] if tei.return_text else None)
+                                 .model_dump(exclude_none=True) for i, s in zip(order, raw, strict=True)])
         items = [RerankResultItem(index=i, relevance_score=s,
                                   document=DocumentOut(text=prepared.originals[i]) if prepared.return_documents else None)
                  for i, s in zip(order[: prepared.top_n], scores[: prepared.top_n], strict=True)]
@@ -245,8 +253,11 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
     async def rerank_v1(body: RerankV1Request, request: Request) -> Response:
         return await rerank(request, prepare(body, config), "1", body.model)
 
-    @app.post("/rerank", response_model=RerankResponse, responses=ERRORS, summary="Jina rerank")
-    async def rerank_jina(body: RerankV1Request, request: Request) -> Response:
+    @app.post("/rerank", response_model=RerankResponse | list[TEIRankItem], responses=ERRORS,
+              summary="Jina rerank; Text Embeddings Inference's when the body has `texts`")
+    async def rerank_jina(body: JinaOrTEIRequest, request: Request) -> Response:
+        if isinstance(body, TEIRerankRequest):
+            return await rerank(request, prepare_tei(body, config), "1", None, tei=body)
         return await rerank(request, prepare(body, config), "1", body.model)
 
     @app.post("/v2/rerank", response_model=RerankResponse, responses=ERRORS, summary="Cohere v2 rerank")

@@ -4,14 +4,16 @@
 ``return_documents``); ``/v2/rerank`` takes Cohere v2's (``model`` required, string documents,
 ``max_tokens_per_doc``). Unknown fields the SDKs send (``rank_fields``, ``max_chunks_per_doc``, ``priority``)
 are accepted and ignored; wrong types are refused (no silent coercion of ``"5"`` to 5).
+``/rerank`` also takes Text Embeddings Inference's shape when the body has ``texts`` and no ``documents``
+(``TEIRerankRequest``; answered with a bare list of ``TEIRankItem``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictInt, StrictStr, Tag
 
 from inference.serve.config import ServeConfig
 
@@ -52,6 +54,38 @@ class RerankV2Request(BaseModel):
     top_n: StrictInt | None = Field(default=None, ge=1)
     max_tokens_per_doc: StrictInt | None = Field(default=None, ge=1)
     return_documents: StrictBool = False
+
+
+class TEIRerankRequest(BaseModel):
+    """Text Embeddings Inference's rerank body: ``texts`` instead of ``documents``; every text comes back."""
+
+    model_config = ConfigDict(extra="ignore")
+    query: StrictStr
+    texts: list[StrictStr]
+    raw_scores: StrictBool = Field(default=False, description="the scores `dear rerank` writes to its run (n..1, or "
+                                   "first-token probabilities) instead of relevance in [0, 1]")
+    return_text: StrictBool = False
+    truncate: StrictBool = Field(default=False, description="cut texts over the server's character limit instead "
+                                 "of refusing the request")
+
+
+# The body shapes of /rerank: error locations start with the shape's tag, which ``error_field`` drops.
+JINA, TEI = "jina", "tei"
+
+
+def body_shape(body: Any) -> str:
+    """``tei`` for a body with ``texts`` and no ``documents``; the Jina / Cohere v1 shape otherwise."""
+    return TEI if isinstance(body, dict) and "texts" in body and "documents" not in body else JINA
+
+
+JinaOrTEIRequest = Annotated[Annotated[RerankV1Request, Tag(JINA)] | Annotated[TEIRerankRequest, Tag(TEI)],
+                             Discriminator(body_shape)]
+
+
+class TEIRankItem(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
 
 
 class DocumentOut(BaseModel):
@@ -137,10 +171,23 @@ def prepare(body: RerankV1Request | RerankV2Request, config: ServeConfig) -> Pre
                     max_tokens_per_doc=body.max_tokens_per_doc if isinstance(body, RerankV2Request) else None)
 
 
+def prepare_tei(body: TEIRerankRequest, config: ServeConfig) -> Prepared:
+    """:func:`prepare` for the TEI shape (the same checks; refusals name ``texts``)."""
+    as_v1 = RerankV1Request.model_construct(query=body.query, documents=list(body.texts), top_n=None,
+                                            return_documents=body.return_text, truncate=body.truncate)
+    try:
+        return prepare(as_v1, config)
+    except InputError as err:
+        raise InputError(err.field.replace("documents", "texts", 1),
+                         err.message.replace("documents", "texts").replace("document", "text"), err.status) from None
+
+
 def error_field(loc: tuple[Any, ...] | list[Any]) -> str:
     """A pydantic error location as a dotted field name, without FastAPI's ``body`` prefix."""
     parts = [str(p) for p in loc]
     if parts and parts[0] == "body":
+        parts = parts[1:]
+    if parts and parts[0] in (JINA, TEI):  # /rerank's body shape
         parts = parts[1:]
     # a union of str | {text} reports which member failed ("documents.0.str"); the index is the field
     if len(parts) >= 3 and parts[0] == "documents" and parts[2] in ("str", "TextDocument"):

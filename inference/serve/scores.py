@@ -12,6 +12,10 @@ ranked head), probabilities of different windows are not comparable, and the ran
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inference.reranker import RerankResult
 
 NUDGE = 1e-4  # how far below 0 a nudged probability may lie and still count as one
 
@@ -29,3 +33,10 @@ def relevance_scores(scores: Sequence[float], *, windows: int, probabilities: bo
             a >= b for a, b in zip(scores, scores[1:], strict=False)):
         return [min(1.0, max(0.0, float(s))) for s in scores]
     return rank_relevance(n)
+
+
+def result_relevance(result: RerankResult, *, probabilities: bool) -> list[float]:
+    """:func:`relevance_scores` of a reranker's result, in its order (what the server and the in-process
+    integrations report). Only windows that took a model call count: a window of one candidate has no scores."""
+    windows = sum(1 for w in result.windows if w.end - w.start > 1)
+    return relevance_scores(result.scores, windows=windows, probabilities=probabilities)
