@@ -70,8 +70,15 @@ def model_input_ids(prompt: Any, tokenizer: Any, suffix: str = "") -> list[int]:
     tokenizer's BOS as :func:`~data_prep.prompts.prompt_token_count` counts it."""
     if prompt.text is not None:
         return encode_plain(tokenizer, prompt.text + suffix, add_special_tokens=True)
+    return chat_ids([dict(m) for m in prompt.messages or ()], tokenizer, add_generation_prompt=True, suffix=suffix)
+
+
+def chat_ids(messages: list[dict[str, str]], tokenizer: Any, *, add_generation_prompt: bool,
+             suffix: str = "") -> list[int]:
+    """Ids of ``apply_chat_template(messages) + suffix`` with the template's special tokens as control tokens and
+    the messages' contents (and ``suffix``) as plain text."""
     pattern = special_pattern(tokenizer)
-    messages = [dict(m) for m in prompt.messages or ()]
+    messages = [dict(m) for m in messages]
     # Special-token strings in message contents are swapped for markers (a private-use character no content holds,
     # around a number), the template is rendered, split at the template's own special tokens, and each piece
     # between them encoded as plain text with the original strings put back.
@@ -89,7 +96,8 @@ def model_input_ids(prompt: Any, tokenizer: Any, suffix: str = "") -> list[int]:
     if pattern is not None:
         for m in messages:
             m["content"] = pattern.sub(to_marker, m["content"])
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + suffix
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
+                                             tokenize=False) + suffix
     back = re.compile(re.escape(mark) + r"(\d+)" + re.escape(mark))
     if len(back.findall(rendered)) != len(originals):
         raise DataError("the chat template changes message text, so special-token text in a passage cannot be kept "
@@ -107,3 +115,46 @@ def model_input_ids(prompt: Any, tokenizer: Any, suffix: str = "") -> list[int]:
             ids.append(int(tokenizer.convert_tokens_to_ids(special.group(0))))
             pos = special.end()
     return ids
+
+
+# -- training records (TRL prompt/completion) -----------------------------------------------------------------
+
+
+def _record_texts(record: dict[str, Any]) -> list[str]:
+    out = []
+    for part in (record["prompt"], record["completion"]):
+        out.extend([part] if isinstance(part, str) else [m["content"] for m in part])
+    return out
+
+
+def record_has_special_text(record: dict[str, Any], tokenizer: Any) -> bool:
+    """Whether a TRL prompt/completion record holds a special token's string in its text (a passage, the query,
+    a teacher's reasoning)."""
+    pattern = special_pattern(tokenizer)
+    return pattern is not None and any(pattern.search(t) for t in _record_texts(record))
+
+
+def _ids(out: Any) -> list[int]:
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+
+def record_token_ids(record: dict[str, Any], tokenizer: Any) -> tuple[list[int], list[int]]:
+    """(prompt ids, prompt + completion ids) of a TRL prompt/completion record as TRL's SFTTrainer tokenizes it
+    (plain: BOS + text, the EOS TRL appends to the completion; chat: the template, with the generation header for
+    the prompt alone), except that special-token text inside the record stays text, as at inference."""
+    prompt, completion = record["prompt"], record["completion"]
+    special = record_has_special_text(record, tokenizer)
+    if isinstance(prompt, str):
+        eos = tokenizer.eos_token or ""
+        if not special:
+            full_text = prompt + completion + ("" if completion.endswith(eos) else eos)
+            return _ids(tokenizer(prompt)), _ids(tokenizer(full_text))
+        tail = [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else []
+        return (encode_plain(tokenizer, prompt, add_special_tokens=True),
+                encode_plain(tokenizer, prompt + completion, add_special_tokens=True) + tail)
+    messages, answer = [dict(m) for m in prompt], [dict(m) for m in completion]
+    if not special:
+        return (_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)),
+                _ids(tokenizer.apply_chat_template(messages + answer, tokenize=True)))
+    return (chat_ids(messages, tokenizer, add_generation_prompt=True),
+            chat_ids(messages + answer, tokenizer, add_generation_prompt=False))
