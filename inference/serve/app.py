@@ -181,6 +181,8 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "invalid"}
+        # text that cannot be encoded says so first (a ``{text}`` document also fails the ``str`` member)
+        first = next((e for e in errors if e.get("type") == "unencodable_text"), first)
         if first.get("type") == "json_invalid":
             return _error(400, "the request body is not valid JSON")
         field = error_field(first.get("loc", ()))
