@@ -209,9 +209,13 @@ def test_any_duplicate_key_is_a_422_naming_it(app_client, key, value):
 
 
 def test_a_failure_preparing_one_requests_window_fails_only_that_request(tiny, monkeypatch):
+    import time
+
     import inference.serve.engine as engine_mod
 
-    rr = _twin(tiny)
+    slow = dict(max_new_tokens=120, early_stop=False)  # windows that stay in flight while the bad requests arrive
+    rr = _twin(tiny, **slow)
+    rr.backend.eos_ids = set()
     real_request, real_cut = rr._request, engine_mod.cut_to_tokens
 
     def request(st, idx):
@@ -230,16 +234,23 @@ def test_a_failure_preparing_one_requests_window_fails_only_that_request(tiny, m
              "max_tokens_per_doc": 8} for i in range(6)]
     bad = [{"model": "m", "query": "BREAK-RENDER", "documents": ["a", "b", "c"]},
            {"model": "m", "query": "q", "documents": ["a", "BREAK-CUT"], "max_tokens_per_doc": 4}]
-    want = {p["query"]: [int(d) for d in _twin(tiny).rerank_batch([_request(p["query"], p["documents"])])[0].docids]
-            for p in good}
+    oracle = _twin(tiny, **slow)
+    oracle.backend.eos_ids = set()
+    results = oracle.rerank_batch([_request(p["query"], p["documents"]) for p in good])
+    want = {p["query"]: [int(d) for d in r.docids] for p, r in zip(good, results, strict=True)}
     with LiveServer(rr) as s, s.client() as c, concurrent.futures.ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda p: (p, c.post("/v2/rerank", json=p)), bad + good))
+        good_futures = [pool.submit(c.post, "/v2/rerank", json=p) for p in good]
+        deadline = time.monotonic() + 30
+        while s.engine.in_flight() < len(good) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert s.engine.in_flight() == len(good)  # all six are decoding when the bad ones are taken
+        bad_answers = [c.post("/v2/rerank", json=p) for p in bad]
+        good_answers = [f.result() for f in good_futures]
         after = c.post("/v2/rerank", json=good[0])
-    for payload, resp in answers:
-        if payload in bad:
-            assert resp.status_code == 500 and "Traceback" not in resp.text
-        else:
-            assert resp.status_code == 200 and [r["index"] for r in resp.json()["results"]] == want[payload["query"]]
+    for resp in bad_answers:
+        assert resp.status_code == 500 and "Traceback" not in resp.text
+    for payload, resp in zip(good, good_answers, strict=True):
+        assert resp.status_code == 200 and [r["index"] for r in resp.json()["results"]] == want[payload["query"]]
     assert after.status_code == 200  # the engine goes on serving
 
 
