@@ -81,7 +81,7 @@ def check_serve_options(args: argparse.Namespace) -> None:
     from data_prep.windows import check_window
 
     if not 0 <= args.port <= 65535:
-        raise OptionError("port", f"must be a TCP port between 0 and 65535, got {args.port}", fix="e.g. 8000")
+        raise OptionError("port", f"must be between 0 and 65535, got {args.port}", fix="e.g. 8000")
     try:
         check_window(args.window, args.stride)  # ValueError naming window/stride
     except ValueError as err:
