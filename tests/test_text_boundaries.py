@@ -221,3 +221,14 @@ def test_sft_trains_on_injected_passages_with_the_inference_ids(tiny_model_dir, 
         assert ids[: len(want)] == want and _specials(tiny_tokenizer, want) == 1  # BOS only, as at inference
         kept = [t for t in labels if t != -100]
         assert tiny_tokenizer.decode(kept) == records[i]["completion"] + "<|eot_id|>"
+
+
+@FAST
+@given(bad=special_text)
+def test_pointwise_pairs_keep_special_token_text_plain(tiny_tokenizer, bad):
+    from data_prep.pointwise_format import PairFormat, encode_pair
+
+    fmt = PairFormat()
+    clean = encode_pair(tiny_tokenizer, "what is a flea", "an insect", fmt)
+    dirty = encode_pair(tiny_tokenizer, "what is a flea " + bad, bad + " an insect", fmt)
+    assert _specials(tiny_tokenizer, dirty) == _specials(tiny_tokenizer, clean) == 2  # the two BOS of the layout
