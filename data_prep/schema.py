@@ -46,6 +46,11 @@ class Candidate:
     score: float | None = None  # first-stage score, kept for TREC runs
 
     def __post_init__(self) -> None:
+        try:  # the common case first, cheaply: a corpus builds millions of these
+            if self.text.isascii() and self.docid.isascii() and (self.title is None or self.title.isascii()):
+                return
+        except AttributeError:  # a field that is not text: check_text leaves it to the caller
+            pass
         check_text(self.docid, "docid")
         check_text(self.text, "text", self.docid)
         check_text(self.title, "title", self.docid)
