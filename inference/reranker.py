@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from data_prep.prompt_tokens import model_input_ids, prompt_has_special_text
 from data_prep.prompts import (
     PromptSpec,
     answer_start,
@@ -118,8 +119,9 @@ class RequestFeed(Protocol):
         """True once the caller gave up on the request (timeout, disconnect): its windows leave the batch."""
         ...
 
-    def reject(self, key: Hashable, error: DataError) -> None:
-        """The request is invalid; nothing of it was run."""
+    def reject(self, key: Hashable, error: Exception) -> None:
+        """The request is invalid (a :class:`DataError`), or preparing one of its windows failed; it yields
+        nothing more."""
         ...
 
 
@@ -317,19 +319,25 @@ class ListwiseReranker:
             key = keys.get(st.index)  # None once yielded (a backend may still ask about a dropped row)
             return key is None or feed.cancelled(key)
 
-        for st in self._drive(take, cancelled):
+        def failed(st: _State, err: Exception) -> None:  # preparing its window failed: only this request fails
+            key = keys.pop(st.index, None)
+            if key is not None:
+                feed.reject(key, err)
+
+        for st in self._drive(take, cancelled, failed):
             key = keys.pop(st.index)
             if not feed.cancelled(key):
                 yield key, self._result(st)
 
-    def _drive(self, take: Callable[[bool], _State | None],
-               cancelled: Callable[[_State], bool] | None) -> Iterator[_State]:
+    def _drive(self, take: Callable[[bool], _State | None], cancelled: Callable[[_State], bool] | None,
+               failed: Callable[[_State, Exception], None] | None = None) -> Iterator[_State]:
         """The scheduler behind :meth:`iter_rerank` and :meth:`iter_feed`: yields each finished query's state.
 
         ``take(wait)`` gives the next new query, or None when there is none now; it is asked to ``wait`` only
         when no window is in flight and no result is waiting to be yielded, so a live source never stalls
         decoding, and None then means the source is closed. The backend's stream ends whenever it is idle; a new
-        one starts until the source is closed."""
+        one starts until the source is closed. With ``failed``, a query whose next window cannot be prepared
+        (rendering, truncation) is handed to it and dropped, and the others go on; without it the error propagates."""
         ready: deque[_State] = deque()
         done: deque[_State] = deque()
         flying: dict[int, _State] = {}  # queries with a window in the backend
@@ -351,7 +359,13 @@ class ListwiseReranker:
                     if st is None:
                         closed = closed or wait
                         break
-                req = None if cancelled(st) else self._next_request(st)
+                try:
+                    req = None if cancelled(st) else self._next_request(st)
+                except Exception as err:
+                    if failed is None:
+                        raise
+                    failed(st, err)
+                    continue
                 if req is None:
                     done.append(st)
                     continue
@@ -446,13 +460,17 @@ class ListwiseReranker:
         else:
             text, special = model_input_text(prompt, self.tokenizer), False
         n = len(idx)
+        suffix = answer_start(spec) if self.scoring == FIRST_TOKEN else ""
+        ids = None  # special-token text in a passage or the query stays text: the ids are built piecewise
+        if self.tokenizer is not None and prompt_has_special_text(prompt, self.tokenizer):
+            ids = model_input_ids(prompt, self.tokenizer, suffix)
         if self.scoring == FIRST_TOKEN:
             from inference.engine.first_token import ScoreRequest
 
-            return ScoreRequest(key=(st.index, st.next_window), text=text + answer_start(spec),
-                                add_special_tokens=special, id_tokens=self._id_tokens.for_window(n))
+            return ScoreRequest(key=(st.index, st.next_window), text=text + suffix, add_special_tokens=special,
+                                id_tokens=self._id_tokens.for_window(n), token_ids=ids)
         return GenerationRequest(
-            key=(st.index, st.next_window), text=text, add_special_tokens=special,
+            key=(st.index, st.next_window), text=text, add_special_tokens=special, token_ids=ids,
             max_new_tokens=self._budget(n),
             is_complete=_completion_check(n, spec.id_base, spec.cot) if self.early_stop else None,
             seed=zlib.crc32(f"{self.seed}\t{st.request.qid}\t{st.next_window}".encode()),

@@ -92,6 +92,9 @@ def build_inputs(root: Path) -> dict[str, str]:
     f["rankgpt_no_qid"] = _write(root / "cands_noqid.json", json.dumps(
         [{"query": "q", "hits": [{"docid": "a", "content": "x"}, {"docid": "b", "content": "y"}]}]))
     f["rankgpt_dup"] = _write(root / "cands_dup.json", json.dumps(_rankgpt(("q1", "q1"))))
+    surrogate = _rankgpt()
+    surrogate[0]["hits"][1]["content"] = "half an emoji \ud83d"
+    f["rankgpt_surrogate"] = _write(root / "cands_surrogate.json", json.dumps(surrogate))  # JSON escape \ud83d
     f["scores_other"] = _write(root / "scores_other.tsv", "zz\tq1d0\t1.0\n")
     f["folder"] = root / "a_folder"
     f["folder"].mkdir(exist_ok=True)
@@ -270,6 +273,14 @@ CASES: list[Case] = [
       for flag, value, must, fix in [("--window", "1", "must be >= 2", "e.g. --window 20 --stride 10"),
                                      ("--top-k", "1", "must be >= 2", "e.g. 100"),
                                      ("--max-documents", "0", "must be >= 1", "use a positive number")]],
+    *[Case(f"serve-{flag[2:]}-{value}", "options", f"`dear serve {flag} {value}`", ["serve", "--model", "{missing}",
+           flag, value], (flag, must), fix)
+      for flag, value, must, fix in [
+          ("--port", "99999", "must be between 0 and 65535", "e.g. 8000"),
+          ("--request-timeout", "nan", "must be a number of seconds in (0, 86400]", "e.g. 60"),
+          ("--top-k", "0", "must be >= 2", "e.g. 100"),
+          ("--window", "1", "must be >= 2", "e.g. --window 20 --stride 10"),
+          ("--max-queue", "0", "must be >= 1", "use a positive number")]],
     # --- model folders: refused before any weights load
     Case("truncated-weights", "models", "a model folder whose safetensors file was cut short",
          ["rerank", "--model", "{model_truncated}", "--input", "{rankgpt}", "--out", "{done_run}"],
@@ -347,6 +358,9 @@ CASES: list[Case] = [
     Case("rankgpt-dup-qid", "records", "the same qid twice in the input",
          ["rerank", "--model", "{missing}", "--input", "{rankgpt_dup}", "--out", "{done_run}"],
          ("cands_dup.json", "q1", "appears twice"), "merge or rename the duplicated query", unchanged=("done_run",)),
+    Case("rankgpt-surrogate", "records", "a lone surrogate (`\\ud83d`, half an emoji) in a RankGPT JSON passage",
+         ["rerank", "--model", "{missing}", "--input", "{rankgpt_surrogate}", "--out", "{out}"],
+         ("cands_surrogate.json", "qid q1", "cannot be encoded as UTF-8"), "send valid Unicode", absent=("out",)),
     # --- the command line itself
     Case("unknown-command", "command line", "`dear rerankk`", ["rerankk"], ("unknown command 'rerankk'",),
          "`dear <command> --help`"),

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from data_prep.schema import DataError
-from inference.serve.auth import authorized
+from inference.serve.auth import authorized, redact_access_log
 from inference.serve.config import ServeConfig
 from inference.serve.engine import (
     CANCEL_DISCONNECT,
@@ -50,6 +50,7 @@ from inference.serve.schemas import (
     TEIRerankRequest,
     Usage,
     error_field,
+    json_body_problem,
     prepare,
     prepare_tei,
 )
@@ -72,8 +73,14 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
+def _printable(text: str) -> str:
+    """Text safe to encode as UTF-8 (a field name or message may quote a client's lone surrogate)."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"message": message} if field is None else {"message": message, "field": field}
+    message = _printable(message)
+    body = {"message": message} if field is None else {"message": message, "field": _printable(field)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -105,11 +112,17 @@ class ServeMiddleware:
                 await _error(401, "missing or wrong API key (send Authorization: Bearer <key>)",
                              headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
                 return
-            replay = await self._read_body(scope, receive)
-            if replay is None:
+            read = await self._read_body(scope, receive)
+            if read is None:
                 status["code"] = 413
                 await _error(413, f"the request body is over {self.max_body_bytes} bytes "
                                   "(the server's --max-body-bytes)")(scope, receive, send)
+                return
+            replay, body = read
+            problem = json_body_problem(body) if route in RERANK_ROUTES and body else None
+            if problem is not None:  # duplicate keys, NaN: refused before the app reads the body one way
+                status["code"] = problem.status
+                await _error(problem.status, str(problem), problem.field)(scope, receive, send)
                 return
             await self.app(scope, replay, counting_send)
         finally:
@@ -117,8 +130,10 @@ class ServeMiddleware:
                 self.metrics.requests.labels(route=route, status=str(status["code"])).inc()
                 self.metrics.latency.labels(route=route).observe(time.perf_counter() - t0)
 
-    async def _read_body(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
-        """The body read whole (None when over the limit), replayed to the app; later receives pass through."""
+    async def _read_body(self, scope: dict[str, Any],
+                         receive: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[Any, bytes] | None:
+        """The body read whole and a receive that replays it to the app (later receives pass through); None when
+        over the limit."""
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return None
@@ -145,13 +160,14 @@ class ServeMiddleware:
                 return first
             return await receive()
 
-        return replay
+        return replay, first.get("body", b"")
 
 
 def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics | None = None) -> FastAPI:
     """The app around a started or not-yet-started ``engine`` (the lifespan starts it and drains it at shutdown)."""
     metrics = metrics or engine.metrics or ServeMetrics()
     engine.metrics = metrics
+    redact_access_log()
     metrics.track(engine.queue_depth, engine.in_flight, engine.backend_stats)
     probabilities = config.scoring == "first-token"
 
@@ -169,11 +185,16 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "invalid"}
+        # text that cannot be encoded says so first (a ``{text}`` document also fails the ``str`` member)
+        first = next((e for e in errors if e.get("type") == "unencodable_text"), first)
         if first.get("type") == "json_invalid":
             return _error(400, "the request body is not valid JSON")
         field = error_field(first.get("loc", ()))
         same = [e for e in errors if error_field(e.get("loc", ())) == field]
-        if field.startswith("documents.") and len(same) > 1:  # both members of ``str | {text}`` failed
+        unencodable = [e for e in same if e.get("type") == "unencodable_text"]
+        if unencodable:  # a string with a lone surrogate (the str member of ``str | {text}`` says why)
+            message = str(unencodable[0].get("msg", "invalid"))
+        elif field.startswith("documents.") and len(same) > 1:  # both members of ``str | {text}`` failed
             message = "must be a string or an object with a string 'text'"
         else:
             message = str(first.get("msg", "invalid"))
@@ -204,6 +225,8 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
                           headers={"Retry-After": str(config.retry_after)})
         except EngineUnavailable as err:
             return _error(503, str(err), headers={"Retry-After": str(config.retry_after)})
+        except DataError as err:  # the domain types' own checks (the request models check the same first)
+            return _error(422, str(err), err.field)
         fut = asyncio.wrap_future(job.future)
         try:
             while not fut.done():

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
 from typing import Any
 
-from data_prep.cli_options import HelpFormatter
+from data_prep.cli_options import HelpFormatter, OptionError, flag_message, flags_of
 from data_prep.schema import DataError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MAX_REQUEST_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and overflows the shutdown timer)
+
+
+def _at_least(args: argparse.Namespace, name: str, low: int, why: str, *, optional: bool = False) -> None:
+    value = getattr(args, name)
+    if optional and value is None:
+        return
+    if value < low:
+        raise OptionError(name, f"must be >= {low}, got {value}{why}",
+                          fix="leave it out for the default" if optional else "use a positive number")
+
+
+def check_serve_options(args: argparse.Namespace) -> None:
+    """Values that can never work, refused before the model loads (one rule per limit; fields by their argparse
+    name, shown to the user as their flags). The ranking rules are those of `dear rerank`."""
+    from data_prep.windows import check_window
+
+    if not 0 <= args.port <= 65535:
+        raise OptionError("port", f"must be between 0 and 65535, got {args.port}", fix="e.g. 8000")
+    try:
+        check_window(args.window, args.stride)  # ValueError naming window/stride
+    except ValueError as err:
+        raise DataError(str(err), reason="bad_option", fix="e.g. --window 20 --stride 10 (DeAR's)") from None
+    if args.top_k < 2:
+        raise OptionError("top_k", f"must be >= 2, got {args.top_k}: fewer than two documents leave nothing to "
+                          "rerank (every request would come back in its input order)", fix="e.g. 100")
+    _at_least(args, "batch_size", 1, "")
+    _at_least(args, "cot_max_new_tokens", 1, "")
+    _at_least(args, "max_new_tokens", 1, "", optional=True)
+    _at_least(args, "max_prompt_tokens", 1, "", optional=True)
+    _at_least(args, "threads", 1, "", optional=True)
+    for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes", "max_queue"):
+        _at_least(args, name, 1, ": every request would be refused")
+    timeout = args.request_timeout
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_REQUEST_TIMEOUT_S):
+        raise OptionError("request_timeout", f"must be a number of seconds in (0, {MAX_REQUEST_TIMEOUT_S:g}], "
+                          f"got {timeout}", fix="e.g. 60")
+
+
 def api_key_from_env(name: str | None) -> str | None:
     if name is None:
         return None
@@ -95,13 +135,20 @@ def reranker_loader(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_serve_options(args)
+    except DataError as err:
+        print(f"dear serve: error: {flag_message(err, flags_of(parser))}", file=sys.stderr)
+        return 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         import uvicorn
 
         from inference.serve.app import create_app
+        from inference.serve.auth import redact_access_log
         from inference.serve.config import ServeConfig
         from inference.serve.engine import RerankEngine
         from inference.serve.metrics import ServeMetrics
@@ -127,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(engine, config, metrics)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                                            timeout_graceful_shutdown=int(config.request_timeout) + 5))
+    redact_access_log()  # after uvicorn configured its loggers: query values (a key sent as ?api_key=) never logged
     engine.on_load_failed = lambda: setattr(server, "should_exit", True)
     logger.info("dear serve: %s on http://%s:%d (docs at /docs)", args.model, args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
