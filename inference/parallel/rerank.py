@@ -123,15 +123,16 @@ def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any
     from data_prep.cli_options import checked
     from data_prep.io import OutputLock
     from inference.cli_rerank import check_inputs, rerank_settings
-    from inference.runfiles import prepare_resume
+    from inference.runfiles import expected_lines, prepare_resume, query_fingerprints
 
     t0 = time.perf_counter()
     checked(args, prog="dear rerank")  # options that can never work, as `dear rerank` refuses them
     requests, _ = check_inputs(args)  # input, qrels, metrics, model folder: before --out is touched
     lock = OutputLock(args.out, what="run").acquire()
-    try:
-        expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
-        done = prepare_resume(args.out, args.jsonl, expected, rerank_settings(args), overwrite=args.overwrite)
+    try:  # the same resume rules as one process: finished queries kept, changed ones redone, JSONL owned
+        expected = expected_lines(requests)
+        done = prepare_resume(args.out, args.jsonl, expected, rerank_settings(args), overwrite=args.overwrite,
+                              fingerprints=query_fingerprints(requests))
     except BaseException:
         lock.release()
         raise
@@ -225,9 +226,9 @@ def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[
     from data_prep.io import package_versions
     from data_prep.readers import read_qrels
     from inference.cli_rerank import add_metrics, write_summary
-    from inference.runfiles import consolidate
+    from inference.runfiles import consolidate, expected_lines
 
-    expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
+    expected = expected_lines(requests)
     t0 = time.perf_counter()
     done = consolidate(args.out, args.jsonl, expected)
     merge_s = time.perf_counter() - t0
