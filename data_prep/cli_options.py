@@ -319,14 +319,14 @@ def check_outputs(outputs: Mapping[str, PathArg | Sequence[PathArg]],
         for in_name, inp in read:
             if _same_or_inside(inp, out):
                 same = os.path.realpath(inp) == os.path.realpath(out) or _samefile(inp, out)
-                where = "is the same file as" if same else "would replace the folder holding"
+                where = "is the same path as" if same else "is a folder this command writes, holding"
                 raise OptionError(out_name, f"{out} {where} {flag(in_name)} {inp}",
                                   fix="write the output somewhere else: an output never replaces an input of "
-                                      "the same command, not even with --overwrite")
+                                      "the same command")
     for i, (name_a, a) in enumerate(written):
         for name_b, b in written[i + 1:]:
             if os.path.realpath(a) == os.path.realpath(b) or _samefile(a, b):
-                raise OptionError(name_b, f"{b} is the same file as the output of {flag(name_a)} ({a})",
+                raise OptionError(name_b, f"{b} is the same path as the output of {flag(name_a)} ({a})",
                                   fix="give each output its own path")
     if not overwrite:
         for name, p in written:

@@ -123,9 +123,15 @@ def _validate(args: TeacherOptions) -> None:
         raise DataError("--timeout must be > 0 and --max-retries >= 0", fix="e.g. --timeout 120 --max-retries 6")
     if args.limit is not None and args.limit < 1:
         raise DataError(f"--limit must be >= 1, got {args.limit}", fix="leave it out for every query")
-    from data_prep.cli_options import check_output_file
+    from data_prep.cli_options import check_output_file, check_outputs, flags_of
 
     check_output_file(args.out, "teacher output")
+    out = Path(args.out)  # the same defaults as _run
+    check_outputs({"out": [args.out, str(out) + ".lock"],
+                   "report": args.report or str(out.with_suffix(".report.json")),
+                   "cache": None if args.no_cache else (args.cache or str(out.with_suffix(".requests.jsonl")))},
+                  {n: getattr(args, n) for n in ("input", "run", "topics", "corpus", "qrels", "prices")},
+                  flags=flags_of(TeacherOptions))
 
 
 def main(argv: list[str] | None = None) -> int:

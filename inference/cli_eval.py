@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.cli_options import build_parser as build_options_parser
-from data_prep.cli_options import check_output_file, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import (
+    check_output_file,
+    check_outputs,
+    checked,
+    flag_message,
+    flags_of,
+    option,
+    parse_options,
+)
 from data_prep.readers import read_qrels, read_rankgpt_json, read_run
 from data_prep.schema import DataError
 
@@ -35,6 +43,7 @@ class EvalOptions:
     per_query: bool = option(False, help="also keep per-query values in the JSON", setting=None)
     common_queries: bool = option(False, setting=None,
                                   help="score every run on only the judged queries all runs share (comparable means)")
+    overwrite: bool = option(False, help="replace an existing --out", setting=None)
 
     def check(self) -> None:
         from inference.metrics import parse_metric
@@ -43,6 +52,8 @@ class EvalOptions:
             parse_metric(m)
         if self.out:
             check_output_file(self.out, "results JSON")
+        check_outputs({"out": self.out}, {"run": self.run, "qrels": self.qrels}, fresh=("out",),
+                      overwrite=self.overwrite)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if report["note"]:
         print(f"dear eval: note: {report['note']}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        from data_prep.io import naming
+
+        with naming(args.out):  # a full disk names the file
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
