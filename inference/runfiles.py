@@ -190,10 +190,11 @@ def prepare_resume(
     if changed:
         logger.warning("%s: %d queries changed in the input since they were ranked (other query text or "
                        "candidates under the same qid); they are ranked again: %s", out, len(changed), changed[:5])
-    done = consolidate(out, jsonl, expected, drop=changed)  # before the new meta: a crash in between redoes them
+    order = _consolidate(out, jsonl, expected, drop=changed)  # before the new meta: a crash in between redoes them
+    done = set(order)
     queries: dict[str, dict[str, Any]] = {
         q: {"lines": n, "fingerprint": (fingerprints or {}).get(q)} for q, n in expected.items()}
-    for q in done:
+    for q in order:  # the others, in the run's order
         if q not in queries:
             was = recorded.get(q)
             queries[q] = was if isinstance(was, dict) else {"lines": None, "fingerprint": None}
@@ -216,6 +217,12 @@ def consolidate(out: str | Path, jsonl: str | Path | None, expected: Mapping[str
     are removed. Torn tails are cut, duplicates (a crash between writing the merged files and removing the
     parts) are kept once. A part still held by a live writer raises :class:`data_prep.io.OutputLocked`.
     """
+    return set(_consolidate(out, jsonl, expected, drop=drop))
+
+
+def _consolidate(out: str | Path, jsonl: str | Path | None, expected: Mapping[str, int], *,
+                 drop: Sequence[str] = ()) -> list[str]:
+    """:func:`consolidate`; returns the finished qids in the order of the rewritten run."""
     out = Path(out)
     jpath = Path(jsonl) if jsonl else None
     parts = existing_parts(out)
@@ -261,7 +268,7 @@ def consolidate(out: str | Path, jsonl: str | Path | None, expected: Mapping[str
     for _, run_part, rec_part in parts:
         run_part.unlink(missing_ok=True)
         rec_part.unlink(missing_ok=True)
-    return done
+    return order
 
 
 class RunAppender:
