@@ -143,9 +143,10 @@ class RerankOptions:
             if getattr(self, name):
                 check_input_file(getattr(self, name), f"{name} file")
         try:
-            check_id(self.tag, "run tag")
+            check_id(self.tag, "the value")  # the 6th column of every run line: TREC splits on whitespace
         except DataError as err:
-            raise OptionError("tag", err.message, fix="a tag without spaces, e.g. dear-rerank") from None
+            raise OptionError("tag", err.message, fix="a name without spaces or control characters, e.g. "
+                              "dear-rerank") from None
         check_output_file(self.out, "run file")
         if self.jsonl:
             check_output_file(self.jsonl, "JSONL file")

@@ -645,3 +645,60 @@ def test_expected_rerank_output_paths_cover_every_sidecar(tmp_path) -> None:
         with pytest.raises(DataError, match="same path as the output of --out"):
             check_outputs(opts.outputs(), {})
 
+
+
+# ------------------------------------------------------------------------------ training resume, disk full
+
+def test_a_training_resume_with_other_trained_settings_is_refused_before_the_model_loads(tmp_path) -> None:
+    """`--first_token_loss_weight` (or any setting that decides the weights) changed on resume: refused with
+    the fix; steps, logging and saving may change; a checkpoint from before the record resumes."""
+    from dear_train.checkpoints import RUN_SETTINGS_FILE, check_resume_settings, trained_settings
+
+    config = {"learning_rate": 1e-4, "first_token_loss_weight": 0.0, "max_steps": 10, "logging_steps": 5,
+              "output_dir": str(tmp_path), "dataset_fingerprint": "abc"}
+    check_resume_settings(tmp_path, None, trained_settings(config))  # a fresh start records them
+    ckpt = tmp_path / "checkpoint-5"
+    ckpt.mkdir()
+    check_resume_settings(tmp_path, str(ckpt), trained_settings({**config, "max_steps": 20, "logging_steps": 1}))
+    with pytest.raises(DataError, match=r"first_token_loss_weight 0.0 -> 10.0") as err:
+        check_resume_settings(tmp_path, str(ckpt), trained_settings({**config, "first_token_loss_weight": 10.0}))
+    assert "new --output_dir" in str(err.value)
+    with pytest.raises(DataError, match="dataset_fingerprint"):
+        check_resume_settings(tmp_path, str(ckpt), trained_settings({**config, "dataset_fingerprint": "other"}))
+    (tmp_path / RUN_SETTINGS_FILE).unlink()  # a checkpoint written before the record existed
+    check_resume_settings(tmp_path, str(ckpt), trained_settings({**config, "first_token_loss_weight": 10.0}),
+                          write=False)
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch) -> None:
+    """A write that fails midway raises ENOSPC without a file name; the run appender and the atomic writers
+    attach it, so `dear rerank`'s one line says which file."""
+    import errno
+
+    from data_prep.cli_options import os_error_line
+    from data_prep.io import write_lines_atomic
+    from inference.runfiles import RunAppender
+
+    class FullDisk(io.StringIO):
+        name = str(tmp_path / "run.trec")
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    w = RunAppender(tmp_path / "run.trec")
+    w._run.close()
+    w._run = FullDisk()
+    with pytest.raises(OSError) as err:
+        w.write("q1", [("d1", 1.0)])
+    line = os_error_line("dear rerank", err.value)
+    assert str(tmp_path / "run.trec") in line and "No space left on device" in line and "free disk space" in line
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError) as err:
+        write_lines_atomic(tmp_path / "merged.trec", ["x\n"])
+    assert err.value.filename == str(tmp_path / "merged.trec") and not (tmp_path / "merged.trec").exists()
+    assert os_error_line("dear eval", OSError(errno.ENOSPC, "No space left on device"), path="res.json").count(
+        "(res.json)") == 1
