@@ -44,6 +44,8 @@ formats (--format auto detects them and logs which it chose):
 outputs in --out: train.jsonl, eval.jsonl, dataset/ (datasets.DatasetDict train/eval; no eval split with
 --eval-fraction 0), prompt_spec.json, eval_queries.json (the held-out queries' candidates as RankGPT JSON, for
 `dear rerank --input`), report.json (read = written + dropped, repairs, drops by reason, lengths, options).
+An --out that already holds these files (an earlier prep) is refused unless --overwrite; other files there
+are left alone, and no input may be one of them.
 """
 
 

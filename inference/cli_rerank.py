@@ -352,8 +352,10 @@ def add_metrics(summary: dict[str, Any], args: RerankOptions, requests: Sequence
 
 
 def write_summary(summary: dict[str, Any], out: str) -> None:
+    from data_prep.io import write_text_atomic
+
     _print_summary(summary, out)
-    Path(out + ".summary.json").write_text(_json(summary), encoding="utf-8")
+    write_text_atomic(out + ".summary.json", _json(summary))  # whole or not at all; a full disk names it
 
 
 # library parameters that `dear rerank` exposes under another name (so errors name the flag)
