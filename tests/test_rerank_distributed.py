@@ -425,3 +425,23 @@ def test_a_lost_store_fails_every_later_call_at_once():
         assert Dead.calls == calls  # not tried again
     finally:
         g.close()
+
+
+def test_a_refusal_is_handed_to_torchrun_as_the_root_cause(tmp_path, capsys, monkeypatch):
+    """torchrun prints its own ChildFailedError report and exits 1 whatever a rank does; the rank's one line
+    goes into torchrun's error file so the report names it (instead of a link) with the rank's exit code."""
+    from inference.parallel.rerank import run_distributed
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    args = cli_rerank.build_parser().parse_args(["--model", "m", "--input", str(tmp_path / "none.json"),
+                                                 "--out", str(tmp_path / "run.trec"), "--window", "1"])
+    (g0,) = _groups(1)
+    try:
+        assert run_distributed(args, g0) == 2
+    finally:
+        g0.close()
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("dear rerank: error: --window must be >= 2") and "\n" not in line
+    record = json.loads(error_file.read_text())["message"]
+    assert record["extraInfo"]["py_callstack"] == line and record["errorCode"] == 2
