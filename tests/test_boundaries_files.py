@@ -702,3 +702,22 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch) ->
     assert err.value.filename == str(tmp_path / "merged.trec") and not (tmp_path / "merged.trec").exists()
     assert os_error_line("dear eval", OSError(errno.ENOSPC, "No space left on device"), path="res.json").count(
         "(res.json)") == 1
+
+
+@FAST
+@given(flag=st.sampled_from(["--out", "--report", "--cache"]), content=st.binary(min_size=1, max_size=80))
+def test_dear_teacher_never_rewrites_a_file_it_did_not_write(flag, content) -> None:
+    """Its resumable outputs (records, request cache, report) are refused when they hold something that is
+    not `dear teacher`'s, before any request; the file is untouched."""
+    assume(not content.lstrip().startswith(b"{"))  # not a JSON object: no teacher record, report or cache line
+    with _tmp() as root:
+        files = _inputs(root)
+        target = root / "notes.txt"
+        target.write_bytes(content)
+        out = target if flag == "--out" else root / "t.jsonl"
+        argv = ["teacher", "--input", str(files["cands"]), "--out", str(out), "--endpoint", "http://127.0.0.1:9/v1",
+                "--model", "m", "--no-progress"] + ([flag, str(target)] if flag != "--out" else [])
+        before = _snapshot(root)
+        rc, err = _dear(argv)
+        assert rc == 2 and flag in err and "not a file `dear teacher` wrote" in err, err
+        assert _snapshot(root) == before
