@@ -30,7 +30,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from data_prep.schema import DataError
@@ -191,6 +191,7 @@ def parse_options(cls: type[T], argv: Sequence[str] | None = None, *, prog: str,
 def checked(opts: T, *, prog: str | None = None) -> T:
     """``opts`` after its ``check()``: values that can never work raise a DataError (a library's ValueError
     naming a field becomes one, pointing at ``--help``) before any file is read or any model loads."""
+    check_finite(opts)
     check = getattr(opts, "check", None)
     if check is not None:
         try:
@@ -201,6 +202,20 @@ def checked(opts: T, *, prog: str | None = None) -> T:
             raise DataError(str(err), reason="bad_option",
                             fix=f"see `{prog} --help`" if prog else "see --help for the valid values") from None
     return opts
+
+
+def check_finite(opts: Any) -> None:
+    """Every float option of a command is a real number: ``nan`` passes every ``<``/``>`` range check (all
+    comparisons are false) and ``inf`` passes a lower bound, and argparse's ``float`` takes both."""
+    import math
+
+    for f in dataclasses.fields(opts):
+        value = getattr(opts, f.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise OptionError(f.name, f"must be a finite number, got {v}",
+                                  fix="give a real number (see --help for its range)")
 
 
 def settings_of(opts: Any, *, include_neutral: bool = True) -> dict[str, Any]:
@@ -241,6 +256,98 @@ def check_output_file(path: str, what: str = "output file") -> None:
                         fix=f"choose a folder you can write to, or fix the permissions of {parent}")
 
 
+PathArg = str | os.PathLike | None
+
+
+def _paths(value: PathArg | Sequence[PathArg]) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [os.fspath(value)]
+    return [os.fspath(v) for v in value if v is not None]
+
+
+def _holds_something(p: str) -> bool:
+    """Whether ``p`` holds data a write would replace: a non-empty file, or a folder with anything in it."""
+    try:
+        if os.path.isdir(p):
+            with os.scandir(p) as entries:
+                return next(entries, None) is not None
+        return os.path.getsize(p) > 0
+    except OSError:
+        return False
+
+
+def _same_or_inside(inp: str, out: str) -> bool:
+    """Whether the input ``inp`` is the output ``out`` (same resolved path or same file: symlinks and hard
+    links included) or lies inside it (an output folder the command writes or replaces)."""
+    rin, rout = os.path.realpath(inp), os.path.realpath(out)
+    if rin == rout or rin.startswith(rout.rstrip(os.sep) + os.sep):
+        return True
+    try:
+        return os.path.samefile(inp, out)
+    except OSError:  # one of them does not exist (yet): the resolved paths decided
+        return False
+
+
+def check_outputs(outputs: Mapping[str, PathArg | Sequence[PathArg]],
+                  inputs: Mapping[str, PathArg | Sequence[PathArg]] = {}, *,
+                  fresh: Sequence[str] = (), overwrite: bool = False,
+                  overwrite_fix: str = "pass --overwrite to replace it, or choose another path",
+                  flags: Mapping[str, str] | None = None) -> None:
+    """The one guard of every command's output paths, run in its ``check()`` before any work.
+
+    ``outputs`` and ``inputs`` map a field (named as its flag in the message) to the path or paths it
+    names; an output's entry lists every file or folder the command writes for it (derived files such as
+    ``RUN.meta.json`` included). Refused, as an :class:`OptionError` naming the fields:
+
+    * an output that is an input of the same command, or an input inside an output folder (same resolved
+      path or same inode: symlinks and hard links count), even with ``overwrite``: the input would be lost;
+    * two outputs that are the same file;
+    * for the fields in ``fresh``: a path that already holds data (a non-empty file or folder), unless
+      ``overwrite`` (the user asked for it to be replaced). Outputs not in ``fresh`` are resumable: their
+      owner decides whether the data there belongs to the run (``inference.runfiles``).
+
+    ``flags`` names the fields in the message (default ``--field-name``).
+    """
+    def flag(name: str) -> str:
+        return (flags or {}).get(name) or flag_name(name)
+
+    written = [(name, p) for name, value in outputs.items() for p in _paths(value)]
+    read = [(name, p) for name, value in inputs.items() for p in _paths(value)]
+    for out_name, out in written:
+        for in_name, inp in read:
+            if _same_or_inside(inp, out):
+                same = os.path.realpath(inp) == os.path.realpath(out) or _samefile(inp, out)
+                where = "is the same path as" if same else "is a folder this command writes, holding"
+                raise OptionError(out_name, f"{out} {where} {flag(in_name)} {inp}",
+                                  fix="write the output somewhere else: an output never replaces an input of "
+                                      "the same command")
+    for i, (name_a, a) in enumerate(written):
+        for name_b, b in written[i + 1:]:
+            if os.path.realpath(a) == os.path.realpath(b) or _samefile(a, b):
+                raise OptionError(name_b, f"{b} is the same path as the output of {flag(name_a)} ({a})",
+                                  fix="give each output its own path")
+    if not overwrite:
+        for name, p in written:
+            if name in fresh and _holds_something(p):
+                what = "folder" if os.path.isdir(p) else "file"
+                raise OptionError(name, f"{p} exists (a non-empty {what}) and would be replaced",
+                                  fix=overwrite_fix)
+
+
+def _samefile(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def flag_name(field_name: str) -> str:
+    """``max_tokens`` as a flag (``--max-tokens``), for a fix that names another option."""
+    return "--" + field_name.replace("_", "-")
+
+
 DISK_FAULTS = {errno.ENOSPC: "free disk space or write to another folder; finished work is kept, rerun to resume",
                errno.EDQUOT: "disk quota exceeded: free space or write to another folder",
                errno.EROFS: "the folder is on a read-only file system: write the output somewhere else",
@@ -253,7 +360,12 @@ def is_disk_fault(err: OSError) -> bool:
     return err.errno in DISK_FAULTS
 
 
-def os_error_line(prog: str, err: OSError) -> str:
-    """One line for a disk fault: what happened, the path, the fix."""
-    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+def os_error_line(prog: str, err: OSError, path: str | os.PathLike | None = None) -> str:
+    """One line for a disk fault: what happened, the path, the fix.
+
+    A write that fails midway (a full disk) raises an OSError without a file name; the writers in
+    :mod:`data_prep.io` and ``inference.runfiles`` attach it (:func:`data_prep.io.named`), and ``path`` is the
+    fallback a command knows (its output)."""
+    name = getattr(err, "filename", None) or (os.fspath(path) if path is not None else None)
+    where = f" ({name})" if name else ""
     return f"{prog}: error: {err.strerror or err}{where} -- fix: {DISK_FAULTS.get(err.errno or -1, 'check the path')}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from data_prep.cli_options import (
     OptionError,
+    check_outputs,
     checked,
     flag_message,
     flags_of,
@@ -25,6 +26,8 @@ from data_prep.prompts import PROMPT_SPECS
 from data_prep.schema import DataError
 
 FORMAT_CHOICES = ("auto", *FORMATS)
+# what `dear prep listwise` writes in --out (data_prep.listwise.write_outputs); other files there are left alone
+OUTPUT_NAMES = ("train.jsonl", "eval.jsonl", "dataset", "prompt_spec.json", "report.json", "eval_queries.json")
 
 
 def _formats_help() -> str:
@@ -41,6 +44,8 @@ formats (--format auto detects them and logs which it chose):
 outputs in --out: train.jsonl, eval.jsonl, dataset/ (datasets.DatasetDict train/eval; no eval split with
 --eval-fraction 0), prompt_spec.json, eval_queries.json (the held-out queries' candidates as RankGPT JSON, for
 `dear rerank --input`), report.json (read = written + dropped, repairs, drops by reason, lengths, options).
+An --out that already holds these files (an earlier prep) is refused unless --overwrite; other files there
+are left alone, and no input may be one of them.
 """
 
 
@@ -77,6 +82,7 @@ class PrepListwiseOptions:
                            help="bad input: stop naming file, line, qid and fix (fail), or count it and go on (skip)")
     response_id_base: int = option(1, choices=(0, 1),
                                    help="--format responses: ids in the raw responses start at 0 or 1")
+    overwrite: bool = option(False, help="replace the files an earlier `dear prep listwise` wrote in --out")
 
     def check(self) -> None:
         if self.max_tokens is not None and not self.tokenizer:
@@ -89,6 +95,9 @@ class PrepListwiseOptions:
         from data_prep.cli_options import check_output_file
 
         check_output_file(str(Path(self.out) / "report.json"), "output folder's files")
+        check_outputs({"out": [str(Path(self.out) / name) for name in OUTPUT_NAMES]},
+                      {"teacher": self.teacher, "qrels": self.qrels}, fresh=("out",), overwrite=self.overwrite,
+                      overwrite_fix="pass --overwrite to replace the earlier prep output, or choose another --out")
 
     def listwise_options(self) -> Any:
         from data_prep.listwise import ListwiseOptions

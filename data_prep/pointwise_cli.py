@@ -15,7 +15,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import (
+    OptionError,
+    check_outputs,
+    checked,
+    flag_message,
+    flags_of,
+    option,
+    parse_options,
+)
 from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.schema import DataError, RerankRequest
 
@@ -61,6 +69,8 @@ class PrepPointwiseOptions:
     seed: int = option(0, help="seed of the negative sampling and the split")
     on_error: str = option("fail", choices=("fail", "skip"), help="fail: stop at the first bad record (file, line, "
                            "qid, fix); skip: drop it and count it in report.json")
+    overwrite: bool = option(False, help="replace the groups and report an earlier `dear prep pointwise` wrote in "
+                             "--out (OUT/teacher_scores.tsv of --teacher-model is resumed, not replaced)")
 
     def check(self) -> None:
         if bool(self.candidates) == bool(self.run):
@@ -83,6 +93,13 @@ class PrepPointwiseOptions:
         from data_prep.cli_options import check_output_file
 
         check_output_file(str(Path(self.out) / "report.json"), "output folder's files")
+        out = Path(self.out)
+        check_outputs({"out": [str(out / n) for n in ("train.jsonl", "eval.jsonl", "report.json")],
+                       "teacher_model": str(out / "teacher_scores.tsv") if self.teacher_model else None},
+                      {n: getattr(self, n) for n in ("candidates", "run", "corpus", "topics", "teacher_scores",
+                                                      "qrels")},
+                      fresh=("out",), overwrite=self.overwrite,
+                      overwrite_fix="pass --overwrite to replace the earlier prep output, or choose another --out")
 
 
 def build_parser() -> argparse.ArgumentParser:

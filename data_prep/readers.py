@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
+import unicodedata
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 from data_prep.schema import Candidate, DataError, RerankRequest, check_text
 
 Qrels = dict[str, dict[str, int]]
+_INT32 = 2**31  # trec_eval and pytrec_eval hold grades in a C int
 Run = dict[str, list[tuple[str, float]]]  # qid -> [(docid, score)] in rank order
 
 BOM = "\ufeff"
@@ -46,6 +49,67 @@ def check_input_file(path: str | Path, what: str = "file") -> Path:
         raise DataError(f"permission denied reading this {what}", path=str(p), reason="permission",
                         fix=f"make it readable (chmod u+r {p})") from None
     return p
+
+
+ID_FIX = ("TREC runs and qrels separate their columns by whitespace, so ids hold no whitespace or control "
+          "characters: rename the id (e.g. replace spaces with '_') in every file that names it")
+
+
+def check_id(value: Any, what: str = "docid", *, path: str | Path | None = None, line: int | None = None,
+             qid: str | None = None, where: str = "") -> str:
+    """``value`` as an id (``str``), or a DataError naming the record: an id must be a non-empty string or
+    integer without whitespace or control characters (a TREC file could not hold it: its reader would see
+    other columns, or none) and writable as UTF-8."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(f"{prefix}{what} must be a string or an integer, got {type(value).__name__} {value!r:.40}",
+                        path=None if path is None else str(path), line=line, qid=qid, reason="bad_id", fix=ID_FIX)
+    text = str(value)
+    if text and text.isprintable() and " " not in text:  # the fast path: every ordinary id
+        return text
+    bad = ""
+    if not text.strip():
+        bad = "is empty" if not text else "is only whitespace"
+    elif any(c.isspace() for c in text):
+        bad = "contains whitespace"
+    elif any(unicodedata.category(c) == "Cc" for c in text):
+        bad = "contains a control character"
+    elif any(unicodedata.category(c) == "Cs" for c in text):
+        bad = "contains a lone surrogate (not writable as UTF-8)"
+    if bad:
+        raise DataError(f"{prefix}{what} {text!r:.60} {bad}", path=None if path is None else str(path), line=line,
+                        qid=qid, reason="bad_id", fix=ID_FIX)
+    return text  # other non-printable characters (e.g. zero-width joiners) are part of some real ids
+
+
+def check_score(value: Any, *, path: str | Path, line: int | None = None, qid: str | None = None,
+                where: str = "") -> float:
+    """``value`` as a finite float (a number, or a string holding one), else a DataError naming the record."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DataError(f"{prefix}score {value!r:.40} is not a number", path=str(path), line=line, qid=qid,
+                        reason="bad_score", fix="every score must be a real number (or leave the score out)")
+    try:
+        score = float(value)
+    except (ValueError, OverflowError):
+        raise DataError(f"{prefix}score {value!r:.40} is not a number", path=str(path), line=line, qid=qid,
+                        reason="bad_score", fix="every score must be a real number (or leave the score out)") from None
+    if not math.isfinite(score):
+        raise DataError(f"{prefix}score {value!r:.40} is not a finite number", path=str(path), line=line, qid=qid,
+                        reason="bad_score", fix="every score must be a real number (NaN/inf order nothing)")
+    return score
+
+
+def _text_field(value: Any, what: str, *, path: str, where: str = "", qid: str | None = None,
+                line: int | None = None, optional: bool = False) -> str | None:
+    """A text field of a JSON record: a string (numbers are written as text); anything else is refused."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        prefix = f"{where}: " if where else ""
+        raise DataError(f"{prefix}{what} must be text, got {type(value).__name__}", path=path, line=line, qid=qid,
+                        reason="bad_field", fix=f"give '{what}' as a JSON string")
+    return str(value)
 
 
 class TextFile:
@@ -198,14 +262,18 @@ def iter_json_records(path: str | Path) -> Iterator[tuple[int, int | None, Any]]
         yield index, lineno, obj
 
 
-def _rankgpt_hit(hit: Any, path: str, qidx: int, hidx: int) -> Candidate:
+def _rankgpt_hit(hit: Any, path: str, qidx: int, hidx: int, qid: str) -> Candidate:
     if not isinstance(hit, dict) or "docid" not in hit or "content" not in hit:
         raise DataError(
             f"query #{qidx} hit #{hidx} lacks 'docid' or 'content'",
             path=path, fix='each hit needs {"docid": ..., "content": ...}', reason="missing_field",
         )
-    return Candidate(docid=str(hit["docid"]), text=str(hit["content"]), title=hit.get("title") or None,
-                     score=float(hit["score"]) if hit.get("score") is not None else None)
+    where = f"entry #{qidx} hit #{hidx}"
+    score = hit.get("score")
+    return Candidate(docid=check_id(hit["docid"], "docid", path=path, qid=qid, where=where),
+                     text=_text_field(hit["content"], "content", path=path, where=where, qid=qid) or "",
+                     title=_text_field(hit.get("title"), "title", path=path, where=where, qid=qid, optional=True) or None,
+                     score=check_score(score, path=path, qid=qid, where=where) if score is not None else None)
 
 
 def read_rankgpt_json(path: str | Path) -> list[RerankRequest]:
@@ -228,10 +296,21 @@ def read_rankgpt_json(path: str | Path) -> list[RerankRequest]:
         if qid is None:  # an index would be a made-up id: wrong against qrels, and unstable across files
             raise DataError(f"entry #{qidx} has no qid (neither on the entry nor on its hits)", path=str(path),
                             reason="missing_qid", fix='add "qid": ... to the entry or to its hits')
-        qid = str(qid)
+        qid = check_id(qid, "qid", path=path, where=f"entry #{qidx}")
         try:  # the schema refuses text that cannot be encoded (check_text): located here
-            cands = tuple(_rankgpt_hit(h, str(path), qidx, i) for i, h in enumerate(hits))
-            out.append(RerankRequest(qid=qid, query=str(item["query"]), candidates=cands))
+            cands = tuple(_rankgpt_hit(h, str(path), qidx, i, qid) for i, h in enumerate(hits))
+        except DataError as err:
+            raise err.located(path=str(path), qid=qid) from None
+        seen: set[str] = set()
+        for i, c in enumerate(cands):
+            if c.docid in seen:  # trec_eval refuses it; a run could not hold the query's ranking either
+                raise DataError(f"entry #{qidx} hit #{i}: docid {c.docid!r} appears twice in this query",
+                                path=str(path), qid=qid, reason="duplicate_docid",
+                                fix="each docid once per query: remove the duplicate hit")
+            seen.add(c.docid)
+        query = _text_field(item["query"], "query", path=str(path), where=f"entry #{qidx}", qid=qid) or ""
+        try:
+            out.append(RerankRequest(qid=qid, query=query, candidates=cands))
         except DataError as err:
             raise err.located(path=str(path), qid=qid) from None
     return out
@@ -268,13 +347,24 @@ def read_qrels(path: str | Path) -> Qrels:
             except ValueError:
                 raise DataError(f"relevance {parts[3]!r} is not an integer", path=str(path), line=lineno,
                                 fix="grades are integers (0, 1, 2, 3)") from None
-            qrels.setdefault(parts[0], {})[parts[2]] = rel
+            if not -_INT32 <= rel < _INT32:
+                raise DataError(f"relevance {parts[3]!r:.30} is out of range", path=str(path), line=lineno,
+                                qid=parts[0], reason="bad_grade", fix="grades are small integers (0, 1, 2, 3)")
+            qid = check_id(parts[0], "qid", path=path, line=lineno)
+            docid = check_id(parts[2], "docid", path=path, line=lineno, qid=qid)
+            judged = qrels.setdefault(qid, {})
+            if docid in judged:  # trec_eval refuses it too: which grade counts would be a guess
+                raise DataError(f"docid {docid!r} is judged twice for this query", path=str(path), line=lineno,
+                                qid=qid, reason="duplicate_judgment",
+                                fix="keep one line per (qid, docid): remove the duplicate judgment")
+            judged[docid] = rel
     return qrels
 
 
 def read_run(path: str | Path) -> Run:
     """A TREC run ``qid Q0 docid rank score tag``, returned in rank order per query."""
     rows: dict[str, list[tuple[int, str, float]]] = {}
+    seen: dict[str, set[str]] = {}
     with open_text(path, "run file") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
@@ -288,10 +378,18 @@ def read_run(path: str | Path) -> Run:
             except ValueError:
                 raise DataError("rank must be an integer and score a number", path=str(path), line=lineno,
                                 fix="use TREC run format") from None
-            if score != score or score in (float("inf"), float("-inf")):
+            if not math.isfinite(score):
                 raise DataError(f"score {parts[4]!r} is not a finite number", path=str(path), line=lineno,
                                 qid=parts[0], fix="every score must be a real number (NaN/inf order nothing)")
-            rows.setdefault(parts[0], []).append((rank, parts[2], score))
+            qid = check_id(parts[0], "qid", path=path, line=lineno)
+            docid = check_id(parts[2], "docid", path=path, line=lineno, qid=qid)
+            docs = seen.setdefault(qid, set())
+            if docid in docs:  # trec_eval refuses it; keeping either copy would change the metrics
+                raise DataError(f"docid {docid!r} appears twice in this query's ranking", path=str(path),
+                                line=lineno, qid=qid, reason="duplicate_docid",
+                                fix="each docid once per query: remove the duplicate line")
+            docs.add(docid)
+            rows.setdefault(qid, []).append((rank, docid, score))
     run: Run = {}
     for qid, items in rows.items():
         items.sort(key=lambda t: (t[0], -t[2]))
@@ -325,12 +423,12 @@ def read_topics(path: str | Path) -> dict[str, str]:
             if qid is None or text is None:
                 raise DataError("topic needs '_id' or 'qid' and 'text' or 'query'", path=p, line=lineno,
                                 fix="add the missing field")
+            text = _text_field(text, "text", path=p, line=lineno) or ""
             try:
-                check_text(str(qid), "qid")
-                check_text(str(text), "query")
+                check_text(text, "query")
             except DataError as err:
                 raise err.located(path=p, line=lineno) from None
-            topics[str(qid)] = str(text)
+            _add_topic(topics, check_id(qid, "qid", path=p, line=lineno), text, p, lineno)
         return topics
     with open_text(path, "topics file") as f:
         for lineno, line in enumerate(f, 1):
@@ -339,8 +437,23 @@ def read_topics(path: str | Path) -> dict[str, str]:
             parts = line.rstrip("\n").split("\t", 1)
             if len(parts) != 2:
                 raise DataError("expected 'qid<TAB>query'", path=p, line=lineno, fix="use a TSV topics file")
-            topics[parts[0].strip()] = parts[1].strip()
+            _add_topic(topics, check_id(parts[0].strip(), "qid", path=p, line=lineno), parts[1].strip(), p, lineno)
     return topics
+
+
+def _add_topic(topics: dict[str, str], qid: str, text: str, path: str, line: int) -> None:
+    if qid in topics:  # which text is the query would be a guess
+        raise DataError("the same qid appears twice in the topics", path=path, line=line, qid=qid,
+                        reason="duplicate_qid", fix="keep one line per qid")
+    topics[qid] = text
+
+
+def _add_doc(corpus: dict[str, Candidate], doc: Candidate, path: str, line: int) -> None:
+    old = corpus.get(doc.docid)
+    if old is not None and (old.text, old.title) != (doc.text, doc.title):  # identical copies are harmless
+        raise DataError(f"docid {doc.docid!r} appears twice with different text", path=path, line=line,
+                        reason="duplicate_docid", fix="keep one line per docid")
+    corpus[doc.docid] = doc
 
 
 def read_corpus(path: str | Path) -> dict[str, Candidate]:
@@ -356,10 +469,14 @@ def read_corpus(path: str | Path) -> dict[str, Candidate]:
             if docid is None or "text" not in rec:
                 raise DataError("document needs '_id' (or 'docid') and 'text'", path=p, line=lineno,
                                 fix="add the missing field")
+            docid = check_id(docid, "docid", path=p, line=lineno)
+            text = _text_field(rec["text"], "text", path=p, line=lineno) or ""
+            title = _text_field(rec.get("title"), "title", path=p, line=lineno, optional=True) or None
             try:
-                corpus[str(docid)] = Candidate(docid=str(docid), text=str(rec["text"]), title=rec.get("title") or None)
+                doc = Candidate(docid=docid, text=text, title=title)
             except DataError as err:
                 raise err.located(path=p, line=lineno) from None
+            _add_doc(corpus, doc, p, lineno)
         return corpus
     with open_text(path, "corpus file") as f:
         for lineno, line in enumerate(f, 1):
@@ -370,7 +487,8 @@ def read_corpus(path: str | Path) -> dict[str, Candidate]:
                 raise DataError("expected 'docid<TAB>text[<TAB>title]'", path=p, line=lineno,
                                 fix="use a TSV corpus file")
             title = parts[2] if len(parts) > 2 and parts[2] else None
-            corpus[parts[0]] = Candidate(docid=parts[0], text=parts[1], title=title)
+            docid = check_id(parts[0], "docid", path=p, line=lineno)
+            _add_doc(corpus, Candidate(docid=docid, text=parts[1], title=title), p, lineno)
     return corpus
 
 

@@ -18,6 +18,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.cli_options import checked, flag_message, flags_of, option, parse_options
@@ -123,9 +124,41 @@ def _validate(args: TeacherOptions) -> None:
         raise DataError("--timeout must be > 0 and --max-retries >= 0", fix="e.g. --timeout 120 --max-retries 6")
     if args.limit is not None and args.limit < 1:
         raise DataError(f"--limit must be >= 1, got {args.limit}", fix="leave it out for every query")
-    from data_prep.cli_options import check_output_file
+    from data_prep.cli_options import check_output_file, check_outputs, flags_of
 
     check_output_file(args.out, "teacher output")
+    out = Path(args.out)  # the same defaults as _run
+    check_outputs({"out": [args.out, str(out) + ".lock"],
+                   "report": args.report or str(out.with_suffix(".report.json")),
+                   "cache": None if args.no_cache else (args.cache or str(out.with_suffix(".requests.jsonl")))},
+                  {n: getattr(args, n) for n in ("input", "run", "topics", "corpus", "qrels", "prices")},
+                  flags=flags_of(TeacherOptions))
+    report = Path(args.report) if args.report else out.with_suffix(".report.json")
+    cache = None if args.no_cache else (Path(args.cache) if args.cache else out.with_suffix(".requests.jsonl"))
+    _check_owned(report, "report", lambda first: isinstance(first, dict) and "queries" in first, whole=True)
+    if cache is not None:
+        _check_owned(cache, "cache", lambda first: isinstance(first, dict) and "key" in first)
+    _check_owned(out, "out", lambda first: isinstance(first, dict) and "qid" in first)
+
+
+def _check_owned(path: Path, field: str, looks_ours: Any, *, whole: bool = False) -> None:
+    """A resumable output that already holds data must be `dear teacher`'s own (its first record, or the
+    whole report, has the shape this command writes); any other file is refused, never rewritten or cut."""
+    import json
+
+    from data_prep.cli_options import OptionError
+
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        with path.open("rb") as f:
+            head = f.read() if whole else f.readline()
+        first = json.loads(head.decode("utf-8-sig"))
+    except (OSError, ValueError):
+        first = None
+    if not looks_ours(first):
+        raise OptionError(field, f"{path} exists and is not a file `dear teacher` wrote",
+                          fix=f"pass another --{field}, or move the file away")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,10 @@ A checkpoint is complete when its ``trainer_state.json`` (written last by the HF
 step N, the weights are there, and -- unless the run saved model-only checkpoints -- the optimizer and
 scheduler state are there too (``optimizer.pt``/``scheduler.pt``, or DeepSpeed's ``global_stepN`` folder).
 A run killed while writing a checkpoint leaves an incomplete one, which is skipped with a warning.
+
+A resume continues the same training: ``dear_run_settings.json`` in ``output_dir`` records, when a training
+starts, the settings that decide what is trained (:data:`TRAINED_SETTINGS` and the dataset's fingerprint);
+a resume with other values is refused before any model loads (:func:`check_resume_settings`).
 """
 
 from __future__ import annotations
@@ -87,3 +91,60 @@ def resolve_resume(value: str | bool | None, output_dir: str | Path, *, require_
         raise DataError(f"cannot resume from this checkpoint: {problem}", path=str(value),
                         fix="pass a complete checkpoint-N folder or `--resume_from_checkpoint auto`")
     return str(value)
+
+
+RUN_SETTINGS_FILE = "dear_run_settings.json"
+# what decides the trained weights: a resume must keep these (output, logging, evaluation and saving
+# settings, precision and the number of steps may change)
+TRAINED_SETTINGS = (
+    "model_name_or_path", "model_revision", "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+    "lora_modules_to_save", "lora_task_type", "use_rslora", "use_dora", "load_in_4bit", "load_in_8bit",
+    "bnb_4bit_quant_type", "use_bnb_nested_quant", "qlora",
+    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "optim", "optim_args", "max_grad_norm", "seed", "data_seed",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "label_smoothing_factor", "neftune_noise_alpha",
+    "max_length", "packing", "padding_free", "completion_only_loss", "assistant_only_loss", "loss_type",
+    "train_split", "max_train_samples", "first_token_loss_weight",
+    "rank_loss", "alpha", "temperature", "mix_weight", "q_max_len", "p_max_len", "group_size", "max_train_groups",
+    "dataset_fingerprint",
+)
+
+
+def trained_settings(config: dict) -> dict:
+    """The entries of a resolved config (``dear_train.artifacts.resolved_config``) that decide the weights."""
+    return {k: config[k] for k in TRAINED_SETTINGS if k in config}
+
+
+def check_resume_settings(output_dir: str | Path, resume: str | None, settings: dict, *,
+                          write: bool = True) -> None:
+    """Before any model loads: refuse to resume a training with other :data:`TRAINED_SETTINGS` than it was
+    started with; on a fresh start (``resume`` None) record ``settings`` in ``output_dir`` (when ``write``: the
+    main process). A checkpoint from before the file existed resumes with a warning."""
+    from data_prep.io import write_json_atomic
+    from data_prep.schema import DataError
+
+    if resume is not None:
+        recorded_path = Path(resume).parent / RUN_SETTINGS_FILE
+        if not recorded_path.is_file():
+            logger.warning("%s has no %s: cannot check that the resumed training keeps its settings", resume,
+                           RUN_SETTINGS_FILE)
+            return
+        try:
+            recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise DataError("unreadable training settings", path=str(recorded_path),
+                            fix="restore the file, or start a new training in a new --output_dir") from None
+        changed = sorted(k for k in set(recorded) | set(settings)
+                         if json.dumps(recorded.get(k), sort_keys=True) != json.dumps(settings.get(k), sort_keys=True))
+        if changed:
+            what = ", ".join(f"{k} {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:4])
+            raise DataError(f"cannot resume {resume} with other training settings ({what}"
+                            + (f", and {len(changed) - 4} more" if len(changed) > 4 else "") + ")",
+                            path=str(recorded_path), reason="resume_mismatch",
+                            fix="resume with the settings the training started with, or start a new training "
+                                "in a new --output_dir")
+        return
+    if write:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / RUN_SETTINGS_FILE, settings)

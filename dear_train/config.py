@@ -180,9 +180,13 @@ def parse_config(
         i = args.index("--config")
         del args[i:i + 2]
         parser.set_defaults_with_config(**config)
+    # the values as parsed (YAML defaults, CLI flags), checked before the dataclasses see them: their own
+    # checks let nan through and some crash on inf (int(inf) in TrainingArguments)
+    values, _ = parser.parse_known_args(args)
+    check_values(vars(values), config_path=cfg)
     try:
         outputs = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
-    except ValueError as err:  # TRL / TrainingArguments reject a value
+    except (ValueError, OverflowError) as err:  # TRL / TrainingArguments reject a value
         raise ConfigError(" ".join(str(err).split()), path=cfg, fix="correct the value named above") from err
     *parsed, remaining = outputs
     if remaining:
@@ -195,7 +199,85 @@ def parse_config(
                           fix=f"remove or rename them; `{prog or 'dear train'} --help` lists every key")
     for obj in parsed:
         keep_token_out(obj)
+    check_paths(parsed, config_path=cfg)
     return tuple(parsed)
+
+
+# the range of each float option of `dear train` / `dear distill` (bounds, whether each is included, the fix)
+_UNIT = "a share in [0, 1)"
+FLOAT_RANGES: dict[str, tuple[float | None, bool, float | None, bool, str]] = {
+    "learning_rate": (0.0, True, None, False, "e.g. 1e-4 (LoRA) or 2e-5"),
+    "weight_decay": (0.0, True, None, False, "e.g. 0.0 or 0.01"),
+    "adam_beta1": (0.0, True, 1.0, False, "e.g. 0.9"),
+    "adam_beta2": (0.0, True, 1.0, False, "e.g. 0.999"),
+    "adam_epsilon": (0.0, True, None, False, "e.g. 1e-8"),
+    "max_grad_norm": (0.0, True, None, False, "e.g. 1.0 (0 for no clipping)"),
+    "warmup_steps": (0.0, True, None, False, "a step count, or a share of the steps below 1 (e.g. 0.03)"),
+    "num_train_epochs": (0.0, True, None, False, "e.g. 1 or 3"),
+    "label_smoothing_factor": (0.0, True, 1.0, False, "0 for none, e.g. 0.1"),
+    "neftune_noise_alpha": (0.0, True, None, False, "leave it out, or e.g. 5"),
+    "logging_steps": (0.0, True, None, False, "a step count, or a share of the steps below 1"),
+    "eval_steps": (0.0, True, None, False, "a step count, or a share of the steps below 1"),
+    "save_steps": (0.0, True, None, False, "a step count, or a share of the steps below 1"),
+    "eval_delay": (0.0, True, None, False, "0, or the steps/epochs to wait before the first evaluation"),
+    "router_aux_loss_coef": (0.0, True, None, False, "leave it out, or e.g. 0.001"),
+    "lora_dropout": (0.0, True, 1.0, False, "e.g. 0.05"),
+    "first_token_loss_weight": (0.0, True, None, False, "0 for the LM loss only, 10 for FIRST's objective"),
+    "alpha": (0.0, True, 1.0, True, "a share in [0, 1] (DeAR: 0.1)"),
+    "temperature": (0.0, False, None, False, "a positive number (DeAR: 2)"),
+    "mix_weight": (0.0, True, 1.0, True, "a share in [0, 1] (0.5 mixes equally)"),
+}
+
+
+def check_values(values: dict[str, Any], *, config_path: str | None = None) -> None:
+    """Every float option is finite and in its range (:data:`FLOAT_RANGES`), checked before any model or
+    data loads: ``--first_token_loss_weight inf`` trained an all-NaN adapter, ``nan`` silently nothing."""
+    import math
+
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        rule = FLOAT_RANGES.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{name} must be a finite number, got {value}", path=config_path,
+                              fix=rule[4] if rule else "give a real number")
+        if rule is None:
+            continue
+        low, low_in, high, high_in, fix = rule
+        below = low is not None and (value < low or (value == low and not low_in))
+        above = high is not None and (value > high or (value == high and not high_in))
+        if below or above:
+            lo = "" if low is None else ("[" if low_in else "(") + f"{low:g}"
+            hi = "" if high is None else f"{high:g}" + ("]" if high_in else ")")
+            where = f"in {lo}, {hi}" if low is not None and high is not None else (
+                f"{'>=' if low_in else '>'} {low:g}" if low is not None else f"{'<=' if high_in else '<'} {high:g}")
+            raise ConfigError(f"--{name} must be {where}, got {value}", path=config_path, fix=fix)
+
+
+# paths a training command reads; --output_dir may be none of them, nor hold one (the trainer writes there)
+INPUT_FIELDS = ("dataset_path", "eval_dataset_path", "ranking_eval_data", "ranking_eval_qrels")
+
+
+def check_paths(parsed: Sequence[Any], *, config_path: str | None = None) -> None:
+    """``--output_dir`` is not an input of the same training, nor a folder holding one (the trainer writes
+    checkpoints, weights, tokenizer files and ``ranking_eval.jsonl`` there)."""
+    from data_prep.cli_options import OptionError, check_outputs
+
+    values: dict[str, Any] = {}
+    for obj in parsed:
+        values.update({f.name: getattr(obj, f.name) for f in fields(obj)})
+    out = values.get("output_dir")
+    if not out:
+        return
+    inputs: dict[str, Any] = {k: values.get(k) for k in INPUT_FIELDS if values.get(k)}
+    model = values.get("model_name_or_path")
+    if model and os.path.exists(model):  # a Hub id is no path
+        inputs["model_name_or_path"] = model
+    inputs["config"] = config_path
+    try:
+        check_outputs({"output_dir": out}, inputs, flags={k: f"--{k}" for k in (*inputs, "output_dir")})
+    except OptionError as err:
+        raise ConfigError(f"--{err.message}", path=config_path, fix=err.fix) from None
 
 
 def keep_token_out(args: Any) -> None:

@@ -18,6 +18,7 @@ with its score head and ``pointwise_format.json``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,7 +124,7 @@ def train_distill(dargs: DistillArguments, targs: Any, margs: Any) -> Any:
     from data_prep.pointwise import read_groups
     from data_prep.pointwise_format import PairFormat, pools_on_last_real_token, save_pair_format
     from dear_train.artifacts import finalize_output, resolved_config
-    from dear_train.checkpoints import resolve_resume
+    from dear_train.checkpoints import check_resume_settings, resolve_resume, trained_settings
     from dear_train.config import resolve_model_dtype
     from dear_train.pointwise_student import GroupCollator, GroupDataset, build_student, file_fingerprint
 
@@ -142,6 +143,14 @@ def train_distill(dargs: DistillArguments, targs: Any, margs: Any) -> Any:
     if eval_path is not None and str(getattr(targs.eval_strategy, "value", targs.eval_strategy)) != "no":
         eval_ds = GroupDataset(read_groups(eval_path), train_ds.group_size, str(eval_path))
 
+    resolved = resolved_config(dargs, margs, targs)
+    fingerprint = file_fingerprint(train_path)
+    # resuming continues the same training: checked (and a fresh start recorded) before any model loads
+    resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir,
+                            require_optimizer=not targs.save_only_model)
+    check_resume_settings(targs.output_dir, resume,
+                          trained_settings({**resolved, "dataset_fingerprint": fingerprint}),
+                          write=int(os.environ.get("RANK", "0")) == 0)
     set_seed(targs.seed)  # the student's fresh score head is reproducible
     model_dtype = resolve_model_dtype(margs.dtype, bf16=bool(targs.bf16), fp16=bool(targs.fp16))
     quant = None
@@ -192,15 +201,13 @@ def train_distill(dargs: DistillArguments, targs: Any, margs: Any) -> Any:
                      "mix_weight": dargs.mix_weight})
     for cb in callbacks:
         cb.trainer = trainer
-    resume = resolve_resume(targs.resume_from_checkpoint, targs.output_dir,
-                            require_optimizer=not targs.save_only_model)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(targs.output_dir)
     if trainer.is_world_process_zero():
         resolved = resolved_config(dargs, margs, targs)
         resolved["model_dtype"] = model_dtype
         finalize_output(targs.output_dir, tokenizer=tokenizer, base_model=margs.model_name_or_path, config=resolved,
-                        dataset_path=train_path, fingerprint=file_fingerprint(train_path), task="pointwise",
+                        dataset_path=train_path, fingerprint=fingerprint, task="pointwise",
                         copy_spec=False)
         save_pair_format(targs.output_dir, fmt)
         logger.info("student saved to %s", targs.output_dir)

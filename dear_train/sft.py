@@ -141,7 +141,7 @@ def train_listwise(
     from trl import SFTTrainer
 
     from dear_train.artifacts import dataset_fingerprint, finalize_output
-    from dear_train.checkpoints import resolve_resume
+    from dear_train.checkpoints import check_resume_settings, resolve_resume, trained_settings
     from dear_train.listwise_data import check_fits, load_prep_output, tokenize_special_text
 
     _setup_liger(training_args)
@@ -150,6 +150,13 @@ def train_listwise(
         max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
     )
     fingerprint = dataset_fingerprint(splits)
+    # resuming continues the same training: checked (and a fresh start recorded) before any model loads
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir,
+                            require_optimizer=not training_args.save_only_model)
+    check_resume_settings(training_args.output_dir, resume,
+                          trained_settings({**(resolved or {}),  # the training split only: eval may change
+                                            "dataset_fingerprint": dataset_fingerprint({train_split: splits[train_split]})}),
+                          write=int(os.environ.get("RANK", "0")) == 0)
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=model_revision,
                                               trust_remote_code=training_args.trust_remote_code)
     if tokenizer.pad_token is None:
@@ -237,8 +244,6 @@ def train_listwise(
     if trainer.is_world_process_zero():
         trainable, total = trainer.model.get_nb_trainable_parameters()
         logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / max(total, 1))
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir,
-                            require_optimizer=not training_args.save_only_model)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():

@@ -26,6 +26,7 @@ from typing import Any
 from data_prep.cli_options import (
     OptionError,
     check_output_file,
+    check_outputs,
     checked,
     flag_message,
     flags_of,
@@ -72,6 +73,7 @@ class EvalOptions:
     plot: str | None = option(None, group=TESTS_GROUP, setting=None, metavar="DIR",
                               help="write PNG charts here: per-query differences against --baseline, and "
                                    "quality against cost per query")
+    overwrite: bool = option(False, help="replace an existing --out", setting=None)
 
     def check(self) -> None:
         from inference.metrics import parse_metric
@@ -101,6 +103,8 @@ class EvalOptions:
                               fix="pass a folder (it is created if missing)")
         if self.out:
             check_output_file(self.out, "results JSON")
+        check_outputs({"out": self.out}, {"run": self.run, "qrels": self.qrels}, fresh=("out",),
+                      overwrite=self.overwrite)
 
     @property
     def stats_requested(self) -> bool:
@@ -165,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
 
             report["plots"], plot_notes = draw(report, scores, args.plot)
         if args.out:
-            Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            from data_prep.io import naming
+
+            with naming(args.out):  # a full disk names the file
+                Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     except DataError as err:
         print(f"dear eval: error: {flag_message(err, flags_of(EvalOptions))}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from typing import Any
 from data_prep.cli_options import (
     OptionError,
     check_output_file,
+    check_outputs,
     checked,
     flag_message,
     flags_of,
@@ -33,6 +34,7 @@ from data_prep.cli_options import (
 from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.io.versions import package_versions
 from data_prep.readers import (
+    check_id,
     check_input_file,
     read_corpus,
     read_qrels,
@@ -140,9 +142,29 @@ class RerankOptions:
         for name in ("corpus", "topics", "qrels"):
             if getattr(self, name):
                 check_input_file(getattr(self, name), f"{name} file")
+        try:
+            check_id(self.tag, "the value")  # the 6th column of every run line: TREC splits on whitespace
+        except DataError as err:
+            raise OptionError("tag", err.message, fix="a name without spaces or control characters, e.g. "
+                              "dear-rerank") from None
         check_output_file(self.out, "run file")
         if self.jsonl:
             check_output_file(self.jsonl, "JSONL file")
+        check_outputs(self.outputs(), {name: getattr(self, name) for name in ("input", "corpus", "topics", "qrels")}
+                      | {"prompt": self.prompt if self.prompt and Path(self.prompt).exists() else None},
+                      flags=flags_of(RerankOptions))
+
+    def outputs(self) -> dict[str, list[str]]:
+        """Every file `dear rerank` writes: the run with its sidecars (settings, summary, lock, the part files
+        of an interrupted many-process job) and the JSONL. The run and JSONL are resumable (their ownership is
+        checked by ``inference.runfiles``), the sidecars are the run's own."""
+        from data_prep.io.lock import lock_path
+        from inference.runfiles import existing_parts, meta_path
+
+        parts = [str(p) for _, run, rec in existing_parts(self.out) for p in (run, rec)]
+        return {"out": [self.out, str(meta_path(self.out)), self.out + ".summary.json", str(lock_path(self.out)),
+                        *parts],
+                "jsonl": [self.jsonl] if self.jsonl else []}
 
     def settings(self) -> dict[str, Any]:
         """What the run records in ``RUN.meta.json`` and a resumption must match, derived from the fields:
@@ -214,15 +236,24 @@ def device_map_for(device: str) -> Any:
 
 def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, jsonl: str | None,
                settings: dict[str, Any], overwrite: bool = False, tag: str = "dear",
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, fingerprints: dict[str, str] | None = None) -> dict[str, Any]:
     """Rerank the queries not yet in ``out`` and append each as it finishes; returns the session summary.
 
-    Once every query is done the run and JSONL are rewritten in the input's query order, so the files do not
-    depend on which query finished first, on resumption, or on how many processes ranked them."""
-    from inference.runfiles import RunAppender, consolidate, prepare_resume
+    Once every query is done the run and JSONL are rewritten in the input's query order (finished queries
+    not asked now follow), so the files do not depend on which query finished first, on resumption, or on
+    how many processes ranked them. ``fingerprints``: of the input as read (before a pointwise stage
+    reordered the candidates); default those of ``requests``."""
+    from inference.runfiles import (
+        RunAppender,
+        consolidate,
+        expected_lines,
+        prepare_resume,
+        query_fingerprints,
+    )
 
-    expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
-    done = prepare_resume(out, jsonl, expected, settings, overwrite=overwrite)
+    expected = expected_lines(requests)
+    done = prepare_resume(out, jsonl, expected, settings, overwrite=overwrite,
+                          fingerprints=fingerprints if fingerprints is not None else query_fingerprints(requests))
     todo = [r for r in requests if r.qid not in done]
     if done:
         logger.info("resuming %s: %d of %d queries already done", out, len(done), len(requests))
@@ -313,15 +344,18 @@ def add_metrics(summary: dict[str, Any], args: RerankOptions, requests: Sequence
         return
     from inference.metrics import evaluate
 
-    summary["metrics"] = evaluate(read_run(args.out), qrels, args.metrics)
+    asked = {r.qid for r in requests}  # a resumed run may also hold finished queries not asked for now
+    summary["metrics"] = evaluate({q: d for q, d in read_run(args.out).items() if q in asked}, qrels, args.metrics)
     first = {r.qid: [(c.docid, float(len(r.candidates) - i)) for i, c in enumerate(r.candidates)]
              for r in requests}
     summary["first_stage_metrics"] = evaluate(first, qrels, args.metrics)
 
 
 def write_summary(summary: dict[str, Any], out: str) -> None:
+    from data_prep.io import write_text_atomic
+
     _print_summary(summary, out)
-    Path(out + ".summary.json").write_text(_json(summary), encoding="utf-8")
+    write_text_atomic(out + ".summary.json", _json(summary))  # whole or not at all; a full disk names it
 
 
 # library parameters that `dear rerank` exposes under another name (so errors name the flag)
@@ -372,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         if not is_disk_fault(err):
             raise
-        print(os_error_line("dear rerank", err), file=sys.stderr)
+        print(os_error_line("dear rerank", err, path=args.out), file=sys.stderr)
         return 2
 
 
@@ -381,11 +415,12 @@ def _main(args: RerankOptions) -> int:
         requests, qrels = check_inputs(args)
         settings = rerank_settings(args)
         from data_prep.io import OutputLock
-        from inference.runfiles import prepare_resume
+        from inference.runfiles import expected_lines, prepare_resume, query_fingerprints
 
         with OutputLock(args.out, what="run"):  # a second job on the same --out is refused, not interleaved
-            expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
-            done = prepare_resume(args.out, args.jsonl, expected, settings, overwrite=args.overwrite)
+            fingerprints = query_fingerprints(requests)  # of the input, before a pointwise stage reorders it
+            done = prepare_resume(args.out, args.jsonl, expected_lines(requests), settings,
+                                  overwrite=args.overwrite, fingerprints=fingerprints)
             stage1 = None
             if args.pointwise and len(done) < len(requests):
                 from inference.two_stage import run_pointwise_stage
@@ -394,7 +429,7 @@ def _main(args: RerankOptions) -> int:
             if len(done) < len(requests):
                 reranker = load_listwise(args, device_map_for(args.device))
                 summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
-                                     tag=args.tag, progress=not args.no_progress)
+                                     tag=args.tag, progress=not args.no_progress, fingerprints=fingerprints)
                 if stage1 is not None:
                     summary["stages"] = stage1.with_listwise(summary["wall_s"]).as_dict()
             else:

@@ -120,6 +120,21 @@ def build_inputs(root: Path) -> dict[str, str]:
     f["done_prep"] = root / "done_prep"
     _write(f["done_prep"] / "train.jsonl", TEACHER)
     f["done_teacher"] = _write(root / "done" / "teacher.jsonl", TEACHER)
+    # outputs that must never be replaced unasked, ids and numbers no TREC file can hold
+    f["model_ok"] = root / "model_ok"  # passes every check before loading: what follows is the refusal
+    _write(f["model_ok"] / "config.json", "{}")
+    _write(f["model_ok"] / "model.safetensors", weights)
+    f["notes"] = _write(root / "notes.jsonl", "my own notes, not a rerank JSONL\n" * 3)
+    f["done_eval"] = _write(root / "done" / "results.json", '{"earlier": "results"}\n')
+    f["qrels_dup"] = _write(root / "qrels_dup.txt", QRELS.replace("q1 0 d3 1", "q1 0 d1 0"))
+    f["run_dup"] = _write(root / "run_dup.trec", RUN.replace("q1 Q0 d3", "q1 Q0 d1"))
+    spaced = _rankgpt()
+    spaced[0]["hits"][0]["docid"] = "doc 1"
+    f["rankgpt_space"] = _write(root / "cands_space.json", json.dumps(spaced))
+    f["rankgpt_text_score"] = _write(root / "cands_text_score.json",
+                                     json.dumps(_rankgpt()).replace('"content": "text 1"', '"content": "text 1", "score": "high"', 1))
+    f["rankgpt_nan_score"] = _write(root / "cands_nan.json",
+                                    json.dumps(_rankgpt()).replace('"content": "text 1"', '"content": "text 1", "score": NaN', 1))
     f["out"] = root / "out" / "run.trec"
     f["out_dir"] = root / "out_prep"
     f["readonly"] = root / "readonly"
@@ -281,6 +296,35 @@ CASES: list[Case] = [
           ("--top-k", "0", "must be >= 2", "e.g. 100"),
           ("--window", "1", "must be >= 2", "e.g. --window 20 --stride 10"),
           ("--max-queue", "0", "must be >= 1", "use a positive number")]],
+    Case("rerank-tag-space", "options", "`dear rerank --tag \"my run\"`", [*RERANK, "--tag", "my run"],
+         ("--tag", "contains whitespace"), "a name without spaces or control characters", unchanged=("done_run",)),
+    Case("rerank-temperature-nan", "options", "`dear rerank --sample --temperature nan`",
+         [*RERANK, "--sample", "--temperature", "nan"], ("--temperature", "must be a finite number"),
+         "give a real number", unchanged=("done_run",)),
+    # --- outputs: never an input, never replaced unasked
+    Case("rerank-out-is-input", "outputs", "`dear rerank --out` naming the input (even with --overwrite)",
+         ["rerank", "--model", "{missing}", "--input", "{rankgpt}", "--out", "{rankgpt}", "--overwrite"],
+         ("--out", "is the same path as --input"), "write the output somewhere else", unchanged=("rankgpt",)),
+    Case("rerank-jsonl-is-out", "outputs", "`dear rerank --jsonl` naming the run (or its .meta.json)",
+         ["rerank", "--model", "{missing}", "--input", "{rankgpt}", "--out", "{done_run}", "--jsonl", "{done_run}"],
+         ("--jsonl", "is the same path as the output of --out"), "give each output its own path",
+         unchanged=("done_run",)),
+    Case("rerank-jsonl-not-the-runs", "outputs", "`dear rerank --jsonl` naming a file that is not the run's JSONL",
+         ["rerank", "--model", "{model_ok}", "--input", "{rankgpt}", "--out", "{out}", "--jsonl", "{notes}"],
+         ("notes.jsonl", "is not this run's"), "pass --overwrite to replace it, or another --jsonl path",
+         unchanged=("notes",), absent=("out",)),
+    Case("eval-out-is-qrels", "outputs", "`dear eval --out` naming the qrels",
+         [*EVAL, "--out", "{qrels}", "--overwrite"], ("--out", "is the same path as --qrels"),
+         "write the output somewhere else", unchanged=("qrels",)),
+    Case("eval-out-exists", "outputs", "`dear eval --out` naming an existing file", [*EVAL, "--out", "{done_eval}"],
+         ("--out", "results.json exists"), "pass --overwrite to replace it", unchanged=("done_eval",)),
+    Case("prep-out-exists", "outputs", "`dear prep listwise --out` holding an earlier prep output",
+         ["prep", "listwise", "--out", "{done_prep}", "--teacher", "{teacher}"], ("--out", "train.jsonl exists"),
+         "pass --overwrite to replace the earlier prep output", unchanged=("done_prep",)),
+    Case("train-output-is-dataset", "outputs", "`dear train --output_dir` naming the dataset folder",
+         ["train", "--model_name_or_path", "x", "--dataset_path", "{done_prep}", "--output_dir", "{done_prep}"],
+         ("--output_dir", "is the same path as --dataset_path"), "write the output somewhere else",
+         unchanged=("done_prep",)),
     # --- model folders: refused before any weights load
     Case("truncated-weights", "models", "a model folder whose safetensors file was cut short",
          ["rerank", "--model", "{model_truncated}", "--input", "{rankgpt}", "--out", "{done_run}"],
@@ -303,6 +347,11 @@ CASES: list[Case] = [
          ("unknown.yaml", "did you mean 'learning_rate'"), "remove or rename them"),
     Case("train-config-folder", "training options", "a folder given as --config", [*TRAIN, "--config", "{folder}"],
          ("a_folder", "is a folder"), "pass the file inside it"),
+    Case("train-weight-inf", "training options", "`dear train --first_token_loss_weight inf` (or nan)",
+         [*TRAIN, "--first_token_loss_weight", "inf"], ("--first_token_loss_weight", "must be a finite number"),
+         "0 for the LM loss only, 10 for FIRST's objective"),
+    Case("train-dropout-range", "training options", "`dear train --lora_dropout 1`", [*TRAIN, "--lora_dropout", "1"],
+         ("--lora_dropout", "must be in [0, 1)"), "e.g. 0.05"),
     Case("distill-abbrev", "training options", "an abbreviated flag to `dear distill`",
          ["distill", "--dataset_path", "{done_prep}", "--max_step", "2"], ("did you mean '--max_steps'",),
          "remove or rename them"),
@@ -351,10 +400,28 @@ CASES: list[Case] = [
          "name each file once"),
     Case("eval-plot-file", "options", "`dear eval --plot` naming a file", [*EVAL, "--plot", "{qrels}"],
          ("--plot:", "qrels.txt is a file"), "pass a folder", unchanged=("qrels",)),
+    Case("eval-qrels-duplicate", "judgments", "a qrels file judging the same (qid, docid) twice",
+         [*EVAL[:3], "--qrels", "{qrels_dup}"], ("qrels_dup.txt:3", "judged twice"),
+         "keep one line per (qid, docid)"),
+    Case("eval-run-duplicate", "judgments", "a run listing the same docid twice for a query",
+         ["eval", "--run", "{run_dup}", "--qrels", "{qrels}"], ("run_dup.trec:3", "appears twice"),
+         "each docid once per query"),
+    Case("eval-rankgpt-nan", "judgments", "a RankGPT JSON run with a NaN score",
+         ["eval", "--run", "{rankgpt_nan_score}", "--qrels", "{qrels}"], ("cands_nan.json", "entry #0 hit #1",
+                                                                          "not a finite number"),
+         "every score must be a real number"),
+    Case("eval-rankgpt-text-score", "judgments", "a RankGPT JSON run with a text (or list) score",
+         ["eval", "--run", "{rankgpt_text_score}", "--qrels", "{qrels}"],
+         ("cands_text_score.json", "entry #0 hit #1", "is not a number"), "every score must be a real number",
+         subprocess=True),
     # --- input records
     Case("rankgpt-no-qid", "records", "RankGPT JSON entries without a qid",
          ["rerank", "--model", "{missing}", "--input", "{rankgpt_no_qid}", "--out", "{out}"],
          ("cands_noqid.json", "entry #0 has no qid"), 'add "qid"', absent=("out",)),
+    Case("rankgpt-id-space", "records", "a docid (or qid) with whitespace, or an empty one",
+         ["rerank", "--model", "{missing}", "--input", "{rankgpt_space}", "--out", "{out}"],
+         ("cands_space.json", "(qid q1)", "entry #0 hit #0", "'doc 1' contains whitespace"),
+         "TREC runs and qrels separate their columns by whitespace", absent=("out",)),
     Case("rankgpt-dup-qid", "records", "the same qid twice in the input",
          ["rerank", "--model", "{missing}", "--input", "{rankgpt_dup}", "--out", "{done_run}"],
          ("cands_dup.json", "q1", "appears twice"), "merge or rename the duplicated query", unchanged=("done_run",)),
@@ -812,8 +879,57 @@ FAMILY_TITLES = {
     "empty splits": "Empty outputs",
     "judgments": "Judgments and metrics",
     "records": "Input records",
+    "outputs": "Outputs: never an input, never replaced unasked",
     "command line": "The command line",
 }
+
+
+GUARANTEES = [
+    "",
+    "## What is guaranteed about outputs",
+    "",
+    "Proven by `tests/test_boundaries_files.py` (generated bad values, hypothesis) and the cases below.",
+    "",
+    "- **No output is an input.** Every command checks all its output paths before any work (one function,",
+    "  `data_prep.cli_options.check_outputs`): an output that is an input of the same command -- the same path,",
+    "  a symlink or hard link to it, `dir/../file`, or a folder the command writes that holds the input -- is",
+    "  refused, `--overwrite` or not (`dear rerank --out` = `--input`, `dear eval --out` = `--qrels`,",
+    "  `dear train --output_dir` = `--dataset_path`, `dear export --out` holding `--adapter` ...). Two outputs",
+    "  of one command are never the same file (`--jsonl` = `--out`, or the run's `.meta.json`/`.summary.json`).",
+    "- **Existing files are untouched unless you ask.** `dear eval --out` and the files `dear prep listwise|",
+    "  pointwise` write in `--out` (`train.jsonl`, `report.json`, `dataset/` ...) are refused when they already",
+    "  hold data; `--overwrite` replaces them (other files in the folder are left alone). `dear export --out`",
+    "  must be new or empty. A refused command leaves every file byte-identical. An empty file holds nothing",
+    "  to lose and counts as free.",
+    "- **Resumable outputs belong to their run.** `dear rerank --out` resumes only a run whose",
+    "  `RUN.meta.json` records the same settings; `--jsonl` is the run's only when `RUN.meta.json` names it",
+    "  (its resolved path; runs from before: when every line is a per-query record). Any other non-empty",
+    "  file there is refused, never truncated. `dear teacher` resumes only its own records, request cache",
+    "  and report (any other file at `--out`, `--cache` or `--report` is refused); a training",
+    "  resumes only with the settings that decide the weights it started with (`dear_run_settings.json` in",
+    "  `--output_dir`: learning rate, loss weights, LoRA shape, batch, seed, data fingerprint ...); change",
+    "  them in a new `--output_dir`. Steps, logging, evaluation and saving may change on resume.",
+    "- **A resume never deletes finished queries.** Rerunning a run with `--limit N` or a shorter input keeps",
+    "  every finished query: the run lists the queries asked for in input order, then the others in their",
+    "  previous order. Under torchrun (`-m inference.rerank`) the same rules hold for every process count.",
+    "- **Fingerprints.** `RUN.meta.json` records per query its number of run lines and a sha256 of its input",
+    "  (query text and the candidates' docids, titles and texts, in first-stage order). A query whose input",
+    "  changed under the same qid is ranked again (its old ranking and JSONL record are dropped, with a",
+    "  warning naming them); a run never keeps the ranking of candidates that are no longer there.",
+    "- **Atomic files.** Whole files (results, reports, prep outputs, the merged run) are written to a",
+    "  temporary sibling and renamed into place; appended files (runs, JSONL, teacher records) are flushed",
+    "  per query and a torn last line is cut on resume. A full disk is one line naming the file it could",
+    "  not write.",
+    "- **Ids TREC files can hold.** qids and docids (and `--tag`) are refused where they enter when empty or",
+    "  holding whitespace or control characters, naming the file, line or entry and qid; duplicate docids",
+    "  in a query of a run or of RankGPT JSON, duplicate qrels judgments, duplicate topics and conflicting",
+    "  corpus entries are refused (as trec_eval does); every score and float option is a finite number.",
+    "- **Under torchrun.** A refusal is one line from rank 0, exit code 2 of the process; torchrun then prints",
+    "  its own `ChildFailedError` report (with that line as the root cause) and exits 1 -- torchrun's exit",
+    "  code and report are its own. If the torchrun agent itself is killed, each rank prints one line",
+    "  (`lost contact with the launcher's store`) and exits 1; finished queries stay in the part files, and",
+    "  rerunning the same command resumes them.",
+]
 
 
 def errors_doc() -> str:
@@ -832,6 +948,7 @@ def errors_doc() -> str:
         "",
         "This page is generated from the table in `tests/test_bad_input.py`, which runs every case below",
         "(`python tests/test_bad_input.py` rewrites it).",
+        *GUARANTEES,
     ]
     for family, title in FAMILY_TITLES.items():
         rows = [c for c in CASES if c.family == family]

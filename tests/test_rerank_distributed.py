@@ -361,3 +361,87 @@ def test_the_many_process_path_in_one_process_writes_the_same_bytes(reference, t
     assert out.read_bytes() == ref_run and jl.read_bytes() == ref_jsonl
     summary = json.loads((tmp_path / "run.trec.summary.json").read_text())
     assert summary["world_size"] == 1 and summary["ranks"][0]["queries"] == N_QUERIES
+
+
+_LOST_STORE_SCRIPT = r"""
+import os, socket, subprocess, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+# the launcher's store (torchrun's agent hosts it): a separate process, killed below
+agent = subprocess.Popen([sys.executable, "-c", f'''
+import time
+from datetime import timedelta
+import torch.distributed as dist
+store = dist.TCPStore("127.0.0.1", {port}, 2, True, timeout=timedelta(seconds=30), wait_for_workers=False)
+print("up", flush=True)
+time.sleep(600)
+'''], stdout=subprocess.PIPE, text=True)
+assert agent.stdout.readline().strip() == "up"
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="1", WORLD_SIZE="2", LOCAL_RANK="1",
+                  TORCHELASTIC_USE_AGENT_STORE="True")
+from inference.cli_rerank import RerankOptions
+from inference.parallel import Group
+from inference.parallel.rerank import run_distributed
+
+group = Group.from_env(timeout_s=30, beat_s=0.2)  # rank 1: waits for rank 0's plan, which never comes
+agent.kill()
+agent.wait()
+sys.exit(run_distributed(RerankOptions(model="m", input="in.json", out=sys.argv[1]), group))
+"""
+
+
+def test_killing_the_launcher_alone_is_one_line_per_process_not_tracebacks(tmp_path, subprocess_env):
+    """The torchrun agent (which hosts the store) killed while the ranks run: each rank says so in one line
+    (naming where the finished queries are), exit 1; no Python traceback and no C++ stack from torch."""
+    env = {**subprocess_env, "PYTHONPATH": str(REPO)}
+    env.pop("TORCH_CPP_LOG_LEVEL", None)  # Group.from_env must quiet torch's own store warnings itself
+    proc = subprocess.run([sys.executable, "-c", _LOST_STORE_SCRIPT, str(tmp_path / "run.trec")], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1, _fail(proc)
+    assert len(lines) == 1 and lines[0].startswith("dear rerank: error: rank 1 lost contact with the launcher"), \
+        _fail(proc)
+    assert "run the same command again to resume" in lines[0] and str(tmp_path / "run.trec") in lines[0]
+
+
+def test_a_lost_store_fails_every_later_call_at_once():
+    from inference.parallel.group import StoreLost
+
+    class Dead:
+        calls = 0
+
+        def add(self, *a):
+            Dead.calls += 1
+            if Dead.calls > 1:  # the first beat (in the constructor) reaches it; then the server is gone
+                raise RuntimeError("Broken pipe")
+            return 1
+
+    g = Group(Dead(), 0, 2, beat_s=30)
+    try:
+        with pytest.raises(StoreLost, match="rank 0 lost contact"):
+            g.fail("x")
+        calls = Dead.calls
+        with pytest.raises(StoreLost):
+            g.check()
+        assert Dead.calls == calls  # not tried again
+    finally:
+        g.close()
+
+
+def test_a_refusal_is_handed_to_torchrun_as_the_root_cause(tmp_path, capsys, monkeypatch):
+    """torchrun prints its own ChildFailedError report and exits 1 whatever a rank does; the rank's one line
+    goes into torchrun's error file so the report names it (instead of a link) with the rank's exit code."""
+    from inference.parallel.rerank import run_distributed
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    args = cli_rerank.build_parser().parse_args(["--model", "m", "--input", str(tmp_path / "none.json"),
+                                                 "--out", str(tmp_path / "run.trec"), "--window", "1"])
+    (g0,) = _groups(1)
+    try:
+        assert run_distributed(args, g0) == 2
+    finally:
+        g0.close()
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("dear rerank: error: --window must be >= 2") and "\n" not in line
+    record = json.loads(error_file.read_text())["message"]
+    assert record["extraInfo"]["py_callstack"] == line and record["errorCode"] == 2

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.readers import Qrels, iter_json_records
+from data_prep.readers import Qrels, check_id, iter_json_records
 from data_prep.schema import Candidate, DataError, RankingExample
 
 # meta keys the listwise builder understands
@@ -86,7 +86,11 @@ def candidate(obj: Any, i: int, qid: str | None) -> Candidate:
 
 
 def validate_candidates(qid: str, query: str, candidates: tuple[Candidate, ...]) -> None:
-    """Reject what no ranking prompt can show: empty query, no candidates, empty or duplicate passages."""
+    """Reject what no ranking prompt can show (empty query, no candidates, empty or duplicate passages) and
+    ids no TREC file can hold (empty, whitespace, control characters: :func:`data_prep.readers.check_id`)."""
+    check_id(qid, "qid", qid=None if qid is None else str(qid))
+    for c in candidates:
+        check_id(c.docid, "docid", qid=qid)
     if not str(query).strip():
         raise DataError("empty query", qid=qid, reason="empty_query", fix="give the query text or drop the record")
     if not candidates:

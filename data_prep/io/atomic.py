@@ -18,20 +18,35 @@ from typing import Any
 
 
 @contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give an OSError raised inside the block the file name ``path`` when it has none.
+
+    A write that fails midway (a full disk, a quota) raises ``OSError(ENOSPC)`` without a file name, so the
+    one-line message of a command could not say which file; every writer here wraps its writes in this."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror or str(err), os.fspath(path)) from err
+        raise
+
+
+@contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[Any]:
     """Open a temporary file next to ``path``; on a clean exit it replaces ``path`` in one step."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

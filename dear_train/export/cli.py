@@ -9,7 +9,15 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import (
+    OptionError,
+    check_outputs,
+    checked,
+    flag_message,
+    flags_of,
+    option,
+    parse_options,
+)
 from data_prep.cli_options import build_parser as build_options_parser
 from dear_train.export.verify import TORCH_DTYPES
 
@@ -46,6 +54,9 @@ class ExportOptions:
         if not self.push_to_hub and (self.private or self.revision or self.commit_message):
             raise OptionError("push_to_hub", "--private, --revision and --commit-message need --push-to-hub",
                               fix="add --push-to-hub OWNER/NAME, or drop them")
+        # the export replaces --out whole: neither the adapter nor the base model may be (inside) it; a
+        # non-empty --out is refused by the build's own check (exit 1, as every failed export check)
+        check_outputs({"out": self.out}, {"adapter": self.adapter, "base_model": self.base_model})
 
 
 def build_parser() -> argparse.ArgumentParser:

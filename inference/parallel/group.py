@@ -52,6 +52,47 @@ class PeerFailed(Exception):
         self.info = info
 
 
+class StoreLost(PeerFailed):
+    """The launcher's store went away (the torchrun agent was killed, rank 0's host died): no rank can learn
+    anything from the others any more, so each stops on its own with one line (no failure flag to set)."""
+
+
+class _GuardedStore:
+    """The store, with a lost connection as :class:`StoreLost` (once lost, every call fails at once instead of
+    trying the dead socket again: torch logs a C++ stack for each try)."""
+
+    def __init__(self, store: Any, rank: int) -> None:
+        self._store = store
+        self._rank = rank
+        self.lost: str | None = None
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if self.lost is not None:
+            raise StoreLost(self._info(self.lost))
+        try:
+            return getattr(self._store, name)(*args)
+        except RuntimeError as err:  # torch.distributed.DistNetworkError / DistStoreError
+            self.lost = " ".join(str(err).split())[:200]
+            raise StoreLost(self._info(self.lost)) from None
+
+    def _info(self, why: str) -> dict[str, Any]:
+        return {"rank": self._rank, "host": socket.gethostname(), "pid": os.getpid(), "code": 1,
+                "message": f"rank {self._rank} lost contact with the launcher's store ({why}): was torchrun / "
+                           "the launcher stopped?"}
+
+    def set(self, *args: Any) -> Any:
+        return self._call("set", *args)
+
+    def get(self, *args: Any) -> Any:
+        return self._call("get", *args)
+
+    def add(self, *args: Any) -> Any:
+        return self._call("add", *args)
+
+    def check(self, *args: Any) -> Any:
+        return self._call("check", *args)
+
+
 class Group:
     """One job's ranks: ``rank``, ``world_size``, JSON values in the shared store, a failure flag, heartbeats.
 
@@ -62,7 +103,7 @@ class Group:
 
     def __init__(self, store: Any, rank: int, world_size: int, *, beat_s: float = 2.0, stale_s: float = 120.0,
                  poll_s: float = 0.2, on_failure: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.store = store
+        self.store = _GuardedStore(store, rank)
         self.rank = rank
         self.world_size = world_size
         self.beat_s = beat_s
@@ -81,6 +122,9 @@ class Group:
     @classmethod
     def from_env(cls, *, timeout_s: float = 1800.0, **kwargs: Any) -> Group:
         """Join the launcher's store (``env://``: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)."""
+        # torch's C++ side logs a warning with a C++ stack trace for every call on a store whose server went
+        # away (the launcher was killed): one line per rank says it instead (StoreLost)
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
         import torch.distributed as dist
 
         store, rank, world_size = next(dist.rendezvous("env://", timeout=timedelta(seconds=timeout_s)))

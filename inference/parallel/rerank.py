@@ -22,7 +22,7 @@ from collections import Counter
 from typing import Any
 
 from data_prep.schema import DataError
-from inference.parallel.group import Group, PeerFailed, shard
+from inference.parallel.group import Group, PeerFailed, StoreLost, shard
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,29 @@ def _print_failure(info: dict[str, Any]) -> None:
     print(f"dear rerank: error: {info['message']}{where}", file=sys.stderr, flush=True)
 
 
+def _print_lost(info: dict[str, Any], out: str) -> None:
+    print(f"dear rerank: error: {info['message']} -- finished queries are saved in {out} and its part files; "
+          "run the same command again to resume", file=sys.stderr, flush=True)
+
+
+def _record_for_launcher(message: str, code: int) -> None:
+    """Hand this process's one-line error to torchrun (``TORCHELASTIC_ERROR_FILE``), whose failure report
+    then shows it as the root cause instead of a link; torchrun itself still prints its own
+    ``ChildFailedError`` traceback and exits 1 (documented in docs/errors.md)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    import json
+
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            line = f"dear rerank: error: {message}"  # torchrun's record_exception format, our line as the trace
+            json.dump({"message": {"message": line, "errorCode": code,
+                                   "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}, f)
+    except OSError as err:  # the report is a courtesy: never fail on it
+        logger.debug("cannot write %s: %s", path, err)
+
+
 def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int:
     """The many-process `dear rerank`; returns the process's exit code (rank 0 prints the outcome)."""
     from inference.cli_rerank import RerankOptions
@@ -88,10 +111,15 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
             statuses = group.wait({f"status/{r}": r for r in range(group.world_size)})
             _finish(args, plan, statuses, requests)
             return 0
+        except StoreLost as lost:  # nobody to tell: each process says it once, for itself
+            _print_lost(lost.info, args.out)
+            return 1
         except PeerFailed as failed:
             code = int(failed.info.get("code") or 1)
             if group.rank != 0:
                 group.wait_reported(timeout_s=600)
+            else:  # torchrun names rank 0 first among the failed: give it the message that stands
+                _record_for_launcher(str(failed.info.get("message")), code)
             return code
         except (Exception, KeyboardInterrupt) as err:
             code = 2 if isinstance(err, DataError) else 130 if isinstance(err, KeyboardInterrupt) else 1
@@ -105,11 +133,16 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
             else:
                 logger.exception("rank %d failed", group.rank)
                 message = f"{type(err).__name__}: {err}"
-            info = group.fail(message, code=code)
-            if group.rank == 0:
-                group.report(info)
-            else:
-                group.wait_reported(timeout_s=600)
+            try:
+                info = group.fail(message, code=code)
+                if group.rank == 0:
+                    group.report(info)
+                else:
+                    group.wait_reported(timeout_s=600)
+            except StoreLost as lost:  # the launcher went away as well: report this rank's own failure
+                _print_failure({"message": message, "rank": group.rank, "host": group.host})
+                _print_lost(lost.info, args.out)
+            _record_for_launcher(message, code)
             return code
     finally:
         if lock is not None:
@@ -123,15 +156,16 @@ def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any
     from data_prep.cli_options import checked
     from data_prep.io import OutputLock
     from inference.cli_rerank import check_inputs, rerank_settings
-    from inference.runfiles import prepare_resume
+    from inference.runfiles import expected_lines, prepare_resume, query_fingerprints
 
     t0 = time.perf_counter()
     checked(args, prog="dear rerank")  # options that can never work, as `dear rerank` refuses them
     requests, _ = check_inputs(args)  # input, qrels, metrics, model folder: before --out is touched
     lock = OutputLock(args.out, what="run").acquire()
-    try:
-        expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
-        done = prepare_resume(args.out, args.jsonl, expected, rerank_settings(args), overwrite=args.overwrite)
+    try:  # the same resume rules as one process: finished queries kept, changed ones redone, JSONL owned
+        expected = expected_lines(requests)
+        done = prepare_resume(args.out, args.jsonl, expected, rerank_settings(args), overwrite=args.overwrite,
+                              fingerprints=query_fingerprints(requests))
     except BaseException:
         lock.release()
         raise
@@ -225,9 +259,9 @@ def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[
     from data_prep.io import package_versions
     from data_prep.readers import read_qrels
     from inference.cli_rerank import add_metrics, write_summary
-    from inference.runfiles import consolidate
+    from inference.runfiles import consolidate, expected_lines
 
-    expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
+    expected = expected_lines(requests)
     t0 = time.perf_counter()
     done = consolidate(args.out, args.jsonl, expected)
     merge_s = time.perf_counter() - t0
