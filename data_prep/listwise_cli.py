@@ -77,6 +77,10 @@ class PrepListwiseOptions:
                            help="bad input: stop naming file, line, qid and fix (fail), or count it and go on (skip)")
     response_id_base: int = option(1, choices=(0, 1),
                                    help="--format responses: ids in the raw responses start at 0 or 1")
+    teacher_grade_depth: int = option(10, metavar="M",
+                                      help="grades for GRPO's ranking reward from a teacher order: the window's top "
+                                      "min(M, n) get M..1 (n..1 when n <= M), the rest 0; --format qrels uses "
+                                      "the qrels grades instead")
 
     def check(self) -> None:
         if self.max_tokens is not None and not self.tokenizer:
@@ -97,6 +101,7 @@ class PrepListwiseOptions:
             window=self.window, stride=self.stride, min_window=self.min_window, shuffle=self.shuffle,
             top_k=self.top_k, max_tokens=self.max_tokens, over_max_tokens=self.over_max_tokens,  # type: ignore[arg-type]
             eval_fraction=self.eval_fraction, seed=self.seed, on_error=self.on_error,  # type: ignore[arg-type]
+            teacher_grade_depth=self.teacher_grade_depth,
         )
 
 
