@@ -176,3 +176,26 @@ def test_bad_settings_and_old_prep_folders_are_refused_with_the_fix(tiny_model_d
     assert main(["train", "--method", "ppo", *tiny_grpo_args(tiny_model_dir, new, out)]) == 2
     assert "--method must be one of sft, grpo" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["tiny_cpu_grpo.yaml", "llama31_8b_listwise_grpo.yaml"])
+def test_shipped_grpo_configs_parse_with_the_dear_lora_and_whole_groups(name):
+    from dear_train.config import parse_config
+    from dear_train.grpo.config import config_classes
+    from tests._train_helpers import REPO
+
+    script, args, model = parse_config(config_classes(), ["--config", str(REPO / "configs" / "train" / name)])
+    assert model.use_peft and (model.lora_r, model.lora_alpha, model.lora_dropout) == (16, 32, 0.05)
+    assert sorted(model.lora_target_modules) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert args.bf16 is False  # no GPU here: fp32 chosen automatically
+    for world in (1, 2, 8):  # every launch size gives whole groups of num_generations answers
+        assert (args.per_device_train_batch_size * world * args.gradient_accumulation_steps) % args.num_generations == 0
+    if name.startswith("llama31"):
+        assert model.model_name_or_path == "meta-llama/Llama-3.1-8B-Instruct" and args.report_to == ["wandb"]
+        assert (args.num_generations, args.beta, args.learning_rate) == (8, 0.001, 1e-5)
+        assert args.use_vllm and args.vllm_max_model_length == script.max_prompt_length + args.max_completion_length
+        from dear_train.grpo.train import setup_generation
+
+        setup_generation(args)  # no GPU / no vllm here: transformers generation instead
+        assert not args.use_vllm
