@@ -71,6 +71,31 @@ def ranking_ndcg(model_dir: Path, adapter: Path, queries: Path, *, num_queries: 
             "queries": len(held.requests)}
 
 
+def plot(result: dict, png: Path) -> None:
+    """Per-step total reward (faint), its 10-step running mean, and the format reward, against the GRPO step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = result["curve"]
+    steps = [c["step"] for c in curve]
+    total = [c["reward"] for c in curve]
+    running = [statistics.fmean(total[max(0, i - 9):i + 1]) for i in range(len(total))]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(steps, total, color="tab:blue", alpha=0.3, linewidth=1, label="total reward (step)")
+    ax.plot(steps, running, color="tab:blue", linewidth=2, label="total reward (mean of last 10 steps)")
+    ax.plot(steps, [c["format"] for c in curve], ":", color="tab:red", label="format reward")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("mean reward (8 answers)")
+    ax.set_title(f"GRPO on the tiny model from a {result['sft_steps']}-step SFT adapter (DL19 windows of 4)",
+                 fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=90)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
@@ -81,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--png", default=None, help="write the reward curve here")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--replot", default=None, metavar="JSON", help="only redraw --png from a --json this wrote")
     a = p.parse_args(argv)
+    if a.replot:
+        if not a.png:
+            p.error("--replot needs --png")
+        plot(json.loads(Path(a.replot).read_text(encoding="utf-8")), Path(a.png))
+        return 0
     if a.steps < 20:
         p.error("--steps must be >= 20 (first and last 10 steps are compared)")
 
@@ -148,23 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if a.png:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        steps = [c["step"] for c in result["curve"]]
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        for name, style in (("reward", "-"), ("ranking", "--"), ("format", ":")):
-            ax.plot(steps, [c[name] for c in result["curve"]], style, label=f"{name} reward" if name != "reward"
-                    else "total reward")
-        ax.set_xlabel("GRPO step")
-        ax.set_ylabel("mean reward (8 answers)")
-        ax.set_title("GRPO on the tiny model from a short SFT adapter (DL19 windows of 4)")
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        Path(a.png).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(a.png, dpi=110)
+        plot(result, Path(a.png))
     return 0 if result["learned"] else 1
 
 
