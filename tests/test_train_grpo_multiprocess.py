@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests._train_helpers import REPO, build_prep_folder, fail_msg, load_adapter_tensors, run_cmd, tiny_args
+from tests._train_helpers import (
+    DL19_JSON,
+    DL19_QRELS,
+    REPO,
+    build_prep_folder,
+    fail_msg,
+    load_adapter_tensors,
+    run_cmd,
+    tiny_args,
+)
 from tests._train_helpers import tiny_grpo_args as grpo_args
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -90,6 +99,30 @@ def test_deepspeed_zero2_two_processes(tiny_model_dir, prep_dir, sft_adapter, tm
     adapter, start = load_adapter_tensors(out), load_adapter_tensors(sft_adapter)
     assert adapter.keys() == start.keys() and any(not adapter[k].equal(start[k]) for k in adapter)
     assert json.loads((out / "dear_training.json").read_text())["method"] == "grpo"
+
+
+@pytest.mark.multiprocess
+def test_deepspeed_zero3_with_the_ranking_eval(tiny_model_dir, prep_dir, sft_adapter, tmp_path, subprocess_env,
+                                               shared_data):
+    """ZeRO-3 shards the base and the continued adapter; generation gathers them (TRL), and the ranking eval at
+    step 2 runs on every rank over the sharded weights (rank 0 writes it once)."""
+    out = tmp_path / "z3"
+    cmd = [*ACCELERATE, "--config_file", str(REPO / "configs" / "accelerate" / "deepspeed_zero3.yaml"),
+           "--num_processes", "2", "--main_process_port", _port(), "-m", "dear_train.grpo",
+           *grpo_args(tiny_model_dir, prep_dir, out, "--sft_adapter", str(sft_adapter), "--max_steps", "2",
+                      "--eval_strategy", "steps", "--eval_steps", "2", "--max_eval_samples", "2",
+                      "--ranking_eval_data", str(shared_data.joinpath(*DL19_JSON)),
+                      "--ranking_eval_qrels", str(shared_data.joinpath(*DL19_QRELS)), "--ranking_eval_queries", "1",
+                      "--ranking_eval_top_k", "6", "--ranking_eval_window", "4", "--ranking_eval_stride", "2",
+                      "--ranking_eval_max_new_tokens", "20")]
+    proc = run_cmd(cmd, subprocess_env)
+    assert proc.returncode == 0, fail_msg(proc)
+    evals = [json.loads(x) for x in (out / "ranking_eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in evals] == [2] and 0.0 <= evals[0]["metrics"]["ndcg@10"] <= 1.0
+    adapter, start = load_adapter_tensors(out), load_adapter_tensors(sft_adapter)
+    assert adapter.keys() == start.keys()
+    assert all(adapter[k].shape == start[k].shape for k in adapter)  # gathered whole, not a rank's shard
+    assert all(not adapter[k].equal(start[k]) for k in adapter)  # every LoRA tensor trained
 
 
 @pytest.mark.slow
