@@ -160,6 +160,9 @@ def test_kill_after_checkpoint_then_resume_auto_equals_uninterrupted(tiny_model_
                    subprocess_env)
     assert proc.returncode == 0, fail_msg(proc)
     assert f"resume auto: resuming from {out / f'checkpoint-{killed_at}'}" in proc.stderr + proc.stdout
+    # it went on from the checkpoint (restored step, optimizer, scheduler, RNG), not from scratch: this process
+    # logged only the steps after it
+    assert (proc.stdout + proc.stderr).count("{'loss':") == 6 - killed_at
     import torch
 
     a, b = load_adapter_tensors(ref), load_adapter_tensors(out)
