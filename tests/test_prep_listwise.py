@@ -191,6 +191,25 @@ def test_rankgpt_teacher_is_shown_shuffled_not_in_teacher_order(tmp_path):
         assert rec["docids"] != teacher[rec["qid"]] and sorted(rec["docids"]) == sorted(teacher[rec["qid"]])
 
 
+def test_teacher_grade_depth_sets_the_grpo_grades_and_sft_ignores_them(tmp_path):
+    """A teacher order becomes grades max(0, min(M, n) - r) in the window; SFT loads prompt/completion only."""
+    out = tmp_path / "depth"
+    assert _run("--teacher", shared_path("noveleval", "data.json"), "--out", out, "--eval-fraction", "0",
+                "--window", "4", "--top-k", "8", "--teacher-grade-depth", "2") == 0
+    records = _jsonl(out / "train.jsonl")
+    assert records
+    for rec in records:
+        order = _decode(rec, "dear-card")  # the teacher's order of this window
+        grade = dict(zip(rec["docids"], rec["grades"], strict=True))
+        assert [grade[d] for d in order] == [2, 1, 0, 0]
+    report = json.loads((out / "report.json").read_text())
+    assert report["grades"]["source"] == {"teacher": len(records)} and report["grades"]["teacher_grade_depth"] == 2
+    from dear_train.listwise_data import load_prep_output
+
+    splits, _ = load_prep_output(out)
+    assert splits["train"].column_names == ["prompt", "completion"]
+
+
 def test_shuffle_augmentation_remaps_the_target(tmp_path):
     data, qrels = noveleval_paths()
     out = tmp_path / "shuf"
