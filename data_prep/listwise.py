@@ -4,6 +4,11 @@ Every record is rendered by :func:`data_prep.prompts.render_prompt` and :func:`t
 functions inference uses, and carries ``qid`` and ``docids`` (the candidates in prompt order) so a
 record can be traced back. The target of a record is the teacher's ranking restricted to the candidates
 the record shows, in the ids the prompt shows them with.
+
+Each record also carries ``grades`` (one integer per entry of ``docids``): the graded relevance GRPO's
+ranking reward scores a completion against (``dear train --method grpo``; SFT ignores the column). With
+judgments as teacher (``--format qrels``) they are the qrels grades (unjudged = 0); otherwise they come from the
+teacher's order restricted to the window (:func:`window_grades`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_prep.formats import (
+    META_GRADES,
     META_PASSAGE_REASONS,
     META_REASONING_ID_BASE,
     META_TEACHER_ORDERED,
@@ -50,6 +56,8 @@ class ListwiseOptions:
     eval_fraction: float = 0.05
     seed: int = 0
     on_error: OnError = "fail"
+    # teacher order -> grades for GRPO's ranking reward: the window's top min(depth, n) get depth..1 (see window_grades)
+    teacher_grade_depth: int = 10
 
     def __post_init__(self) -> None:
         if self.window < 2:
@@ -66,6 +74,8 @@ class ListwiseOptions:
             raise ValueError("eval_fraction must be in [0, 1)")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError("max_tokens must be >= 1")
+        if self.teacher_grade_depth < 1:
+            raise ValueError("teacher_grade_depth must be >= 1")
 
     @property
     def effective_stride(self) -> int:
@@ -82,12 +92,41 @@ class PrepResult:
     # the held-out queries with their candidates (as the teacher file lists them): what `dear rerank --input`
     # takes to evaluate a model trained on ``train`` on queries it never saw
     eval_requests: list[RerankRequest] = field(default_factory=list)
+    # where the records' GRPO grades come from: {"source": {"qrels": n, "teacher": n}, "teacher_grade_depth": d}
+    grades: dict[str, Any] = field(default_factory=dict)
 
 
 def target_order(example: RankingExample, shown: Sequence[int]) -> list[int]:
     """0-based positions into ``shown`` (candidate indices in prompt order), in the teacher's order."""
     rank = {d: r for r, d in enumerate(example.ranking)}
     return sorted(range(len(shown)), key=lambda j: rank[example.candidates[shown[j]].docid])
+
+
+GRADE_SOURCES = ("qrels", "teacher")
+
+
+def grade_source(example: RankingExample) -> str:
+    """Where a record's grades come from: ``qrels`` (judgments as teacher) or ``teacher`` (its order)."""
+    return "qrels" if example.meta.get(META_GRADES) is not None else "teacher"
+
+
+def window_grades(example: RankingExample, shown: Sequence[int], *, depth: int = 10) -> list[int]:
+    """Graded relevance of each shown candidate (prompt order), for GRPO's ranking reward.
+
+    With qrels grades (``--format qrels``): the candidate's grade, unjudged and negative grades counted 0.
+    From a teacher order: m = min(depth, n) for a window of n; the candidate the teacher puts at window rank
+    r (0-based, teacher order restricted to the window) gets max(0, m - r). A window of 4 grades 4, 3, 2, 1; a
+    window of 20 grades the teacher's top 10 with 10..1 and the rest 0, so nDCG@10 with these grades (linear
+    gain, trec_eval's) is 1 exactly for the teacher's order of the top 10 and falls with every swap there.
+    """
+    qrels = example.meta.get(META_GRADES)
+    if qrels is not None:
+        return [max(0, int(qrels.get(example.candidates[i].docid, 0))) for i in shown]
+    m = min(depth, len(shown))
+    grades = [0] * len(shown)
+    for r, j in enumerate(target_order(example, shown)):
+        grades[j] = max(0, m - r)
+    return grades
 
 
 # "[3]", or "passage 3" / "passages 1, 3, and 5": how teachers name passages inside their reasoning
@@ -174,10 +213,12 @@ def record_token_counts(record: dict[str, Any], tokenizer: TokenizerLike) -> tup
 
 def render_view(example: RankingExample, shown: Sequence[int], spec: PromptSpec, *,
                 tokenizer: TokenizerLike | None = None, max_tokens: int | None = None,
-                over_max_tokens: OverMaxTokens = "trim") -> tuple[dict[str, Any], dict[str, Any]]:
+                over_max_tokens: OverMaxTokens = "trim",
+                teacher_grade_depth: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
     """(record, info) for one view. Raises DataError(reason="over_max_tokens") when it cannot fit."""
     passages = [example.candidates[i].passage() for i in shown]
     order = target_order(example, shown)
+    grades = window_grades(example, shown, depth=teacher_grade_depth)
     reasoning, reasoning_lost = view_reasoning(example, shown, spec.id_base)
     info: dict[str, Any] = {"trimmed": False, "reasoning_lost": reasoning_lost,
                             "has_reasoning": bool(reasoning)}
@@ -185,7 +226,8 @@ def render_view(example: RankingExample, shown: Sequence[int], spec: PromptSpec,
     def make(budget: int | None) -> dict[str, Any]:
         prompt = render_prompt(spec, example.query, passages, tokenizer=tokenizer, max_tokens=budget)
         rec = training_record(spec, prompt, order, reasoning)
-        return {"qid": example.qid, "docids": [example.candidates[i].docid for i in shown], **rec}
+        return {"qid": example.qid, "docids": [example.candidates[i].docid for i in shown], **rec,
+                "grades": grades}
 
     rec = make(None)
     if tokenizer is None:
@@ -277,6 +319,7 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
     total_lens: list[int] = []
     with_reasoning = 0
     first_example: dict[str, RerankRequest] = {}
+    grade_sources: dict[str, int] = {}
 
     def reject(err: DataError, rec: TeacherRecord) -> None:
         if options.on_error == "fail":
@@ -304,7 +347,8 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
         for shown, kind in example_views(ex, options, rng):
             try:
                 r, info = render_view(ex, shown, spec, tokenizer=tokenizer, max_tokens=options.max_tokens,
-                                      over_max_tokens=options.over_max_tokens)
+                                      over_max_tokens=options.over_max_tokens,
+                                      teacher_grade_depth=options.teacher_grade_depth)
             except DataError as err:
                 report.outputs[f"{_OUTPUT_KEY[kind]}_dropped_{err.reason}"] += 1
                 drop_reasons.append(err.reason)
@@ -332,6 +376,8 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
             continue
         report.add_repairs(rec.repairs)
         report.record_written()
+        graded_by = grade_source(ex)
+        grade_sources[graded_by] = grade_sources.get(graded_by, 0) + len(made)
         out.extend(made)
         source_qid = str(ex.meta.get("source_qid") or ex.qid)
         groups.extend([source_qid] * len(made))
@@ -355,8 +401,10 @@ def build_listwise(records: Iterable[TeacherRecord], spec: PromptSpec, options: 
              "train_queries": len({r["qid"] for r in train}), "eval_queries": len(eval_groups),
              "train_records": len(train), "eval_records": len(evals),
              "teacher_records_with_reasoning": with_reasoning}
+    grades = {"source": dict(sorted(grade_sources.items())), "teacher_grade_depth": options.teacher_grade_depth,
+              "gain": "linear (trec_eval nDCG)"}
     return PrepResult(train=train, eval=evals, report=report, lengths=lengths, split=split,
-                      eval_requests=[req for q, req in first_example.items() if q in eval_groups])
+                      eval_requests=[req for q, req in first_example.items() if q in eval_groups], grades=grades)
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -369,7 +417,7 @@ def dataset_features(spec: PromptSpec):
     if spec.style == "chat":
         text = List({"role": Value("string"), "content": Value("string")})
     return Features({"qid": Value("string"), "docids": List(Value("string")), "prompt": text,
-                     "completion": text})
+                     "completion": text, "grades": List(Value("int32"))})
 
 
 def to_dataset_dict(result: PrepResult, spec: PromptSpec):
@@ -424,7 +472,7 @@ def write_outputs(out_dir: str | Path, result: PrepResult, spec: PromptSpec,
     # same bytes as data_prep.prompts.save_prompt_spec, written atomically
     write_text_atomic(paths["prompt_spec"], json.dumps(spec.to_json(), indent=2) + "\n")
     report = {**report_extra, **result.report.to_json(), "split": result.split, "lengths": result.lengths,
-              "prompt_spec": spec.to_json()}
+              "grades": result.grades, "prompt_spec": spec.to_json()}
     write_json_atomic(paths["report"], report)
     return paths
 

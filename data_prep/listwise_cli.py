@@ -83,6 +83,10 @@ class PrepListwiseOptions:
     response_id_base: int = option(1, choices=(0, 1),
                                    help="--format responses: ids in the raw responses start at 0 or 1")
     overwrite: bool = option(False, help="replace the files an earlier `dear prep listwise` wrote in --out")
+    teacher_grade_depth: int = option(10, metavar="M",
+                                      help="grades for GRPO's ranking reward from a teacher order: the window's top "
+                                      "min(M, n) get M..1 (n..1 when n <= M), the rest 0; --format qrels uses "
+                                      "the qrels grades instead")
 
     def check(self) -> None:
         if self.max_tokens is not None and not self.tokenizer:
@@ -106,6 +110,7 @@ class PrepListwiseOptions:
             window=self.window, stride=self.stride, min_window=self.min_window, shuffle=self.shuffle,
             top_k=self.top_k, max_tokens=self.max_tokens, over_max_tokens=self.over_max_tokens,  # type: ignore[arg-type]
             eval_fraction=self.eval_fraction, seed=self.seed, on_error=self.on_error,  # type: ignore[arg-type]
+            teacher_grade_depth=self.teacher_grade_depth,
         )
 
 

@@ -105,14 +105,16 @@ def finalize_output(
     fingerprint: str,
     task: Literal["listwise", "pointwise"],
     copy_spec: bool = True,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Everything but the weights: tokenizer files + chat template, prompt spec, ``dear_training.json``.
-    Call on the main process only, after the trainer saved the adapter."""
+    """Everything but the weights: tokenizer files + chat template, prompt spec, ``dear_training.json`` (plus
+    ``extra`` top-level keys, e.g. GRPO's ``method``). Call on the main process only, after the trainer saved the
+    adapter."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out)
     if copy_spec:
         copy_prompt_spec(dataset_path, out)
     write_training_manifest(out, base_model=base_model, config=config, dataset_path=dataset_path,
-                            fingerprint=fingerprint, task=task)
+                            fingerprint=fingerprint, task=task, extra=extra)
     logger.info("training artefacts written to %s", out)

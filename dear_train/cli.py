@@ -14,7 +14,7 @@ import warnings
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("dear_train.tiny_model_cli", "build a tiny random Llama + tokenizer offline (tests, quickstart)"),
     "prep": ("dear_train.prep_cli", "build SFT datasets from teacher outputs (`dear prep listwise|pointwise`)"),
-    "train": ("dear_train.sft", "LoRA SFT of a listwise reranker (TRL SFTTrainer)"),
+    "train": ("dear_train.sft", "LoRA SFT of a listwise reranker (TRL SFTTrainer); --method grpo: ranking rewards"),
     "distill": ("dear_train.distill", "stage-1 pointwise distillation (CE/RankNet + KL)"),
     "rerank": ("inference.cli_rerank", "rerank first-stage candidates, write a TREC run"),
     "serve": ("inference.serve.cli", "serve the Cohere/Jina rerank API over HTTP (the serve extra)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from data_prep.schema import DataError
 logger = logging.getLogger(__name__)
 
 TRAIN_COLUMNS = ("prompt", "completion")
+# what GRPO's rewards need beside the prompt (data_prep.listwise writes them; older prep folders lack grades)
+GRPO_COLUMNS = ("prompt", "qid", "docids", "grades")
 
 
 def load_prep_output(
@@ -21,8 +24,11 @@ def load_prep_output(
     eval_split: str | None = "eval",
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    columns: Sequence[str] = TRAIN_COLUMNS,
+    missing_fix: str = "records need TRL prompt/completion fields (data_prep.prompts.training_record)",
 ) -> tuple[dict[str, Any], PromptSpec]:
-    """The splits (only ``prompt``/``completion`` kept, as TRL wants) and the prompt spec of a prep folder.
+    """The splits (only ``columns`` kept: ``prompt``/``completion`` for SFT, as TRL wants) and the prompt spec of a
+    prep folder; a split lacking one of ``columns`` is a DataError whose fix is ``missing_fix``.
 
     Reads ``DIR/dataset`` (a saved ``DatasetDict``) when present, else ``DIR/train.jsonl``/``DIR/eval.jsonl``.
     """
@@ -54,10 +60,9 @@ def load_prep_output(
         if not name or name not in splits:
             continue
         ds = splits[name]
-        missing = [c for c in TRAIN_COLUMNS if c not in ds.column_names]
+        missing = [c for c in columns if c not in ds.column_names]
         if missing:
-            raise DataError(f"split {name!r} lacks column(s) {missing}", path=str(root),
-                            fix="records need TRL prompt/completion fields (data_prep.prompts.training_record)")
+            raise DataError(f"split {name!r} lacks column(s) {missing}", path=str(root), fix=missing_fix)
         if len(ds) == 0:
             if name != train_split:  # an empty eval split (`dear prep --eval-fraction 0`): no evaluation
                 logger.info("split %r of %s is empty: no loss evaluation", name, root)
@@ -65,7 +70,7 @@ def load_prep_output(
             raise DataError(f"split {name!r} is empty", path=str(root), fix="prepare more data")
         if limit is not None:
             ds = ds.select(range(min(limit, len(ds))))
-        out[name] = ds.select_columns(list(TRAIN_COLUMNS))
+        out[name] = ds.select_columns(list(columns))
     return out, spec
 
 

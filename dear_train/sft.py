@@ -308,7 +308,33 @@ def run(script: ListwiseScriptArguments, training_args: Any, model_args: Any) ->
     )
 
 
+METHODS = ("sft", "grpo")
+
+
+def split_method(argv: list[str]) -> tuple[str, list[str]]:
+    """(``--method`` value, the other arguments): `dear train --method grpo` hands over to dear_train.grpo."""
+    args = list(argv)
+    for i, a in enumerate(args):
+        if a == "--method" or a.startswith("--method="):
+            value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            del args[i:i + (1 if "=" in a else 2)]
+            return value, args
+    return "sft", args
+
+
 def main(argv: list[str] | None = None) -> int:
+    method, argv = split_method(list(sys.argv[1:] if argv is None else argv))
+    if method not in METHODS:
+        print(f"dear train: error: --method must be one of {', '.join(METHODS)}, got {method!r} -- fix: "
+              "--method sft (supervised, the DeAR recipe) or --method grpo (ranking rewards)", file=sys.stderr)
+        return 2
+    if method == "grpo":
+        from dear_train.grpo.train import main as grpo_main
+
+        return grpo_main(argv)
+    if "-h" in argv or "--help" in argv:
+        print("dear train [--method sft|grpo] ...: sft (default) is below; `dear train --method grpo --help` lists "
+              "GRPO's keys\n")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if int(os.environ.get("RANK", "0")) != 0:  # one log, from rank 0; other ranks report warnings only

@@ -16,6 +16,14 @@ Records tokens/s, MFU and peak memory as JSON:
   base has no weight gradients] + LoRA (6 x its parameters) + causal attention 3 x 2·L·T·d (forward + 2x
   backward, halved for the causal mask); the gradient-checkpointing recompute is NOT counted in MFU (it is in HFU).
 * MFU = model FLOPs / step time / peak dense bf16 FLOP/s of the GPU (table below, or ``--peak-tflops``).
+
+Then (``--grpo-steps`` > 0, after the SFT figures are written) it times GRPO steps of the same LoRA-wrapped model
+with TRL's ``GRPOTrainer`` and the GRPO recipe's settings (``--grpo-config``, default
+``configs/train/llama31_8b_listwise_grpo.yaml``: 8 answers per window, 2 windows per optimizer step on one GPU,
+``max_completion_length`` 128, beta 0.001 so the frozen reference adapter runs too), transformers generation (no
+vLLM on the check machine), prompts of ``--grpo-prompt-tokens`` tokens (DL19 passages in the DeAR card prompt, cut
+to that length; ~1,650 is a 20-passage window), and the real rewards. The random model rarely ends an answer, so
+every answer runs to ``max_completion_length``: the slow case. Recorded under ``"grpo"`` in the same JSON.
 """
 
 from __future__ import annotations
@@ -86,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's dense bf16 peak")
     p.add_argument("--dry-run", action="store_true", help="tiny shape, fp32 on CPU: check the code path only")
     p.add_argument("--out", default=None, help="write the JSON result here")
+    p.add_argument("--grpo-steps", type=int, default=3, help="GRPO steps timed after the SFT steps (0: none)")
+    p.add_argument("--grpo-warmup", type=int, default=1, help="untimed GRPO steps first (at least 1)")
+    p.add_argument("--grpo-config", default=str(REPO / "configs" / "train" / "llama31_8b_listwise_grpo.yaml"))
+    p.add_argument("--grpo-prompt-tokens", type=int, default=1650, help="tokens per GRPO prompt")
     a = p.parse_args(argv)
 
     import torch
@@ -194,7 +206,108 @@ def main(argv: list[str] | None = None) -> int:
     if a.out:
         Path(a.out).write_text(text + "\n")
     print(text)
+    if a.grpo_steps > 0:  # the SFT figures are on disk already: a GRPO failure or timeout cannot lose them
+        del opt
+        model.zero_grad(set_to_none=True)
+        result["grpo"] = grpo_timing(model, a, dry_run=a.dry_run)
+        text = json.dumps(result, indent=2)
+        if a.out:
+            Path(a.out).write_text(text + "\n")
+        print(json.dumps(result["grpo"], indent=2))
     return 0
+
+
+def grpo_prompts(tokenizer, count: int, tokens: int) -> list[str]:
+    """``count`` DeAR-card prompts of 20 DL19 passages (synthetic text when the data is absent), each cut to about
+    ``tokens`` tokens of ``tokenizer``."""
+    from data_prep.prompts import get_prompt_spec, render_prompt
+
+    data = REPO.parent / "shared" / "data" / "trec-dl19" / "retrieve_results_dl19_top100.json"
+    spec = get_prompt_spec("dear-card")
+    if data.is_file():
+        from data_prep.readers import read_rankgpt_json
+
+        windows = [(r.query, [c.passage() for c in r.candidates[:20]]) for r in read_rankgpt_json(data)[:count]]
+    else:
+        words = "passage ranking query relevance document search retrieval answer evidence".split()
+        windows = [(f"query {i}", [" ".join(words[(i + j + k) % len(words)] for k in range(60)) for j in range(20)])
+                   for i in range(count)]
+    out = []
+    for i in range(count):
+        query, passages = windows[i % len(windows)]
+        ids = tokenizer(render_prompt(spec, query, passages).text, add_special_tokens=False)["input_ids"]
+        while len(ids) < tokens:  # a short prompt (tiny tokenizer, small data): repeat it to the length
+            ids = ids + ids
+        out.append(tokenizer.decode(ids[:tokens]))
+    return out
+
+
+def grpo_timing(model, a, *, dry_run: bool) -> dict:
+    """Seconds per GRPO optimizer step of ``model`` (a PEFT LoRA model) with the GRPO recipe's settings."""
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
+
+    from data_prep.prompts import get_prompt_spec
+    from dear_train.config import parse_config
+    from dear_train.grpo.config import config_classes
+    from dear_train.grpo.rewards import reward_functions
+    from dear_train.tiny_model import build_tokenizer
+
+    steps = min(a.grpo_steps, 2) if dry_run else a.grpo_steps
+    warmup = 1 if dry_run else max(1, a.grpo_warmup)  # a step is timed from the end of the one before
+    out_dir = tempfile.mkdtemp(prefix="gpu-bench-grpo-")
+    overrides = ["--max_steps", str(warmup + steps), "--report_to", "none", "--save_strategy", "no",
+                 "--eval_strategy", "no", "--logging_steps", "1", "--use_vllm", "false", "--disable_tqdm", "true",
+                 "--output_dir", out_dir, "--dataset_path", tempfile.mkdtemp(prefix="gpu-bench-grpo-data-"),
+                 "--dataloader_num_workers", "0"]  # the prompts are built here; the path is never read
+    if dry_run:
+        overrides += ["--use_cpu", "true", "--max_completion_length", "16", "--num_generations", "4",
+                      "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"]
+    script, args, _ = parse_config(config_classes(), ["--config", a.grpo_config, *overrides])
+    tokenizer = build_tokenizer()
+    prompt_tokens = 128 if dry_run else a.grpo_prompt_tokens
+    windows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps // args.num_generations
+    n = windows_per_step * (warmup + steps)
+    prompts = grpo_prompts(tokenizer, n, prompt_tokens)
+    dataset = Dataset.from_dict({"prompt": prompts, "qid": [str(i) for i in range(n)],
+                                 "docids": [[f"d{j}" for j in range(20)]] * n, "grades": [[0] * 20] * n})
+    cuda = torch.cuda.is_available() and not dry_run
+    ends: list[float] = []
+
+    class _Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if cuda:
+                torch.cuda.synchronize()
+            ends.append(time.perf_counter())
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(get_prompt_spec("dear-card")), args=args,
+                          train_dataset=dataset, processing_class=tokenizer, callbacks=[_Clock()])
+    init_s = time.perf_counter() - started
+    trainer.train()
+    times = [end - previous for previous, end in zip(ends[warmup - 1:-1], ends[warmup:], strict=True)]
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    return {
+        "steps_timed": len(times),
+        "step_s_median": statistics.median(times),
+        "step_s_all": times,
+        "answers_per_step": args.per_device_train_batch_size * args.gradient_accumulation_steps,
+        "windows_per_step": windows_per_step,
+        "num_generations": args.num_generations,
+        "max_completion_length": args.max_completion_length,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens_mean": statistics.fmean(h["completions/mean_length"] for h in logs),
+        "beta": args.beta,
+        "generation": "transformers",
+        "trainer_init_s": init_s,
+        "peak_memory_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+    }
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 #   bash scripts/gpu_check.sh --dry-run   # the same code paths at tiny shapes on the CPU (tests/test_gpu_check.py)
 #
 # Steps (each under its own time limit; a failed step is recorded and the next one still runs):
-#   1. scripts/gpu_bench_train.py: LoRA steps on a random Llama-3.1-8B-shaped bf16 model (tokens/s, MFU, memory)
+#   1. scripts/gpu_bench_train.py: LoRA steps on a random Llama-3.1-8B-shaped bf16 model (tokens/s, MFU, memory),
+#      then GRPO steps of the same model with the GRPO recipe (configs/train/llama31_8b_listwise_grpo.yaml: 8 answers
+#      per window, 2 windows per step, transformers generation), s/step under "grpo" in its JSON
 #   2. scripts/bench_rerank.py --random-8b: generation (ours) and first-token rows, first-token at several batch
 #      sizes, DL19 BM25 top-100 (targets: first-token <= 0.6 s/query at the best batch size, >= 1.5x generation)
 # Wheels (fill .whl/ on a machine with the registry, once; .whl/ is git-ignored, so carry it):
@@ -63,9 +65,10 @@ if [[ $DRY == 1 ]]; then
   step bench_rerank_8b 300 "$PY" scripts/bench_rerank.py --dry-run --no-card --no-ablation \
     --first-token-batch-sizes 1 2 --json "$OUT/bench_rerank_8b.json"
 else
-  step gpu_bench_train 170 "$PY" scripts/gpu_bench_train.py --out "$OUT/gpu_bench_train.json"
+  # SFT figures are written before the GRPO phase starts, so a GRPO overrun cannot lose them
+  step gpu_bench_train 190 "$PY" scripts/gpu_bench_train.py --out "$OUT/gpu_bench_train.json"
   # 20 queries (180 windows): generation at batch 16, first-token at 1, 4 and 16 windows per forward
-  step bench_rerank_8b 270 "$PY" scripts/bench_rerank.py --random-8b --device cuda --queries 20 --budgets 100 \
+  step bench_rerank_8b 255 "$PY" scripts/bench_rerank.py --random-8b --device cuda --queries 20 --budgets 100 \
     --threads 8 --batch-size 16 --no-card --no-ablation --first-token-batch-sizes 1 4 16 \
     --json "$OUT/bench_rerank_8b.json"
 fi

@@ -30,8 +30,10 @@ def build_prep_folder(
     train_queries: int = 4,
     eval_queries: int = 2,
     windows_per_query: int = 2,
+    with_grades: bool = True,
 ) -> Path:
-    """A small listwise SFT dataset from DL19 BM25 top-100 + qrels, in the prep output format."""
+    """A small listwise SFT dataset from DL19 BM25 top-100 + qrels, in the prep output format; with ``grades`` (the
+    qrels grades, GRPO's) unless ``with_grades`` is False (a prep folder from before GRPO)."""
     from datasets import Dataset, DatasetDict
 
     out = Path(out)
@@ -53,6 +55,8 @@ def build_prep_folder(
             rec = training_record(spec, prompt, order)
             rec["qid"] = req.qid
             rec["docids"] = [c.docid for c in cands]
+            if with_grades:
+                rec["grades"] = [max(0, grades.get(c.docid, 0)) for c in cands]
             splits[split].append(rec)
     for name, recs in splits.items():
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
@@ -69,6 +73,13 @@ def build_prep_folder(
 def tiny_args(model_dir: Path, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
     """`dear train` argv using the shipped tiny CPU config."""
     return ["--config", str(REPO / "configs" / "train" / "tiny_cpu.yaml"),
+            "--model_name_or_path", str(model_dir), "--dataset_path", str(data_dir),
+            "--output_dir", str(out_dir), *extra]
+
+
+def tiny_grpo_args(model_dir: Path, data_dir: Path, out_dir: Path, *extra: str) -> list[str]:
+    """`dear train --method grpo` argv (without the --method) using the shipped tiny CPU GRPO config."""
+    return ["--config", str(REPO / "configs" / "train" / "tiny_cpu_grpo.yaml"),
             "--model_name_or_path", str(model_dir), "--dataset_path", str(data_dir),
             "--output_dir", str(out_dir), *extra]
 

@@ -119,6 +119,13 @@ def build_inputs(root: Path) -> dict[str, str]:
     _write(root / "done" / "run.trec.meta.json", json.dumps(SETTINGS_META))
     f["done_prep"] = root / "done_prep"
     _write(f["done_prep"] / "train.jsonl", TEACHER)
+    # a prep folder written before the GRPO grades existed (prompt/completion/qid/docids only)
+    from data_prep.prompts import get_prompt_spec
+
+    f["prep_no_grades"] = root / "old_prep"
+    _write(f["prep_no_grades"] / "train.jsonl", json.dumps(
+        {"qid": "q1", "docids": ["d1", "d2"], "prompt": "p", "completion": " [1] > [0]"}) + "\n")
+    _write(f["prep_no_grades"] / "prompt_spec.json", json.dumps(get_prompt_spec("dear-card").to_json()))
     f["done_teacher"] = _write(root / "done" / "teacher.jsonl", TEACHER)
     # outputs that must never be replaced unasked, ids and numbers no TREC file can hold
     f["model_ok"] = root / "model_ok"  # passes every check before loading: what follows is the refusal
@@ -352,6 +359,15 @@ CASES: list[Case] = [
          "0 for the LM loss only, 10 for FIRST's objective"),
     Case("train-dropout-range", "training options", "`dear train --lora_dropout 1`", [*TRAIN, "--lora_dropout", "1"],
          ("--lora_dropout", "must be in [0, 1)"), "e.g. 0.05"),
+    Case("train-method", "training options", "an unknown `dear train --method`", ["train", "--method", "ppo", *TRAIN[1:]],
+         ("--method must be one of sft, grpo", "'ppo'"), "--method sft"),
+    Case("train-grpo-abbrev", "training options", "a misspelt GRPO flag (`--num_generation 4`)",
+         ["train", "--method", "grpo", *TRAIN[1:], "--num_generation", "4"],
+         ("'--num_generation'", "did you mean '--num_generations'"), "remove or rename them"),
+    Case("train-grpo-old-prep", "training options", "`dear train --method grpo` on a prep folder from before GRPO",
+         ["train", "--method", "grpo", "--model_name_or_path", "x", "--dataset_path", "{prep_no_grades}",
+          "--output_dir", "{out_dir}"], ("old_prep", "lacks column(s) ['grades']"), "rerun `dear prep listwise ... --out DIR` with this toolkit",
+         absent=("out_dir",)),
     Case("distill-abbrev", "training options", "an abbreviated flag to `dear distill`",
          ["distill", "--dataset_path", "{done_prep}", "--max_step", "2"], ("did you mean '--max_steps'",),
          "remove or rename them"),

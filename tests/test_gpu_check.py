@@ -20,6 +20,10 @@ def test_gpu_check_dry_run_records_training_generation_and_first_token_figures(t
     assert all(s["rc"] == 0 for s in steps), logs
     train = json.loads((tmp_path / "gpu_bench_train.json").read_text())
     assert train["dry_run"] and train["lora_trainable_params"] > 0
+    # the GRPO row: steps of TRL's GRPOTrainer on the same LoRA model with the GRPO recipe's settings
+    grpo = train["grpo"]
+    assert grpo["steps_timed"] == 2 and grpo["step_s_median"] > 0 and grpo["beta"] == 0.001
+    assert grpo["answers_per_step"] == grpo["windows_per_step"] * grpo["num_generations"] == 8
     bench = json.loads((tmp_path / "bench_rerank_8b.json").read_text())
     (run,) = bench["runs"]
     assert "card" not in run and run["ours"]["generated_tokens"] > 0 and run["ours"]["windows"] > 0

@@ -136,9 +136,14 @@ def test_reason_to_rank_cot_end_to_end(tmp_path):
     assert len(train) + len(evals) == 500 and len(evals) == 25
     src = {str(r["qid"]): r for r in map(json.loads, shared_path(*R2R).read_text().strip().split("\n"))}
     for rec in train + evals:
-        assert set(rec) == {"qid", "docids", "prompt", "completion"}
+        assert set(rec) == {"qid", "docids", "prompt", "completion", "grades"}
         assert _decode(rec, "dear-card") == src[rec["qid"]]["sorted_docids"]
+        # GRPO grades from the teacher order: its top 10 get 10..1 in that order, the rest 0
+        grade = dict(zip(rec["docids"], rec["grades"], strict=True))
+        m = min(10, len(rec["docids"]))
+        assert [grade[d] for d in src[rec["qid"]]["sorted_docids"]] == [max(0, m - r) for r in range(len(grade))]
         assert rec["completion"].startswith(" <think>\n[") and "\n</think>\n[" in rec["completion"]
+    assert report["grades"]["source"] == {"teacher": 500} and report["grades"]["teacher_grade_depth"] == 10
     assert load_prompt_spec(out) == get_prompt_spec("dear-card", cot=True)
 
 
@@ -158,8 +163,8 @@ def test_judgments_dl19_windows_cover_the_list_with_the_teacher_order_restricted
     assert report["format"] == "qrels" and report["records"]["written"] == 43
     assert report["outputs"]["windows"] == 43 * 9  # 100 candidates, window 20, stride 10
     records = _jsonl(out / "train.jsonl")
-    _, examples = read_teacher(shared_path(*DL19), "qrels",
-                               qrels=read_qrels(shared_path(*DL19_QRELS)))
+    judged = read_qrels(shared_path(*DL19_QRELS))
+    _, examples = read_teacher(shared_path(*DL19), "qrels", qrels=judged)
     teacher = {r.example.qid: r.example for r in examples}
     by_q: dict[str, list[dict]] = {}
     for rec in records:
@@ -171,6 +176,8 @@ def test_judgments_dl19_windows_cover_the_list_with_the_teacher_order_restricted
         rank = {d: i for i, d in enumerate(ex.ranking)}
         for rec in recs:
             assert _decode(rec, "rankgpt") == sorted(rec["docids"], key=rank.__getitem__)
+            # judgments as teacher: GRPO grades are the qrels grades (unjudged 0)
+            assert rec["grades"] == [max(0, judged[qid].get(d, 0)) for d in rec["docids"]]
             assert rec["prompt"][0]["role"] == "system" and len(rec["prompt"]) == 3 + 2 * 20 + 1
 
 
@@ -182,6 +189,25 @@ def test_rankgpt_teacher_is_shown_shuffled_not_in_teacher_order(tmp_path):
     for rec in _jsonl(out / "train.jsonl"):
         assert _decode(rec, "dear-card") == teacher[rec["qid"]]
         assert rec["docids"] != teacher[rec["qid"]] and sorted(rec["docids"]) == sorted(teacher[rec["qid"]])
+
+
+def test_teacher_grade_depth_sets_the_grpo_grades_and_sft_ignores_them(tmp_path):
+    """A teacher order becomes grades max(0, min(M, n) - r) in the window; SFT loads prompt/completion only."""
+    out = tmp_path / "depth"
+    assert _run("--teacher", shared_path("noveleval", "data.json"), "--out", out, "--eval-fraction", "0",
+                "--window", "4", "--top-k", "8", "--teacher-grade-depth", "2") == 0
+    records = _jsonl(out / "train.jsonl")
+    assert records
+    for rec in records:
+        order = _decode(rec, "dear-card")  # the teacher's order of this window
+        grade = dict(zip(rec["docids"], rec["grades"], strict=True))
+        assert [grade[d] for d in order] == [2, 1, 0, 0]
+    report = json.loads((out / "report.json").read_text())
+    assert report["grades"]["source"] == {"teacher": len(records)} and report["grades"]["teacher_grade_depth"] == 2
+    from dear_train.listwise_data import load_prep_output
+
+    splits, _ = load_prep_output(out)
+    assert splits["train"].column_names == ["prompt", "completion"]
 
 
 def test_shuffle_augmentation_remaps_the_target(tmp_path):

@@ -20,8 +20,10 @@ def _parse(argv):
     return parse_config(sft.config_classes(), argv)
 
 
-@pytest.mark.parametrize("path", sorted(p for p in (CONFIGS / "train").glob("*.yaml") if "distill" not in p.name),
-                         ids=lambda p: p.name)  # *distill*.yaml are `dear distill`'s (tests/test_distill.py)
+@pytest.mark.parametrize("path", sorted(p for p in (CONFIGS / "train").glob("*.yaml")
+                                       if "distill" not in p.name and "grpo" not in p.name),
+                         ids=lambda p: p.name)  # *distill*.yaml: `dear distill` (tests/test_distill.py); *grpo*.yaml:
+#                                                  `dear train --method grpo` (tests/test_train_grpo.py)
 def test_every_train_config_parses(path: Path):
     script, args, model = _parse(["--config", str(path), "--dataset_path", "x"])
     assert model.use_peft and model.lora_r == 16 and model.lora_alpha == 32 and model.lora_dropout == 0.05

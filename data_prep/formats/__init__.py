@@ -13,6 +13,7 @@ any teacher wrote (RankGPT, rank_llm, Reason-to-Rank, qrels), most of it never p
 
 from data_prep.formats.rankllm import parse_rankllm_prompt
 from data_prep.formats.records import (
+    META_GRADES,
     META_PASSAGE_REASONS,
     META_REASONING_ID_BASE,
     META_TEACHER_ORDERED,
@@ -26,7 +27,7 @@ from data_prep.formats.registry import DETECTION_ORDER, FORMATS, REGISTRY, detec
 from data_prep.formats.responses import split_response
 
 __all__ = [
-    "DETECTION_ORDER", "FORMATS", "META_PASSAGE_REASONS", "META_REASONING_ID_BASE", "META_TEACHER_ORDERED",
+    "DETECTION_ORDER", "FORMATS", "META_GRADES", "META_PASSAGE_REASONS", "META_REASONING_ID_BASE", "META_TEACHER_ORDERED",
     "REGISTRY", "ReadOptions", "TeacherFormat", "TeacherRecord", "detect_format", "parse_rankllm_prompt",
     "read_teacher", "resolve_ranking", "split_response", "validate_candidates",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from data_prep.formats.rankgpt import rankgpt_candidates
 from data_prep.formats.records import (
+    META_GRADES,
     ReadOptions,
     TeacherFormat,
     TeacherRecord,
@@ -51,7 +52,9 @@ def read_judged(path: str | Path, qrels: Qrels) -> Iterator[TeacherRecord]:
         grades = qrels[qid]
         return RankingExample(qid=qid, query=str(rec["query"]), candidates=cands,
                               ranking=graded_order(cands, grades),
-                              meta={"judged": sum(c.docid in grades for c in cands)}), Counter()
+                              meta={"judged": sum(c.docid in grades for c in cands),
+                                    META_GRADES: {c.docid: int(grades[c.docid]) for c in cands
+                                                  if c.docid in grades}}), Counter()
 
     return records(Path(path), convert)
 

@@ -20,6 +20,7 @@ from data_prep.schema import Candidate, DataError, RankingExample
 META_PASSAGE_REASONS = "passage_reasons"  # {docid: [reason, ...]}: rendered per view with the prompt's ids
 META_REASONING_ID_BASE = "reasoning_id_base"  # passage numbers inside reasoning: 0- or 1-based positions
 META_TEACHER_ORDERED = "teacher_ordered"  # candidates are listed in teacher order (shuffle before showing)
+META_GRADES = "grades"  # {docid: graded relevance} from qrels: the windows' grades for GRPO's ranking reward
 
 
 @dataclass(frozen=True)

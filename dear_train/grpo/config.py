@@ -1,0 +1,125 @@
+"""The options of `dear train --method grpo`: TRL's ``GRPOConfig`` (machine-aware precision), the DeAR LoRA
+``ModelConfig`` and :class:`GRPOScriptArguments`, parsed by ``dear_train.config.parse_config`` (YAML + CLI, unknown
+keys are errors). Imports TRL at import time; commands import it inside ``main()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOConfig
+
+from dear_train.config import AutoPrecisionMixin, ConfigError
+
+
+@dataclass
+class DearGRPOConfig(AutoPrecisionMixin, GRPOConfig):
+    """TRL's ``GRPOConfig`` with machine-aware precision (all fields and defaults otherwise TRL's)."""
+
+
+@dataclass
+class GRPOScriptArguments:
+    """Options of `dear train --method grpo` that are not TRL's."""
+
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "Folder written by `dear prep listwise --out` (dataset/ with grades, "
+                                        "prompt_spec.json)."})
+    train_split: str = field(default="train", metadata={"help": "Training split name."})
+    eval_split: str = field(default="eval", metadata={"help": "Eval split name (eval rewards; '' for none)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training records."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval records."})
+    sft_adapter: str | None = field(
+        default=None, metadata={"help": "Continue this LoRA adapter (a `dear train` output folder), trainable; its "
+                                        "LoRA shape is kept (lora_* are ignored). Default: a new LoRA on the base."})
+    qlora: bool = field(
+        default=False, metadata={"help": "QLoRA: 4-bit nf4 base (double quant) via bitsandbytes."})
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "Refuse prompts longer than N tokens (TRL does not cut prompts; a cut prompt "
+                                        "loses passages the reward ranks). Default: no check."})
+    ranking_reward_k: int = field(default=10, metadata={"help": "ranking_reward is nDCG@k of the parsed order."})
+    length_reward_tokens: int | None = field(
+        default=None, metadata={"help": "Add length_reward (chain of thought): 1 up to N completion tokens, falling "
+                                        "linearly to 0 at 2N. Default: no length reward."})
+    ranking_eval_data: str | None = field(
+        default=None, metadata={"help": "RankGPT JSON of held-out queries to rerank at every evaluation."})
+    ranking_eval_qrels: str | None = field(default=None, metadata={"help": "TREC qrels for ranking_eval_data."})
+    ranking_eval_name: str | None = field(default=None, metadata={"help": "Name logged for the held-out set."})
+    ranking_eval_queries: int | None = field(default=None, metadata={"help": "Use the first N judged queries."})
+    ranking_eval_top_k: int = field(default=20, metadata={"help": "Candidates reranked per query."})
+    ranking_eval_window: int = field(default=20, metadata={"help": "Sliding window size."})
+    ranking_eval_stride: int = field(default=10, metadata={"help": "Sliding window stride."})
+    ranking_eval_batch_size: int = field(default=4, metadata={"help": "Windows generated at once."})
+    ranking_eval_max_new_tokens: int | None = field(default=None, metadata={"help": "Generation budget per window."})
+    ranking_eval_scoring: str = field(
+        default="generate", metadata={"help": "How the ranking eval orders a window: generate (decode the ranking) "
+                                               "or first-token (one forward, ids by first-id logit).",
+                                      "choices": ["generate", "first-token"]})
+
+
+def config_classes() -> tuple[type, ...]:
+    from dear_train.config import DearModelConfig
+
+    return (GRPOScriptArguments, DearGRPOConfig, DearModelConfig)
+
+
+def eval_strategy_on(training_args: Any) -> bool:
+    return str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
+
+
+def validate(script: GRPOScriptArguments, training_args: Any, model_args: Any) -> None:
+    """Config checks that need no model or data; each error names the fix."""
+    prep_fix = "pass --dataset_path DIR (the folder `dear prep listwise --out DIR` wrote)"
+    if not script.dataset_path:
+        raise ConfigError("missing dataset path", fix=prep_fix)
+    if not Path(script.dataset_path).is_dir():
+        raise ConfigError("dataset folder not found", path=script.dataset_path, fix=prep_fix)
+    if script.sft_adapter is not None and not (Path(script.sft_adapter) / "adapter_config.json").is_file():
+        raise ConfigError("sft_adapter is not a LoRA adapter folder (no adapter_config.json)",
+                          path=script.sft_adapter, fix="pass the output folder of `dear train` (or leave it unset)")
+    if not model_args.model_name_or_path and script.sft_adapter is None:
+        raise ConfigError("missing base model", fix="set model_name_or_path (a Hub id or a local folder)")
+    if not model_args.use_peft and script.sft_adapter is None:
+        raise ConfigError("use_peft is false", fix="`dear train --method grpo` trains LoRA adapters; set use_peft: true")
+    if script.ranking_reward_k < 1:
+        raise ConfigError(f"ranking_reward_k must be >= 1, got {script.ranking_reward_k}", fix="e.g. 10 (nDCG@10)")
+    if script.length_reward_tokens is not None and script.length_reward_tokens < 1:
+        raise ConfigError(f"length_reward_tokens must be >= 1, got {script.length_reward_tokens}",
+                          fix="a completion budget in tokens (e.g. 1024), or leave it unset")
+    if script.max_prompt_length is not None and script.max_prompt_length < 1:
+        raise ConfigError(f"max_prompt_length must be >= 1, got {script.max_prompt_length}",
+                          fix="a prompt budget in tokens, or leave it unset")
+    if script.qlora and model_args.load_in_8bit:
+        raise ConfigError("qlora and load_in_8bit are both set", fix="use one of them")
+    if (script.ranking_eval_data is None) != (script.ranking_eval_qrels is None):
+        raise ConfigError("ranking evaluation needs both ranking_eval_data and ranking_eval_qrels",
+                          fix="set both, or neither")
+    if script.ranking_eval_data is not None:
+        if not eval_strategy_on(training_args):
+            raise ConfigError("ranking evaluation is set but eval_strategy is 'no'",
+                              fix="set eval_strategy: steps and eval_steps: N")
+        if script.ranking_eval_window < 2 or script.ranking_eval_stride < 1:
+            raise ConfigError("ranking_eval_window must be >= 2 and ranking_eval_stride >= 1",
+                              fix="e.g. window 20, stride 10")
+        if script.ranking_eval_window > script.ranking_eval_top_k:
+            raise ConfigError(f"ranking_eval_window ({script.ranking_eval_window}) is larger than the data it ranks "
+                              f"(ranking_eval_top_k = {script.ranking_eval_top_k} candidates per query)",
+                              fix=f"set ranking_eval_window <= {script.ranking_eval_top_k} or raise ranking_eval_top_k")
+        if script.ranking_eval_stride >= script.ranking_eval_window:
+            raise ConfigError(f"ranking_eval_stride ({script.ranking_eval_stride}) must be smaller than "
+                              f"ranking_eval_window ({script.ranking_eval_window})",
+                              fix="use stride = window / 2 (DeAR: 20 / 10)")
+
+
+def ranking_eval_settings(script: GRPOScriptArguments) -> dict[str, Any] | None:
+    """The ranking-eval settings as the trainer takes them, or None when no held-out set is given."""
+    if not script.ranking_eval_data:
+        return None
+    return {
+        "data": script.ranking_eval_data, "qrels": script.ranking_eval_qrels, "name": script.ranking_eval_name,
+        "queries": script.ranking_eval_queries, "top_k": script.ranking_eval_top_k,
+        "window": script.ranking_eval_window, "stride": script.ranking_eval_stride,
+        "batch_size": script.ranking_eval_batch_size, "max_new_tokens": script.ranking_eval_max_new_tokens,
+        "scoring": script.ranking_eval_scoring,
+    }

@@ -1,0 +1,280 @@
+"""`dear train --method grpo`: GRPO of a listwise LoRA reranker with TRL's GRPOTrainer (one process, DDP, DeepSpeed).
+
+    dear train --method grpo --config configs/train/llama31_8b_listwise_grpo.yaml --dataset_path PREP_OUT \\
+        --sft_adapter SFT_OUT --output_dir OUT
+    accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml -m dear_train.grpo --config ...
+    torchrun --nproc_per_node 2 -m dear_train.grpo --config ... --use_cpu true      # CPU smoke run over gloo
+
+Same prep folder, prompt spec, launchers, checkpoints, ranking eval and output folder as SFT (dear_train.sft); the
+rewards are dear_train.grpo.rewards (ranking = nDCG@k of the parsed answer, format = an unrepaired permutation).
+From the base model with a new LoRA (the DeAR shape), or continuing an SFT adapter (``sft_adapter``, loaded
+trainable). The output folder is an adapter folder like SFT's, so `dear rerank`, `dear serve` and `dear export`
+take it as they take an SFT adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from data_prep.schema import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def setup_generation(training_args: Any) -> None:
+    """TRL's vLLM generation where it can run (a CUDA GPU and ``vllm`` installed); HF generation otherwise, with a
+    warning, so the same recipe runs on a machine without vLLM (and on CPU for a smoke run)."""
+    if not getattr(training_args, "use_vllm", False):
+        return
+    import importlib.util
+
+    from dear_train.config import cuda_available
+
+    if not cuda_available() or importlib.util.find_spec("vllm") is None:
+        logger.warning("use_vllm needs a CUDA GPU and `pip install vllm`; generating with transformers instead")
+        training_args.use_vllm = False
+
+
+def _tokenizer(model_name_or_path: str, revision: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision,
+                                              trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:  # the same choice as SFT (dear_train.sft)
+        pad = "<|finetune_right_pad_id|>" if "<|finetune_right_pad_id|>" in tokenizer.get_vocab() else None
+        tokenizer.pad_token = pad or tokenizer.eos_token
+    tokenizer.padding_side = "left"  # decoder-only generation
+    return tokenizer
+
+
+def _continued_adapter(model_name_or_path: str, sft_adapter: str, init_kwargs: dict[str, Any],
+                       quantization_config: Any) -> Any:
+    """The base model with the SFT adapter loaded trainable (its LoRA shape, its weights)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    kwargs = dict(init_kwargs)
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    base = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+    return PeftModel.from_pretrained(base, sft_adapter, is_trainable=True)
+
+
+def train_grpo(
+    training_args: Any,
+    *,
+    model_name_or_path: str,
+    dataset_path: str,
+    peft_config: Any,
+    model_dtype: str,
+    sft_adapter: str | None = None,
+    quantization_config: Any = None,
+    train_split: str = "train",
+    eval_split: str | None = "eval",
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    max_prompt_length: int | None = None,
+    ranking_reward_k: int = 10,
+    length_reward_tokens: int | None = None,
+    ranking_eval: dict[str, Any] | None = None,
+    model_revision: str = "main",
+    attn_implementation: str | None = None,
+    resolved: dict[str, Any] | None = None,
+) -> Any:
+    """Train a LoRA adapter with GRPO on a prep folder and write the output folder; returns the trainer."""
+    from transformers import set_seed
+    from trl import GRPOTrainer
+
+    from dear_train.artifacts import dataset_fingerprint, finalize_output
+    from dear_train.checkpoints import resolve_resume
+    from dear_train.grpo.config import eval_strategy_on
+    from dear_train.grpo.data import check_adapter_spec, check_prompt_lengths, load_grpo_splits
+    from dear_train.grpo.rewards import reward_functions, reward_names
+
+    setup_generation(training_args)
+    splits, spec = load_grpo_splits(dataset_path, train_split=train_split, eval_split=eval_split or None,
+                                    max_train_samples=max_train_samples, max_eval_samples=max_eval_samples)
+    if sft_adapter is not None:
+        check_adapter_spec(sft_adapter, spec, dataset_path=dataset_path)
+    fingerprint = dataset_fingerprint(splits)
+    tokenizer = _tokenizer(model_name_or_path, model_revision, training_args.trust_remote_code)
+    if max_prompt_length is not None:
+        for name, ds in splits.items():
+            longest = check_prompt_lengths(ds, tokenizer, max_prompt_length, split=name, path=dataset_path)
+            logger.info("%s: %d prompts, longest %d tokens (max_prompt_length %d)", name, len(ds), longest,
+                        max_prompt_length)
+    funcs = reward_functions(spec, k=ranking_reward_k, length_target_tokens=length_reward_tokens)
+    if training_args.reward_weights is not None and len(training_args.reward_weights) != len(funcs):
+        from dear_train.config import ConfigError
+
+        raise ConfigError(f"reward_weights has {len(training_args.reward_weights)} values for {len(funcs)} rewards "
+                          f"({', '.join(reward_names(funcs))})", fix=f"give {len(funcs)} weights in that order")
+
+    init_kwargs = dict(training_args.model_init_kwargs or {})
+    init_kwargs.setdefault("revision", model_revision)
+    init_kwargs.setdefault("dtype", model_dtype)
+    if attn_implementation:
+        init_kwargs.setdefault("attn_implementation", attn_implementation)
+
+    eval_ds = splits.get(eval_split) if eval_split and eval_strategy_on(training_args) else None
+    if eval_ds is None and eval_strategy_on(training_args) and not ranking_eval:
+        from transformers.trainer_utils import IntervalStrategy
+
+        logger.warning("no %r split with records in %s: training without reward evaluation", eval_split,
+                       dataset_path)
+        training_args.eval_strategy = IntervalStrategy.NO
+        training_args.do_eval = False
+    callbacks = []
+    rank_cb = None
+    if ranking_eval:
+        from dear_train.ranking_eval import RankingEvalCallback, load_held_out
+
+        held = load_held_out(ranking_eval["data"], ranking_eval["qrels"], name=ranking_eval.get("name"),
+                             num_queries=ranking_eval.get("queries"), top_k=ranking_eval["top_k"])
+        rank_cb = RankingEvalCallback(
+            held, spec, output_dir=training_args.output_dir, window=ranking_eval["window"],
+            stride=ranking_eval["stride"], batch_size=ranking_eval["batch_size"],
+            max_new_tokens=ranking_eval.get("max_new_tokens"), scoring=ranking_eval.get("scoring", "generate"),
+        )
+        callbacks.append(rank_cb)
+        if eval_ds is None:  # the Trainer only calls on_evaluate when there is an eval set
+            eval_ds = splits[train_split].select(range(min(2, len(splits[train_split]))))
+
+    # the LoRA init (new adapter) and the sampling draw from the seeded generators: seed before the model exists
+    set_seed(training_args.seed)
+    if sft_adapter is not None:
+        model: Any = _continued_adapter(model_name_or_path, sft_adapter, init_kwargs, quantization_config)
+        peft_config = quantization_config = None
+    else:
+        model = model_name_or_path
+        training_args.model_init_kwargs = init_kwargs
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=training_args,
+        train_dataset=splits[train_split],
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        quantization_config=quantization_config,
+        callbacks=callbacks,
+    )
+    if rank_cb is not None:
+        rank_cb.trainer = trainer
+    if trainer.is_world_process_zero():
+        trainable, total = trainer.model.get_nb_trainable_parameters()
+        logger.info("trainable parameters: %d of %d (%.3f%%); rewards: %s", trainable, total,
+                    100 * trainable / max(total, 1), ", ".join(reward_names(funcs)))
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir,
+                            require_optimizer=not training_args.save_only_model)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        # continuing an adapter with beta > 0, TRL keeps a frozen copy named "ref" as the KL reference; PEFT saves it
+        # under ref/. It equals the SFT adapter: the output is the trained adapter alone, like an SFT output folder.
+        shutil.rmtree(Path(training_args.output_dir) / "ref", ignore_errors=True)
+        config = dict(resolved or {})
+        finalize_output(training_args.output_dir, tokenizer=tokenizer, base_model=model_name_or_path,
+                        config=config, dataset_path=dataset_path, fingerprint=fingerprint, task="listwise",
+                        extra={"method": "grpo", "init_adapter": sft_adapter,
+                               "rewards": reward_names(funcs), "grades": _grades_note(dataset_path)})
+    trainer.accelerator.wait_for_everyone()
+    return trainer
+
+
+def _grades_note(dataset_path: str) -> Any:
+    """How the prep folder made its grades (report.json's ``grades``), recorded with the adapter."""
+    import json
+
+    report = Path(dataset_path) / "report.json"
+    try:
+        return json.loads(report.read_text(encoding="utf-8")).get("grades")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run(script: Any, training_args: Any, model_args: Any) -> Any:
+    """From parsed config objects to flat arguments of :func:`train_grpo`."""
+    from trl import get_peft_config
+
+    from dear_train.artifacts import resolved_config
+    from dear_train.config import resolve_model_dtype
+    from dear_train.grpo.config import ranking_eval_settings, validate
+    from dear_train.grpo.data import adapter_base_model
+
+    validate(script, training_args, model_args)
+    base = model_args.model_name_or_path
+    if script.sft_adapter is not None:
+        named = adapter_base_model(script.sft_adapter)
+        if not base:
+            base = named
+        elif base != named:
+            logger.warning("model_name_or_path %s differs from the base model the adapter names (%s); using %s",
+                           base, named, base)
+    model_dtype = resolve_model_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16))
+    quantization_config = None
+    if script.qlora or model_args.load_in_4bit or model_args.load_in_8bit:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        if model_args.load_in_8bit:
+            quantization_config = BitsAndBytesConfig(load_in_8bit=True)
+        else:
+            quantization_config = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type=model_args.bnb_4bit_quant_type if model_args.load_in_4bit else "nf4",
+                bnb_4bit_use_double_quant=True if script.qlora else model_args.use_bnb_nested_quant,
+                bnb_4bit_compute_dtype=getattr(torch, model_dtype),
+            )
+    resolved = resolved_config(script, model_args, training_args)
+    resolved["model_dtype"] = model_dtype
+    resolved["method"] = "grpo"
+    return train_grpo(
+        training_args,
+        model_name_or_path=base,
+        dataset_path=script.dataset_path,
+        peft_config=get_peft_config(model_args) if script.sft_adapter is None else None,
+        model_dtype=model_dtype,
+        sft_adapter=script.sft_adapter,
+        quantization_config=quantization_config,
+        train_split=script.train_split,
+        eval_split=script.eval_split or None,
+        max_train_samples=script.max_train_samples,
+        max_eval_samples=script.max_eval_samples,
+        max_prompt_length=script.max_prompt_length,
+        ranking_reward_k=script.ranking_reward_k,
+        length_reward_tokens=script.length_reward_tokens,
+        ranking_eval=ranking_eval_settings(script),
+        model_revision=model_args.model_revision,
+        attn_implementation=model_args.attn_implementation,
+        resolved=resolved,
+    )
+
+
+PROG = "dear train --method grpo"
+
+
+def main(argv: list[str] | None = None) -> int:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if int(os.environ.get("RANK", "0")) != 0:  # one log, from rank 0; other ranks report warnings only
+        logging.getLogger().setLevel(logging.WARNING)
+    from dear_train.deepspeed_cpu import install_deepspeed_cpu_shim
+
+    install_deepspeed_cpu_shim()
+    from dear_train.config import parse_config
+    from dear_train.grpo.config import config_classes
+
+    try:
+        script, training_args, model_args = parse_config(config_classes(), argv, prog=PROG)
+        run(script, training_args, model_args)
+    except DataError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        logger.debug("rank %s failed", os.environ.get("RANK", "0"), exc_info=True)
+        return 2
+    return 0
