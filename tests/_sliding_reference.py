@@ -144,8 +144,9 @@ def build(shared: Path, tokenizer: Any) -> dict[str, Any]:
 if __name__ == "__main__":
     import tempfile as _t
 
-    from dear_train.tiny_model import build_tiny_model
     from transformers import AutoTokenizer
+
+    from dear_train.tiny_model import build_tiny_model
 
     repo = Path(__file__).resolve().parents[1]
     tok = AutoTokenizer.from_pretrained(build_tiny_model(Path(_t.mkdtemp())))
