@@ -42,6 +42,7 @@ from data_prep.readers import (
     requests_from_run,
 )
 from data_prep.schema import DataError, RerankRequest
+from inference.ranking.options import RankingOptions, device_map_for, load_reranker
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,11 @@ logger = logging.getLogger(__name__)
 TWO_STAGE = "two-stage (DeAR): pointwise scores first, then the listwise model on the head"
 
 
-@dataclass
-class RerankOptions:
-    """Every `dear rerank` option: the parser, ``--help``, the checks before loading and the run's recorded
-    settings (``settings()``, what a resumed run must match) all come from these fields."""
+@dataclass(kw_only=True)
+class RerankOptions(RankingOptions):
+    """Every `dear rerank` option: the ranking options (:class:`inference.ranking.options.RankingOptions`) plus the
+    input, the outputs and the two-stage pipeline. The parser, ``--help``, the checks before loading and the run's
+    recorded settings (``settings()``, what a resumed run must match) all come from these fields."""
 
     model: str = option(help="listwise adapter folder, merged model folder or Hub id", aliases=("--listwise",))
     input: str = option(help="RankGPT JSON, or a TREC run (then --corpus and --topics)")
@@ -65,32 +67,6 @@ class RerankOptions:
     qrels: str | None = option(None, help="TREC qrels: print nDCG of the run at the end", setting=None)
     metrics: list[str] = option(help="metrics with --qrels", setting=None,
                                 default_factory=lambda: ["ndcg@10", "ndcg@5", "ndcg@1"])
-    prompt: str | None = option(None, help="prompt template name, a prompt_spec.json, or a folder with one such as "
-                                "a `dear prep` output (default: the model folder's prompt_spec.json, else dear-card)")
-    window: int = option(20, help="passages per window")
-    stride: int = option(10, help="step between windows (at most --window)")
-    top_k: int = option(100, help="rerank the first K candidates; the rest keep their order")
-    batch_size: int = option(16, help="windows decoded (or, first-token, scored) together", setting="neutral")
-    scoring: str = option("generate", choices=("generate", "first-token"), omit_default=True,
-                          help="generate: decode each window's ranking (what DeAR adapters are trained for). "
-                          "first-token: one forward pass per window, ids ordered by their logit at the first id "
-                          "(FIRST; for models trained with --first_token_loss_weight), with per-window id "
-                          "probabilities")
-    max_new_tokens: int | None = option(None, help="per-window budget (default: what a full ranking of the window "
-                                        "needs, plus slack)")
-    cot_max_new_tokens: int = option(1024, help="extra budget for chain-of-thought specs")
-    max_prompt_tokens: int | None = option(None, help="shrink passages evenly when a window prompt is longer "
-                                           "(default: the model's context)")
-    base_model: str | None = option(None, help="base model of an adapter (default: from adapter_config.json)")
-    dtype: str = option("auto", help="weights dtype", choices=("auto", "float32", "bfloat16", "float16"))
-    quantization: str | None = option(None, help="load the weights quantized", choices=("4bit", "8bit"))
-    device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...", setting="neutral")
-    backend: str = option("hf", help="generation backend", choices=("hf", "vllm"))
-    trust_remote_code: bool = option(False, help="allow model code from the model folder / Hub repo", setting=None)
-    sample: bool = option(False, help="sample (DeAR's setting) instead of greedy decoding")
-    temperature: float = option(0.7, help="sampling temperature (> 0; with --sample)")
-    top_p: float = option(1.0, help="nucleus sampling mass in (0, 1] (with --sample)")
-    seed: int = option(0, help="seed of the sampling")
     tag: str = option("dear", help="run tag (6th column)")
     limit: int | None = option(None, help="only the first N queries", setting=None)
     overwrite: bool = option(False, help="start over instead of resuming --out", setting=None)
@@ -108,31 +84,18 @@ class RerankOptions:
         """The candidates the listwise model reorders: --listwise-depth in two-stage mode, else --top-k."""
         return self.listwise_depth if self.pointwise else self.top_k
 
+    def depth_field(self) -> str:
+        return "listwise_depth" if self.pointwise else "top_k"
+
     def check(self) -> None:
         """Values that can never work, refused before any file is read or any model loads."""
-        from data_prep.windows import check_window
-
-        try:
-            check_window(self.window, self.stride)  # ValueError naming window/stride
-        except ValueError as err:
-            raise DataError(str(err), reason="bad_option", fix="e.g. --window 20 --stride 10 (DeAR's)") from None
-        depth_field = "listwise_depth" if self.pointwise else "top_k"
-        if self.ranked_depth < 2:
-            raise OptionError(depth_field, f"must be >= 2, got {self.ranked_depth}: fewer than two candidates "
-                              "leave nothing to rerank", fix="e.g. 100 (two-stage: 30)")
-        for name in ("batch_size", "pointwise_batch_size", "cot_max_new_tokens", "pointwise_depth"):
+        super().check()
+        for name in ("pointwise_batch_size", "pointwise_depth"):
             if getattr(self, name) < 1:
                 raise OptionError(name, f"must be >= 1, got {getattr(self, name)}", fix="use a positive number")
-        for name in ("max_new_tokens", "max_prompt_tokens", "limit"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise OptionError(name, f"must be >= 1, got {value}",
-                                  fix="use a positive number, or leave it out for the default")
-        if self.temperature < 0 or (self.sample and self.temperature == 0):
-            raise OptionError("temperature", f"must be > 0 with --sample, got {self.temperature}",
-                              fix="e.g. 0.7, or leave out --sample for greedy decoding")
-        if not 0 < self.top_p <= 1:
-            raise OptionError("top_p", f"must be in (0, 1], got {self.top_p}", fix="e.g. 0.95, or 1 for no cut")
+        if self.limit is not None and self.limit < 1:
+            raise OptionError("limit", f"must be >= 1, got {self.limit}",
+                              fix="use a positive number, or leave it out for the default")
         check_input_file(self.input, "input file")
         if not self.input.endswith((".json", ".json.gz")) and not (self.corpus and self.topics):
             raise OptionError("input", "a TREC run needs --corpus and --topics for the passage and query texts",
@@ -146,11 +109,9 @@ class RerankOptions:
 
     def settings(self) -> dict[str, Any]:
         """What the run records in ``RUN.meta.json`` and a resumption must match, derived from the fields:
-        sampling values only when sampling, two-stage values only in two-stage mode, ``top_k`` = the depth
-        the listwise model actually reorders."""
-        s = settings_of(self)
-        if not self.sample:
-            s["temperature"] = s["top_p"] = None
+        sampling values only when sampling, a strategy's knobs only with that strategy, two-stage values only in
+        two-stage mode, ``top_k`` = the depth the listwise model actually reorders."""
+        s = self.ranking_settings(settings_of(self))
         s["top_k"] = self.ranked_depth
         two_stage = {f.name for f in fields(self) if f.metadata.get("group") == TWO_STAGE}
         s.pop("listwise_depth", None)
@@ -206,12 +167,6 @@ def check_judged(requests: Sequence[RerankRequest], qrels: dict[str, dict[str, i
     return judged
 
 
-def device_map_for(device: str) -> Any:
-    if device == "auto":
-        return "auto"
-    return {"": "cuda:0" if device == "cuda" else device}
-
-
 def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, jsonl: str | None,
                settings: dict[str, Any], overwrite: bool = False, tag: str = "dear",
                progress: bool = True) -> dict[str, Any]:
@@ -243,7 +198,7 @@ def rerank_queries(reranker: Any, todo: Sequence[RerankRequest], writer: Any, *,
     from tqdm import tqdm
 
     repairs: Counter[str] = Counter()
-    windows = model_calls = tokens = 0
+    windows = model_calls = tokens = prompt_tokens = rounds = 0
     t0, c0 = time.perf_counter(), time.process_time()
     with tqdm(total=len(todo), unit="query", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
         for result in reranker.iter_rerank(todo):
@@ -252,13 +207,16 @@ def rerank_queries(reranker: Any, todo: Sequence[RerankRequest], writer: Any, *,
             for k, v in result.repairs.items():
                 repairs[k] += v
             windows += len(result.windows)
-            model_calls += sum(1 for w in result.windows if w.raw is not None)
+            model_calls += result.cost.model_calls
             tokens += result.generated_tokens
+            prompt_tokens += result.cost.prompt_tokens
+            rounds += result.cost.rounds
             bar.update(1)
             bar.set_postfix(windows=windows, tok=tokens, refresh=False)
             if between is not None:
                 between()
     return {"ranked": len(todo), "windows": windows, "model_calls": model_calls, "generated_tokens": tokens,
+            "prompt_tokens": prompt_tokens, "sequential_rounds": rounds, "strategy": reranker.strategy.name,
             "repairs": dict(sorted(repairs.items())), "wall_s": time.perf_counter() - t0,
             "cpu_s": round(time.process_time() - c0, 3)}
 
@@ -272,6 +230,10 @@ def _print_summary(summary: dict[str, Any], out: str) -> None:
                              f"{summary['queries']} total")
     table.add_row("windows", f"{summary['windows']} ({summary['model_calls']} model calls)")
     table.add_row("tokens generated", str(summary["generated_tokens"]))
+    if summary.get("ranked"):
+        table.add_row("per query", f"{summary.get('prompt_tokens', 0) / summary['ranked']:.0f} prompt tokens, "
+                                   f"{summary.get('sequential_rounds', 0) / summary['ranked']:.1f} sequential rounds "
+                                   f"({summary.get('strategy', 'sliding')})")
     table.add_row("repairs", ", ".join(f"{k}={v}" for k, v in summary["repairs"].items()) or "none")
     table.add_row("wall time", f"{summary['wall_s']:.1f} s ({summary['queries_per_s'] or 0:.2f} queries/s)")
     for name, stage in (summary.get("stages") or {}).items():
@@ -293,17 +255,7 @@ def rerank_settings(args: RerankOptions | argparse.Namespace) -> dict[str, Any]:
 
 def load_listwise(args: RerankOptions, device_map: Any) -> Any:
     """The listwise reranker the options describe, on ``device_map``."""
-    from inference.reranker import ListwiseReranker
-
-    return ListwiseReranker.from_pretrained(
-        args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
-        device_map=device_map, prompt=args.prompt,
-        trust_remote_code=args.trust_remote_code, backend=args.backend, window=args.window,
-        stride=args.stride, top_k=args.listwise_depth if args.pointwise else args.top_k,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
-        max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
-        top_p=args.top_p, seed=args.seed, scoring=args.scoring)
+    return load_reranker(args, device_map)
 
 
 def add_metrics(summary: dict[str, Any], args: RerankOptions, requests: Sequence[RerankRequest],
@@ -399,7 +351,8 @@ def _main(args: RerankOptions) -> int:
                     summary["stages"] = stage1.with_listwise(summary["wall_s"]).as_dict()
             else:
                 summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
-                           "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,
+                           "model_calls": 0, "generated_tokens": 0, "prompt_tokens": 0, "sequential_rounds": 0,
+                           "strategy": args.strategy, "repairs": {}, "wall_s": 0.0,
                            "queries_per_s": None}
             add_metrics(summary, args, requests, qrels)
             write_summary(summary, args.out)

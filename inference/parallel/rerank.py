@@ -183,7 +183,8 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests
     todo = [r for r in requests if r.qid not in done]
     mine = shard(todo, group.rank, group.world_size)
     stats: dict[str, Any] = {"rank": group.rank, "host": group.host, "queries": len(mine), "ranked": 0,
-                             "windows": 0, "model_calls": 0, "generated_tokens": 0, "repairs": {},
+                             "windows": 0, "model_calls": 0, "generated_tokens": 0, "prompt_tokens": 0,
+                             "sequential_rounds": 0, "strategy": args.strategy, "repairs": {},
                              "wall_s": 0.0, "cpu_s": 0.0, "load_s": 0.0, "device": None}
     if not mine:
         stats["total_s"] = round(time.perf_counter() - t0, 3)
@@ -236,6 +237,7 @@ def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[
         raise DataError(f"{len(missing)} queries missing after the merge: {missing[:5]}", path=args.out,
                         reason="merge_incomplete", fix="run the same command again to rank them")
     summary = merge_summary(statuses, queries=len(requests), resumed=len(plan["done"]))
+    summary["strategy"] = args.strategy
     summary["merge_s"] = round(merge_s, 3)
     summary["job_wall_s"] = round(time.time() - plan["start"], 3)
     summary["versions"] = package_versions()
@@ -262,6 +264,8 @@ def merge_summary(statuses: list[dict[str, Any]], *, queries: int, resumed: int)
         "windows": sum(s["windows"] for s in statuses),
         "model_calls": sum(s["model_calls"] for s in statuses),
         "generated_tokens": sum(s["generated_tokens"] for s in statuses),
+        "prompt_tokens": sum(s.get("prompt_tokens", 0) for s in statuses),
+        "sequential_rounds": sum(s.get("sequential_rounds", 0) for s in statuses),
         "repairs": dict(sorted(repairs.items())),
         "cpu_s": round(sum(s.get("cpu_s", 0.0) for s in statuses), 3),
         "wall_s": round(wall, 3), "queries_per_s": round(ranked / wall, 3) if wall > 0 else None,
