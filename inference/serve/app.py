@@ -228,7 +228,7 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         if truncated:
             metrics.truncated.inc(truncated)
         order = [int(d) for d in result.docids]
-        scores = relevance_scores(result.scores, windows=sum(1 for w in result.windows if w.end - w.start > 1),
+        scores = relevance_scores(result.scores, windows=result.cost.model_calls,
                                   probabilities=probabilities)
         items = [RerankResultItem(index=i, relevance_score=s,
                                   document=DocumentOut(text=prepared.originals[i]) if prepared.return_documents else None)
