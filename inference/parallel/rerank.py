@@ -63,7 +63,7 @@ def _print_failure(info: dict[str, Any]) -> None:
 
 def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int:
     """The many-process `dear rerank`; returns the process's exit code (rank 0 prints the outcome)."""
-    from inference.cli_rerank import RerankOptions
+    from inference.rerank_job import RerankOptions
 
     if not isinstance(args, RerankOptions):  # parsed by `dear rerank`'s parser: the same fields
         args = RerankOptions(**vars(args))
@@ -96,7 +96,7 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
         except (Exception, KeyboardInterrupt) as err:
             code = 2 if isinstance(err, DataError) else 130 if isinstance(err, KeyboardInterrupt) else 1
             if isinstance(err, DataError):
-                from inference.cli_rerank import error_line
+                from inference.rerank_job import error_line
 
                 message = error_line(err).removeprefix("dear rerank: error: ")  # flags, as dear rerank says
             elif isinstance(err, KeyboardInterrupt):
@@ -122,7 +122,7 @@ def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any
     """Rank 0: validate the input, lock ``--out``, fold in what earlier jobs left, publish the plan."""
     from data_prep.cli_options import checked
     from data_prep.io import OutputLock
-    from inference.cli_rerank import check_inputs, rerank_settings
+    from inference.rerank_job import check_inputs, rerank_settings
     from inference.runfiles import prepare_resume
 
     t0 = time.perf_counter()
@@ -169,7 +169,8 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests
           ) -> dict[str, Any]:
     """This rank's share: rerank it into its part file; returns its totals."""
     from data_prep.io import OutputLock
-    from inference.cli_rerank import device_map_for, load_listwise, load_requests, rerank_queries
+    from inference.ranking.options import device_map_for
+    from inference.rerank_job import load_listwise, load_requests, rerank_queries
     from inference.runfiles import RunAppender, part_paths
 
     t0 = time.perf_counter()
@@ -225,7 +226,7 @@ def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[
     """Rank 0: merge the parts into the run and JSONL in input order, then the summary over all ranks."""
     from data_prep.io import package_versions
     from data_prep.readers import read_qrels
-    from inference.cli_rerank import add_metrics, write_summary
+    from inference.rerank_job import add_metrics, show_summary, write_summary
     from inference.runfiles import consolidate
 
     expected = {r.qid: len({c.docid for c in r.candidates}) for r in requests}
@@ -243,6 +244,7 @@ def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[
     summary["versions"] = package_versions()
     add_metrics(summary, args, requests, read_qrels(args.qrels) if args.qrels else None)
     write_summary(summary, args.out)
+    show_summary(summary, args.out)
 
 
 def merge_summary(statuses: list[dict[str, Any]], *, queries: int, resumed: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """`RankingOptions`: every option that decides how a listwise model ranks, declared once.
 
-`dear rerank` (``inference.cli_rerank.RerankOptions``), `dear serve` (``inference.serve.cli.ServeOptions``) and the
+`dear rerank` (``inference.rerank_job.RerankOptions``), `dear serve` (``inference.serve.cli.ServeOptions``) and the
 data-parallel entry point (``-m inference.rerank``) extend this dataclass, so their flags, defaults, choices, help
 and checks are these; the Python API takes the same object (:meth:`RankingOptions.reranker_kwargs`,
 :func:`load_reranker`). :meth:`RankingOptions.check` runs before any model loads (``data_prep.cli_options.checked``).
