@@ -43,7 +43,7 @@ DATASETS = {"dl19": ("trec-dl19", "retrieve_results_dl19_top100.json", "qrels.dl
 # (label, ListwiseReranker keyword arguments); sliding first: the baseline
 STRATEGIES: list[tuple[str, dict[str, Any]]] = [
     ("sliding w20 s10", {"strategy": "sliding", "window": 20, "stride": 10}),
-    ("single (top-100 in one window)", {"strategy": "single"}),
+    ("single (whole top-k)", {"strategy": "single"}),
     ("tdpart w20 d10", {"strategy": "tdpart", "window": 20, "depth": 10}),
     ("setwise heapsort c3 d10", {"strategy": "setwise", "set_size": 3, "depth": 10}),
     ("setwise heapsort c5 d10", {"strategy": "setwise", "set_size": 5, "depth": 10}),
@@ -150,11 +150,12 @@ def passage_grades(requests: list[Any], qrels: dict[str, dict[str, int]], spec: 
 
 
 def simulated(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from transformers import AutoTokenizer
+
     from data_prep.prompts import get_prompt_spec
     from dear_train.tiny_model import build_tiny_model
     from inference.metrics import evaluate
     from inference.reranker import ListwiseReranker
-    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))
     spec = get_prompt_spec("dear-card")
@@ -217,10 +218,10 @@ def target_verdict(rows: list[dict[str, Any]]) -> str:
 
 def wall(args: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from dear_train.tiny_model import build_tiny_model
     from inference.reranker import ListwiseReranker
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(args.threads)
     requests, _ = load_dataset("dl19", args.queries)
