@@ -23,6 +23,7 @@ from data_prep.formats import (
     META_TEACHER_ORDERED,
     TeacherRecord,
 )
+from data_prep.prompt_tokens import record_token_ids
 from data_prep.prompts import PROMPT_SPEC_FILE, PromptSpec, TokenizerLike, render_prompt, training_record
 from data_prep.readers import rankgpt_json
 from data_prep.report import PrepReport, length_stats
@@ -167,17 +168,8 @@ def _prompt_text_len(record: dict[str, Any]) -> tuple[int, int]:
 
 def record_token_counts(record: dict[str, Any], tokenizer: TokenizerLike) -> tuple[int, int]:
     """(prompt tokens, prompt + completion tokens) as a causal LM trainer sees them (with BOS/EOS)."""
-    p, c = record["prompt"], record["completion"]
-    if isinstance(p, str):
-        return len(tokenizer.encode(p)), len(tokenizer.encode(p + c)) + 1  # + EOS appended to completions
-
-    def n(messages: list[dict[str, str]], gen: bool) -> int:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=gen, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return len(ids)
-
-    return n(p, True), n(p + c, False)
+    prompt_ids, full_ids = record_token_ids(record, tokenizer)
+    return len(prompt_ids), len(full_ids)
 
 
 def render_view(example: RankingExample, shown: Sequence[int], spec: PromptSpec, *,

@@ -101,10 +101,12 @@ def ensure_pad_token(tokenizer: Any, model_config: Any | None = None) -> None:
 
 
 def encode_pair(tokenizer: Any, query: str, document: str, fmt: PairFormat) -> list[int]:
-    """Token ids ``<bos> query-part <bos> document-part`` (unpadded), each part cut to its own limit."""
+    """Token ids ``<bos> query-part <bos> document-part`` (unpadded), each part cut to its own limit. Special-token
+    strings in the query or document (``<|eot_id|>``) are plain text, never control tokens."""
     bos = tokenizer.bos_token_id
-    q_ids = tokenizer.encode(fmt.query_prefix + query, add_special_tokens=False)[: fmt.q_max_len]
-    d_ids = tokenizer.encode(fmt.doc_prefix + document, add_special_tokens=False)[: fmt.p_max_len - 3]
+    q_ids = tokenizer.encode(fmt.query_prefix + query, add_special_tokens=False, split_special_tokens=True)
+    d_ids = tokenizer.encode(fmt.doc_prefix + document, add_special_tokens=False, split_special_tokens=True)
+    q_ids, d_ids = q_ids[: fmt.q_max_len], d_ids[: fmt.p_max_len - 3]
     head = [bos] if bos is not None else []
     ids = head + q_ids + head + d_ids
     return ids[: fmt.max_length]

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from data_prep.prompt_tokens import encode_plain, model_input_ids, prompt_has_special_text
 from data_prep.ranking import FINAL_MARKER, format_target
 from data_prep.schema import DataError
 
@@ -164,7 +165,7 @@ def truncate_passage(text: str, unit: Unit, length: int, tokenizer: TokenizerLik
     if unit == "tokens":
         if tokenizer is None:
             raise ValueError("token truncation needs a tokenizer")
-        ids = tokenizer.encode(text, add_special_tokens=False)
+        ids = encode_plain(tokenizer, text)  # special-token strings in a passage are text (data_prep.prompt_tokens)
         return text if len(ids) <= length else tokenizer.decode(ids[:length], skip_special_tokens=True)
     raise ValueError(f"unknown truncation unit {unit!r}")
 
@@ -225,7 +226,10 @@ def _render(spec: PromptSpec, query: str, passages: list[str]) -> Prompt:
 
 
 def prompt_token_count(prompt: Prompt, tokenizer: TokenizerLike) -> int:
-    """Tokens the model sees for this prompt (chat template with generation header, or plain + BOS)."""
+    """Tokens the model sees for this prompt (chat template with generation header, or plain + BOS), with the
+    passages' special-token strings counted as the plain text they are tokenized as."""
+    if prompt_has_special_text(prompt, tokenizer):
+        return len(model_input_ids(prompt, tokenizer))
     if prompt.text is not None:
         return len(tokenizer.encode(prompt.text))
     ids = tokenizer.apply_chat_template(
@@ -262,7 +266,7 @@ def render_prompt(
         raise ValueError("max_tokens needs a tokenizer")
     if prompt_token_count(prompt, tokenizer) <= max_tokens:
         return prompt
-    token_ids = [tokenizer.encode(p, add_special_tokens=False) for p in cut]
+    token_ids = [encode_plain(tokenizer, p) for p in cut]
 
     def at_cap(cap: int) -> Prompt:
         shown = [p if len(ids) <= cap else tokenizer.decode(ids[:cap], skip_special_tokens=True)
@@ -336,7 +340,8 @@ def answer_start(spec: PromptSpec) -> str:
 
 def model_input_text(prompt: Prompt, tokenizer: TokenizerLike) -> str:
     """The exact string a causal LM is given at inference: the plain text, or the chat template with
-    the assistant header opened (what TRL tokenizes as the prompt part of a conversational record)."""
+    the assistant header opened (what TRL tokenizes as the prompt part of a conversational record). Its ids are
+    :func:`data_prep.prompt_tokens.model_input_ids` (special-token text in passages stays text)."""
     if prompt.text is not None:
         return prompt.text
     return tokenizer.apply_chat_template(

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from data_prep.schema import Candidate, DataError, RerankRequest
+from data_prep.schema import Candidate, DataError, RerankRequest, check_text
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, list[tuple[str, float]]]  # qid -> [(docid, score)] in rank order
@@ -229,8 +229,11 @@ def read_rankgpt_json(path: str | Path) -> list[RerankRequest]:
             raise DataError(f"entry #{qidx} has no qid (neither on the entry nor on its hits)", path=str(path),
                             reason="missing_qid", fix='add "qid": ... to the entry or to its hits')
         qid = str(qid)
-        cands = tuple(_rankgpt_hit(h, str(path), qidx, i) for i, h in enumerate(hits))
-        out.append(RerankRequest(qid=qid, query=str(item["query"]), candidates=cands))
+        try:  # the schema refuses text that cannot be encoded (check_text): located here
+            cands = tuple(_rankgpt_hit(h, str(path), qidx, i) for i, h in enumerate(hits))
+            out.append(RerankRequest(qid=qid, query=str(item["query"]), candidates=cands))
+        except DataError as err:
+            raise err.located(path=str(path), qid=qid) from None
     return out
 
 
@@ -322,6 +325,11 @@ def read_topics(path: str | Path) -> dict[str, str]:
             if qid is None or text is None:
                 raise DataError("topic needs '_id' or 'qid' and 'text' or 'query'", path=p, line=lineno,
                                 fix="add the missing field")
+            try:
+                check_text(str(qid), "qid")
+                check_text(str(text), "query")
+            except DataError as err:
+                raise err.located(path=p, line=lineno) from None
             topics[str(qid)] = str(text)
         return topics
     with open_text(path, "topics file") as f:
@@ -348,7 +356,10 @@ def read_corpus(path: str | Path) -> dict[str, Candidate]:
             if docid is None or "text" not in rec:
                 raise DataError("document needs '_id' (or 'docid') and 'text'", path=p, line=lineno,
                                 fix="add the missing field")
-            corpus[str(docid)] = Candidate(docid=str(docid), text=str(rec["text"]), title=rec.get("title") or None)
+            try:
+                corpus[str(docid)] = Candidate(docid=str(docid), text=str(rec["text"]), title=rec.get("title") or None)
+            except DataError as err:
+                raise err.located(path=p, line=lineno) from None
         return corpus
     with open_text(path, "corpus file") as f:
         for lineno, line in enumerate(f, 1):

@@ -1,6 +1,9 @@
 """Domain types shared by data prep, training and inference.
 
 Ids are always ``str`` (TREC qids/docids are not numbers: "0-3", "D1555982"), indices are 0-based in code.
+Every text the types hold can be written as UTF-8 (:func:`check_text`, run when they are built): a lone surrogate
+(``"\\ud800"`` in JSON) is refused where it enters, by the reader or the server that builds the type, and never
+reaches a tokenizer or an output file.
 """
 
 from __future__ import annotations
@@ -9,10 +12,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def check_text(value: object, what: str, docid: str | None = None) -> None:
+    """Refuse text that cannot be encoded as UTF-8 (lone surrogates, the only such ``str`` values): tokenizers
+    raise on it deep inside a batch and files cannot hold it. ``what`` names the field (``docid``: whose)."""
+    if not isinstance(value, str) or value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        where = what if docid is None else f"{what} of document {docid!r}"
+        raise DataError(
+            f"{where} holds text that cannot be encoded as UTF-8: a lone surrogate U+{ord(value[err.start]):04X} at "
+            f"character {err.start}", reason="unencodable_text", field=what,
+            fix="send valid Unicode (a surrogate is only valid as half of a pair: JSON \\ud83d\\ude00 is one emoji); "
+                "repair or drop the record") from None
+
+
 @dataclass(frozen=True)
 class Query:
     qid: str
     text: str
+
+    def __post_init__(self) -> None:
+        check_text(self.qid, "qid")
+        check_text(self.text, "query")
 
 
 @dataclass(frozen=True)
@@ -21,6 +44,16 @@ class Candidate:
     text: str
     title: str | None = None
     score: float | None = None  # first-stage score, kept for TREC runs
+
+    def __post_init__(self) -> None:
+        try:  # the common case first, cheaply: a corpus builds millions of these
+            if self.text.isascii() and self.docid.isascii() and (self.title is None or self.title.isascii()):
+                return
+        except AttributeError:  # a field that is not text: check_text leaves it to the caller
+            pass
+        check_text(self.docid, "docid")
+        check_text(self.text, "text", self.docid)
+        check_text(self.title, "title", self.docid)
 
     def passage(self) -> str:
         """The text a ranking prompt shows: title and body joined by a space, as DeAR's stage 1 does."""
@@ -37,6 +70,11 @@ class RankingExample:
     ranking: tuple[str, ...]
     reasoning: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        check_text(self.qid, "qid")
+        check_text(self.query, "query")
+        check_text(self.reasoning, "reasoning")
 
     def order_indices(self) -> list[int]:
         """The teacher ranking as 0-based positions into ``candidates``."""
@@ -75,6 +113,10 @@ class RerankRequest:
     query: str
     candidates: tuple[Candidate, ...]
 
+    def __post_init__(self) -> None:
+        check_text(self.qid, "qid")
+        check_text(self.query, "query")
+
 
 class DataError(ValueError):
     """Bad input that names where it is and how to fix it.
@@ -111,7 +153,8 @@ class DataError(ValueError):
         text = f"{where}: {self.message}" if where else self.message
         if self.fix:
             text += f" -- fix: {self.fix}"
-        return text
+        # a located id may itself hold a lone surrogate: the message stays printable and loggable
+        return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def located(self, *, path: str | None = None, line: int | None = None, qid: str | None = None) -> DataError:
         """A copy with the location filled in where it was unknown at the raise site."""

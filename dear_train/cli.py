@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("dear_train.distill", "stage-1 pointwise distillation (CE/RankNet + KL)"),
     "rerank": ("inference.cli_rerank", "rerank first-stage candidates, write a TREC run"),
     "serve": ("inference.serve.cli", "serve the Cohere/Jina rerank API over HTTP (the serve extra)"),
+    "mcp": ("inference.integrations.mcp_server", "a `rerank` tool for agents over MCP stdio (the mcp extra)"),
     "eval": ("inference.cli_eval", "trec_eval-compatible metrics of a run against qrels"),
     "export": ("dear_train.export.cli", "verify, merge and publish an adapter with a model card"),
     "teacher": ("data_prep.teacher_cli", "generate chain-of-thought teacher rankings from a chat endpoint"),

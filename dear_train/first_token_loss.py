@@ -105,16 +105,11 @@ class FirstTokenObjective:
 
 
 def _prompt_and_full_ids(rec: dict[str, Any], tokenizer: Any) -> tuple[list[int], list[int]]:
-    """Token ids of the prompt alone and of prompt + completion, as TRL's SFTTrainer tokenizes them."""
-    prompt, completion = rec["prompt"], rec["completion"]
-    if isinstance(prompt, str):
-        return (list(tokenizer(prompt)["input_ids"]), list(tokenizer(prompt + completion)["input_ids"]))
+    """Token ids of the prompt alone and of prompt + completion, as the trainer sees them (special-token text in a
+    passage stays text: ``data_prep.prompt_tokens``)."""
+    from data_prep.prompt_tokens import record_token_ids
 
-    def ids(x: Any) -> list[int]:
-        return list(x["input_ids"] if hasattr(x, "keys") else x)
-
-    return (ids(tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True)),
-            ids(tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=True)))
+    return record_token_ids(rec, tokenizer)
 
 
 def _completion_text(rec: dict[str, Any]) -> str:

@@ -96,18 +96,36 @@ def _load_dataset_dir(path: Path) -> dict[str, Any]:
 
 
 def example_token_lengths(dataset: Any, tokenizer: Any) -> list[int]:
-    """Tokens of prompt + completion per record, as the trainer will see them (chat template for chat records)."""
-    lengths: list[int] = []
-    for rec in dataset:
-        prompt, completion = rec["prompt"], rec["completion"]
-        if isinstance(prompt, str):
-            lengths.append(len(tokenizer(prompt + completion)["input_ids"]) + 1)  # + EOS TRL appends
-        else:
-            ids = tokenizer.apply_chat_template(list(prompt) + list(completion), tokenize=True)
-            if hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            lengths.append(len(ids))
-    return lengths
+    """Tokens of prompt + completion per record, as the trainer will see them (chat template for chat records, the
+    EOS TRL appends to plain ones)."""
+    from data_prep.prompt_tokens import record_token_ids
+
+    return [len(record_token_ids(rec, tokenizer)[1]) for rec in dataset]
+
+
+def tokenize_special_text(dataset: Any, tokenizer: Any) -> Any:
+    """``dataset`` with ``input_ids`` and ``completion_mask`` columns when any record holds special-token text
+    (a passage quoting ``<|eot_id|>``), else unchanged.
+
+    TRL tokenizes a record's text with special tokens parsed, so such a passage would train on a forged end of
+    turn while inference (``data_prep.prompt_tokens``) feeds the same characters as plain text. Records tokenized
+    here by the function inference uses make TRL skip its own tokenization (it takes ``input_ids`` as they are and
+    masks the loss with ``completion_mask``). Without special-token text both give the same ids, and TRL's own
+    path is kept."""
+    from data_prep.prompt_tokens import record_has_special_text, record_token_ids
+
+    if not any(record_has_special_text(rec, tokenizer) for rec in dataset):
+        return dataset
+
+    def tokenize(rec: dict[str, Any]) -> dict[str, Any]:
+        prompt, full = record_token_ids(rec, tokenizer)
+        k = 0
+        while k < min(len(prompt), len(full)) and prompt[k] == full[k]:
+            k += 1
+        return {"input_ids": full, "completion_mask": [0] * k + [1] * (len(full) - k)}
+
+    logger.info("records hold special-token text: tokenized with it as plain text (data_prep.prompt_tokens)")
+    return dataset.map(tokenize)
 
 
 def check_fits(dataset: Any, tokenizer: Any, max_length: int | None, *, split: str, path: str) -> int:

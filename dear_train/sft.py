@@ -156,7 +156,7 @@ def train_listwise(
 
     from dear_train.artifacts import dataset_fingerprint, finalize_output
     from dear_train.checkpoints import resolve_resume
-    from dear_train.listwise_data import check_fits, load_prep_output
+    from dear_train.listwise_data import check_fits, load_prep_output, tokenize_special_text
 
     _setup_liger(training_args)
     splits, spec = load_prep_output(
@@ -170,6 +170,7 @@ def train_listwise(
         pad = "<|finetune_right_pad_id|>" if "<|finetune_right_pad_id|>" in tokenizer.get_vocab() else None
         tokenizer.pad_token = pad or tokenizer.eos_token
     tokenizer.padding_side = "right"
+    splits = {name: tokenize_special_text(ds, tokenizer) for name, ds in splits.items()}  # as inference tokenizes
     if check_lengths:
         for name, ds in splits.items():
             longest = check_fits(ds, tokenizer, training_args.max_length, split=name, path=dataset_path)

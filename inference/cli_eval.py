@@ -1,9 +1,17 @@
-"""`dear eval`: trec_eval-compatible metrics of one or more runs against qrels.
+"""`dear eval`: trec_eval-compatible metrics of runs against qrels, and paired significance tests between them.
 
     dear eval --run dl19.trec --qrels qrels.dl19-passage.txt --metrics ndcg@10 ndcg@5 ndcg@1 map recall@100
+    dear eval --run bm25.trec rerank.trec other.trec --qrels qrels.txt --baseline bm25.trec \\
+        --test t --correction holm --plot plots/
 
-A run is a TREC run file, or RankGPT JSON (first-stage scores). Semantics are trec_eval's (linear gain,
-only judged queries count). The table goes to the terminal (figures x100), raw values to --out JSON.
+A run is a TREC run file, or RankGPT JSON (first-stage scores). Semantics are trec_eval's (linear gain, only
+judged queries count); every run is scored on the same judged queries, 0 on one it lacks (trec_eval -c), or
+with --common-queries on those all runs share. With two runs or more: a paired test of each run against
+--baseline (a dagger marks significance), or of every pair (ranx-style letters: significantly better than the
+run with that letter), corrected over all runs x metrics tested. Beside each run: judged@10, and model calls,
+tokens and seconds per query where `dear rerank` left its summary or JSONL. The table goes to the terminal
+(figures x100; --format markdown/latex/json), raw values to --out JSON. Tests, corrections and plots need
+the eval extra (pip install 'dear-reranker[eval]'). See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -15,12 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_prep.cli_options import (
+    OptionError,
+    check_output_file,
+    checked,
+    flag_message,
+    flags_of,
+    is_disk_fault,
+    option,
+    os_error_line,
+    parse_options,
+)
 from data_prep.cli_options import build_parser as build_options_parser
-from data_prep.cli_options import check_output_file, checked, flag_message, flags_of, option, parse_options
-from data_prep.readers import read_qrels, read_rankgpt_json, read_run
 from data_prep.schema import DataError
 
 DEFAULT_EVAL_METRICS = ["ndcg@10", "ndcg@5", "ndcg@1", "map", "recall@100"]
+TESTS_GROUP = "significance tests (two runs or more)"
 
 
 @dataclass
@@ -34,15 +52,60 @@ class EvalOptions:
     out: str | None = option(None, help="write the results as JSON here", setting=None)
     per_query: bool = option(False, help="also keep per-query values in the JSON", setting=None)
     common_queries: bool = option(False, setting=None,
-                                  help="score every run on only the judged queries all runs share (comparable means)")
+                                  help="score every run on only the judged queries all runs share (default: "
+                                       "on every judged query any run has, 0 where a run lacks one)")
+    format: str = option("table", choices=("table", "markdown", "latex", "json"), setting=None,
+                         help="what to print: a terminal table, Markdown, LaTeX (booktabs) or the JSON report")
+    baseline: str | None = option(None, group=TESTS_GROUP, setting=None, metavar="RUN",
+                                  help="compare every other run with this one (one of --run, or its file name); "
+                                       "without it every pair is compared")
+    test: str = option("t", choices=("t", "wilcoxon", "fisher"), group=TESTS_GROUP, setting=None,
+                       help="paired two-sided test: t (scipy ttest_rel), wilcoxon (signed rank), fisher "
+                            "(randomization, seeded)")
+    correction: str = option("holm", choices=("holm", "bonferroni", "none"), group=TESTS_GROUP, setting=None,
+                             help="multiple-comparison correction over all runs x metrics tested")
+    alpha: float = option(0.05, group=TESTS_GROUP, setting=None, help="significance level")
+    permutations: int = option(10_000, group=TESTS_GROUP, setting=None,
+                               help="random sign flips of the fisher test (its p-value's Monte Carlo error is "
+                                    "reported)")
+    seed: int = option(0, group=TESTS_GROUP, setting=None, help="seed of the fisher test's sign flips (default: 0)")
+    plot: str | None = option(None, group=TESTS_GROUP, setting=None, metavar="DIR",
+                              help="write PNG charts here: per-query differences against --baseline, and "
+                                   "quality against cost per query")
 
     def check(self) -> None:
         from inference.metrics import parse_metric
 
         for m in self.metrics:  # an unknown metric fails before any file is read
             parse_metric(m)
+        seen = set()
+        for r in self.run:
+            if r in seen:  # no field: flag_message would rewrite "run" inside the path (run.trec)
+                raise DataError(f"--run lists {r} twice", reason="bad_option", fix="name each file once")
+            seen.add(r)
+        if not 0 < self.alpha < 1:
+            raise OptionError("alpha", f"must be between 0 and 1, got {self.alpha}", fix="e.g. 0.05 or 0.01")
+        if self.permutations < 100:
+            raise OptionError("permutations", f"must be at least 100, got {self.permutations}",
+                              fix="e.g. 10000 (the Monte Carlo error shrinks as 1/sqrt(permutations))")
+        if self.baseline is not None:
+            if len(self.run) < 2:
+                raise OptionError("baseline", "needs at least two --run files to compare",
+                                  fix="pass the baseline and the runs to compare with it, e.g. "
+                                      "--run bm25.trec rerank.trec --baseline bm25.trec")
+            from inference.evaluation.report import resolve_baseline
+
+            resolve_baseline(self.baseline, self.run)
+        if self.plot is not None and Path(self.plot).exists() and not Path(self.plot).is_dir():
+            raise OptionError("plot", f"{self.plot} is a file, but a folder for the charts is expected",
+                              fix="pass a folder (it is created if missing)")
         if self.out:
             check_output_file(self.out, "results JSON")
+
+    @property
+    def stats_requested(self) -> bool:
+        """The user asked for a comparison by name (not only passed several runs)."""
+        return self.baseline is not None or self.plot is not None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,79 +113,86 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_run(path: str) -> dict[str, list[tuple[str, float]]]:
-    if path.endswith((".json", ".json.gz")):
-        return {r.qid: [(c.docid, c.score if c.score is not None else float(len(r.candidates) - i))
-                        for i, c in enumerate(r.candidates)] for r in read_rankgpt_json(path)}
-    return read_run(path)
+    from inference.evaluation.report import load_run as _load
 
-
-def judged_queries_note(counts: dict[str, int]) -> str | None:
-    """A sentence when the runs' means are over different numbers of judged queries (not comparable as
-    they stand), else None."""
-    if len(set(counts.values())) <= 1:
-        return None
-    listed = ", ".join(f"{Path(p).name}: {n}" for p, n in counts.items())
-    return (f"the runs cover different numbers of judged queries ({listed}), so their means are over "
-            "different query sets; pass --common-queries to compare them on the queries all runs share")
+    return _load(path)
 
 
 def evaluate_files(runs: list[str], qrels_path: str, metrics: list[str], per_query: bool = False,
                    common_queries: bool = False) -> dict[str, Any]:
-    """Metrics of each run; every file is read and checked (judged queries present) before any is scored."""
-    from inference.metrics import evaluate, parse_metric
+    """Metrics of each run (no tests); every file is read and checked before any is scored."""
+    from inference.evaluation.report import build_report
 
-    for m in metrics:  # an unknown metric fails before any file is read
-        parse_metric(m)
-    qrels = read_qrels(qrels_path)
-    if not qrels:
-        raise DataError("the qrels file holds no judgments", path=qrels_path, reason="empty_qrels",
-                        fix="pass a TREC qrels file (qid 0 docid grade per line)")
-    loaded = {path: load_run(path) for path in runs}
-    for path, run in loaded.items():
-        if not any(q in qrels for q in run):
-            raise DataError(f"no query of this run is judged in {qrels_path} ({len(run)} run queries, "
-                            f"{len(qrels)} judged, none shared)", path=path, reason="no_judged_queries",
-                            fix="pass the qrels of the same collection and year as the run")
-    shared = set.intersection(*({q for q in run if q in qrels} for run in loaded.values()))
-    results = {}
-    for path, run in loaded.items():
-        if common_queries:
-            run = {q: docs for q, docs in run.items() if q in shared}
-        values = evaluate(run, qrels, metrics, per_query=per_query)
-        judged = sum(1 for q in run if q in qrels)
-        results[path] = {"metrics": {m: values[m] for m in metrics}, "queries": judged,
-                         "unjudged_queries": len(run) - judged}
-        if per_query:
-            results[path]["per_query"] = values["per_query"]
-    note = judged_queries_note({p: r["queries"] for p, r in results.items()})
-    return {"qrels": qrels_path, "metrics": metrics, "runs": results, "common_queries": common_queries,
-            "note": note}
+    report, _ = build_report(runs, qrels_path, metrics, per_query=per_query, common_queries=common_queries,
+                             costs=False)
+    return report
+
+
+def comparison_ready(args: EvalOptions) -> tuple[bool, str | None]:
+    """(run the paired tests, a note when they are skipped): a missing eval extra is an error when the tests
+    were asked for by name (--baseline, --plot), a note when only several runs were given."""
+    from inference.evaluation import require
+
+    if len(args.run) < 2:
+        if args.plot is not None:
+            require("matplotlib", what="--plot")
+        return False, None
+    try:
+        require("scipy", "statsmodels", what="the significance tests")
+        if args.plot is not None:
+            require("matplotlib", what="--plot")
+    except DataError as err:
+        if args.stats_requested:
+            raise
+        return False, f"no significance tests: {err}"
+    return True, None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(EvalOptions, argv, prog="dear eval", parser=build_parser())
     try:
         checked(args, prog="dear eval")
-        report = evaluate_files(args.run, args.qrels, args.metrics, args.per_query, args.common_queries)
+        compare_runs, skipped = comparison_ready(args)
+        from inference.evaluation.report import build_report
+
+        report, scores = build_report(
+            args.run, args.qrels, args.metrics, per_query=args.per_query, common_queries=args.common_queries,
+            compare_runs=compare_runs, baseline=args.baseline, test=args.test, correction=args.correction,
+            alpha=args.alpha, permutations=args.permutations, seed=args.seed)
+        plot_notes: list[str] = []
+        if args.plot is not None:
+            from inference.evaluation.plots import draw
+
+            report["plots"], plot_notes = draw(report, scores, args.plot)
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     except DataError as err:
         print(f"dear eval: error: {flag_message(err, flags_of(EvalOptions))}", file=sys.stderr)
         return 2
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"qrels {args.qrels} (trec_eval semantics, x100)")
-    table.add_column("run", overflow="fold")
-    table.add_column("queries", justify="right")
-    for m in args.metrics:
-        table.add_column(m, justify="right")
-    for path, res in report["runs"].items():
-        table.add_row(path, str(res["queries"]), *(f"{100 * res['metrics'][m]:.2f}" for m in args.metrics))
-    Console().print(table)
-    if report["note"]:
-        print(f"dear eval: note: {report['note']}", file=sys.stderr)
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except OSError as err:
+        if not is_disk_fault(err):
+            raise
+        print(os_error_line("dear eval", err), file=sys.stderr)
+        return 2
+    show(report, args.format)
+    for line in ([report["note"]] if report["note"] else []) + ([skipped] if skipped else []) + plot_notes:
+        print(f"dear eval: note: {line}", file=sys.stderr)
+    for path in report["plots"]:
+        print(f"dear eval: wrote {path}", file=sys.stderr)
     return 0
+
+
+def show(report: dict[str, Any], fmt: str) -> None:
+    from inference.evaluation import table
+
+    if fmt == "json":
+        print(json.dumps(report, indent=2))
+    elif fmt == "markdown":
+        print(table.markdown(report), end="")
+    elif fmt == "latex":
+        print(table.latex(report), end="")
+    else:
+        table.print_table(report)
 
 
 if __name__ == "__main__":

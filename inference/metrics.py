@@ -2,7 +2,7 @@
 
 Semantics are trec_eval's: linear gain nDCG (``ndcg_cut``), queries restricted to those with judgements,
 ties in a run broken by docid as trec_eval does. Names accepted: ``ndcg@10``, ``ndcg@5``, ``map``,
-``map@100``, ``recall@100``, ``p@10``, ``mrr@10`` (case-insensitive) or any ir_measures name (``nDCG@10``).
+``map@100``, ``recall@100``, ``p@10``, ``mrr@10``, ``judged@10`` (case-insensitive) or any ir_measures name (``nDCG@10``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("ndcg@10",)
 _ALIASES = {"ndcg": "nDCG", "map": "AP", "ap": "AP", "recall": "R", "r": "R", "p": "P", "precision": "P",
-            "mrr": "RR", "rr": "RR", "success": "Success"}
+            "mrr": "RR", "rr": "RR", "success": "Success", "judged": "Judged"}
 _NAME_RE = re.compile(r"^([A-Za-z_]+)(?:@(\d+))?$")
 
 RunLike = Mapping[str, Mapping[str, float] | Sequence[tuple[str, float]]]

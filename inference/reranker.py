@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from data_prep.prompt_tokens import model_input_ids, prompt_has_special_text
 from data_prep.prompts import PromptSpec, get_prompt_spec, model_input_text, prompt_token_count, render_prompt
 from data_prep.schema import Candidate, DataError, RerankRequest
 from inference.engine.types import GenerationBackend
@@ -146,8 +147,9 @@ class RequestFeed(Protocol):
         """True once the caller gave up on the request (timeout, disconnect): its windows leave the batch."""
         ...
 
-    def reject(self, key: Hashable, error: DataError) -> None:
-        """The request is invalid; nothing of it was run."""
+    def reject(self, key: Hashable, error: Exception) -> None:
+        """The request is invalid (a :class:`DataError`), or preparing one of its windows failed; it yields
+        nothing more."""
         ...
 
 
@@ -350,18 +352,27 @@ class ListwiseReranker:
             key = keys.get(st.index)  # None once yielded (a backend may still ask about a dropped row)
             return key is None or feed.cancelled(key)
 
-        for st in self._drive(take, cancelled):
-            key = keys.pop(st.index)
-            if not feed.cancelled(key):
+        def failed(st: _State, err: Exception) -> None:  # preparing its window failed: only this request fails
+            key = keys.pop(st.index, None)
+            if key is not None:
+                feed.reject(key, err)
+
+        for st in self._drive(take, cancelled, failed):
+            key = keys.pop(st.index, None)
+            if key is not None and not feed.cancelled(key):
                 yield key, self._result(st)
 
-    def _drive(self, take: Callable[[bool], _State | None],
-               cancelled: Callable[[_State], bool] | None) -> Iterator[_State]:
+    def _drive(self, take: Callable[[bool], _State | None], cancelled: Callable[[_State], bool] | None,
+               failed: Callable[[_State, Exception], None] | None = None) -> Iterator[_State]:
         """The scheduler behind :meth:`iter_rerank` and :meth:`iter_feed`: yields each finished query's state.
 
-        ``take(wait)`` hands over the next query (None when none is waiting; with ``wait``, None means the source
-        is closed). The backend's stream ends whenever it is idle; a new one starts until the source is closed.
-        Windows wait in ``ready`` (in the order their queries asked for them) until the backend has a slot."""
+        ``take(wait)`` gives the next new query, or None when there is none now; it is asked to ``wait`` only
+        when no window is in flight and no result is waiting to be yielded, so a live source never stalls
+        decoding, and None then means the source is closed. The backend's stream ends whenever it is idle; a new
+        one starts until the source is closed. Windows wait in ``ready`` (in the order their queries asked for
+        them) until the backend has a slot. With ``failed``, a query whose next window cannot be prepared
+        (rendering, truncation) is handed to it and dropped (its windows in flight are ignored), and the others
+        go on; without it the error propagates."""
         ready: deque[tuple[_State, int]] = deque()  # (query, window number) ready to run
         done: deque[_State] = deque()
         flying: dict[Hashable, tuple[_State, int]] = {}  # backend key -> (query, window number)
@@ -373,6 +384,12 @@ class ListwiseReranker:
             if not st.closed:
                 st.closed = True
                 done.append(st)
+
+        def drop(st: _State, err: Exception) -> None:
+            if failed is None:
+                raise err
+            st.closed = True  # never yielded: its other windows are skipped and their answers ignored
+            failed(st, err)
 
         def advance(st: _State) -> None:
             """Ask the plan for its next windows: queue them, or finish the query."""
@@ -394,7 +411,11 @@ class ListwiseReranker:
                     if cancelled(st):
                         finish(st)
                         continue
-                    req = self._request(st, seq)
+                    try:
+                        req = self._request(st, seq)
+                    except Exception as err:  # noqa: BLE001 - handed to ``failed`` (or re-raised) by drop
+                        drop(st, err)
+                        continue
                     if hook is not None and hasattr(req, "cancelled"):  # requests of other kinds carry no hook
                         req.cancelled = partial(hook, st)
                     flying[req.key] = (st, seq)
@@ -408,7 +429,10 @@ class ListwiseReranker:
                 if cancelled(st):
                     finish(st)
                     continue
-                advance(st)
+                try:
+                    advance(st)
+                except Exception as err:  # noqa: BLE001 - handed to ``failed`` (or re-raised) by drop
+                    drop(st, err)
             return out
 
         while not closed:
@@ -417,8 +441,11 @@ class ListwiseReranker:
                 if got is None or got[0].closed:  # its query was cancelled while the window ran
                     continue
                 st, seq = got
-                if self._fold(st, seq, answer):
-                    advance(st)
+                try:
+                    if self._fold(st, seq, answer):
+                        advance(st)
+                except Exception as err:  # noqa: BLE001 - handed to ``failed`` (or re-raised) by drop
+                    drop(st, err)
                 while done:
                     yield done.popleft()
             while done:
@@ -530,10 +557,13 @@ class ListwiseReranker:
             text, special = prompt.text, True
         else:
             text, special = model_input_text(prompt, self.tokenizer), False
+        ids = None  # special-token text in a passage or the query stays text: the ids are built piecewise
+        if self.tokenizer is not None and prompt_has_special_text(prompt, self.tokenizer):
+            ids = model_input_ids(prompt, self.tokenizer, self.scorer.suffix)
         n = len(win.items)
         return self.scorer.request((st.index, seq), text, special, n, budget=self._budget(n),
                                    seed=zlib.crc32(f"{self.seed}\t{st.request.qid}\t{seq}".encode()),
-                                   best_only=win.best_only)
+                                   best_only=win.best_only, token_ids=ids)
 
     def _fold(self, st: _State, seq: int, out: Any) -> bool:
         """Record window ``seq``'s answer; True when its step is complete (the plan can go on)."""

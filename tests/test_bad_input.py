@@ -92,6 +92,9 @@ def build_inputs(root: Path) -> dict[str, str]:
     f["rankgpt_no_qid"] = _write(root / "cands_noqid.json", json.dumps(
         [{"query": "q", "hits": [{"docid": "a", "content": "x"}, {"docid": "b", "content": "y"}]}]))
     f["rankgpt_dup"] = _write(root / "cands_dup.json", json.dumps(_rankgpt(("q1", "q1"))))
+    surrogate = _rankgpt()
+    surrogate[0]["hits"][1]["content"] = "half an emoji \ud83d"
+    f["rankgpt_surrogate"] = _write(root / "cands_surrogate.json", json.dumps(surrogate))  # JSON escape \ud83d
     f["scores_other"] = _write(root / "scores_other.tsv", "zz\tq1d0\t1.0\n")
     f["folder"] = root / "a_folder"
     f["folder"].mkdir(exist_ok=True)
@@ -259,8 +262,6 @@ CASES: list[Case] = [
           ("--pointwise x --listwise-depth", "1", "must be >= 2", "e.g. 100 (two-stage: 30)"),
           ("--strategy tdpart --depth", "20", "must be between 1 and the window - 1", "e.g. --window 20 --depth 10"),
           ("--strategy setwise --set-size", "1", "must be >= 2", "e.g. --set-size 3 --depth 10")]],
-    Case("serve-window-1", "options", "`dear serve --window 1`", ["serve", "--model", "{missing}", "--window", "1"],
-         ("--window", "must be >= 2"), "e.g. --window 20 --stride 10"),
     Case("rerank-run-without-corpus", "options", "a TREC run input without --corpus/--topics",
          ["rerank", "--model", "{missing}", "--input", "{run}", "--out", "{done_run}"], ("--input", "--corpus"),
          "pass --corpus FILE --topics FILE", unchanged=("done_run",)),
@@ -269,11 +270,26 @@ CASES: list[Case] = [
          "0 (greedy) or e.g. 0.7", unchanged=("done_teacher",)),
     Case("prep-window", "options", "`dear prep listwise --window 1`", [*PREP, "--teacher", "{teacher}", "--window", "1"],
          ("--window must be at least 2",), "see `dear prep listwise --help`", absent=("out_dir",)),
+    *[Case(f"mcp-{flag[2:]}-{value}", "options", f"`dear mcp {flag} {value}`", ["mcp", "--model", "{missing}", flag, value],
+           (flag, must), fix)
+      for flag, value, must, fix in [("--window", "1", "must be >= 2", "e.g. --window 20 --stride 10"),
+                                     ("--top-k", "1", "must be >= 2", "e.g. 100"),
+                                     ("--max-documents", "0", "must be >= 1", "use a positive number")]],
+    *[Case(f"serve-{flag[2:]}-{value}", "options", f"`dear serve {flag} {value}`", ["serve", "--model", "{missing}",
+           flag, value], (flag, must), fix)
+      for flag, value, must, fix in [
+          ("--port", "99999", "must be between 0 and 65535", "e.g. 8000"),
+          ("--request-timeout", "nan", "must be a number of seconds in (0, 86400]", "e.g. 60"),
+          ("--top-k", "0", "must be >= 2", "e.g. 100"),
+          ("--window", "1", "must be >= 2", "e.g. --window 20 --stride 10"),
+          ("--max-queue", "0", "must be >= 1", "use a positive number")]],
     # --- model folders: refused before any weights load
     Case("truncated-weights", "models", "a model folder whose safetensors file was cut short",
          ["rerank", "--model", "{model_truncated}", "--input", "{rankgpt}", "--out", "{done_run}"],
          ("model.safetensors", "truncated or corrupt safetensors"), "copy or download the file again",
          unchanged=("done_run",)),
+    Case("mcp-model-missing", "models", "`dear mcp --model` with a path that does not exist", ["mcp", "--model", "{missing}"],
+         ("no_such_file.json", "model path not found"), "pass an existing folder or a Hub id"),
     Case("adapter-base-gone", "models", "an adapter whose base model folder was moved or deleted",
          ["rerank", "--model", "{adapter_no_base}", "--input", "{rankgpt}", "--out", "{done_run}"],
          ("/gone/base-llama", "does not exist"), "pass --base-model", unchanged=("done_run",)),
@@ -320,6 +336,23 @@ CASES: list[Case] = [
          ("different numbers of judged queries", "run.trec: 2", "run_partial.trec: 1"), "pass --common-queries", rc=0),
     Case("eval-unknown-metric", "judgments", "an unknown metric name", [*EVAL, "--metrics", "ndgc@10"],
          ("unknown metric 'ndgc@10'",), "use e.g. ndcg@10"),
+    Case("eval-baseline-unknown", "options", "`dear eval --baseline` naming a file that is not among --run",
+         ["eval", "--run", "{run}", "{run_partial}", "--qrels", "{qrels}", "--baseline", "bm25.trec"],
+         ("--baseline: 'bm25.trec' is none of the --run files (run.trec, run_partial.trec)",),
+         "pass one of the --run paths"),
+    Case("eval-baseline-one-run", "options", "`dear eval --baseline` with a single --run",
+         [*EVAL, "--baseline", "{run}"], ("--baseline: needs at least two --run files",),
+         "pass the --baseline and the runs to compare with it"),
+    Case("eval-alpha", "options", "`dear eval --alpha 1.5`", [*EVAL, "--alpha", "1.5"],
+         ("--alpha: must be between 0 and 1",), "e.g. 0.05"),
+    Case("eval-permutations", "options", "`dear eval --test fisher --permutations 10`",
+         [*EVAL, "--test", "fisher", "--permutations", "10"], ("--permutations: must be at least 100",),
+         "e.g. 10000"),
+    Case("eval-run-twice", "options", "`dear eval` listing the same run twice",
+         ["eval", "--run", "{run}", "{run}", "--qrels", "{qrels}"], ("--run lists", "/run.trec twice"),
+         "name each file once"),
+    Case("eval-plot-file", "options", "`dear eval --plot` naming a file", [*EVAL, "--plot", "{qrels}"],
+         ("--plot:", "qrels.txt is a file"), "pass a folder", unchanged=("qrels",)),
     # --- input records
     Case("rankgpt-no-qid", "records", "RankGPT JSON entries without a qid",
          ["rerank", "--model", "{missing}", "--input", "{rankgpt_no_qid}", "--out", "{out}"],
@@ -327,6 +360,9 @@ CASES: list[Case] = [
     Case("rankgpt-dup-qid", "records", "the same qid twice in the input",
          ["rerank", "--model", "{missing}", "--input", "{rankgpt_dup}", "--out", "{done_run}"],
          ("cands_dup.json", "q1", "appears twice"), "merge or rename the duplicated query", unchanged=("done_run",)),
+    Case("rankgpt-surrogate", "records", "a lone surrogate (`\\ud83d`, half an emoji) in a RankGPT JSON passage",
+         ["rerank", "--model", "{missing}", "--input", "{rankgpt_surrogate}", "--out", "{out}"],
+         ("cands_surrogate.json", "qid q1", "cannot be encoded as UTF-8"), "send valid Unicode", absent=("out",)),
     # --- the command line itself
     Case("unknown-command", "command line", "`dear rerankk`", ["rerankk"], ("unknown command 'rerankk'",),
          "`dear <command> --help`"),

@@ -7,26 +7,40 @@ import pytest
 from inference.serve.auth import authorized
 from inference.serve.config import ServeConfig
 from inference.serve.schemas import InputError, RerankV1Request, RerankV2Request, error_field, prepare
-from inference.serve.scores import rank_relevance, relevance_scores
+from inference.serve.scores import EPSILON, rank_relevance, relevance_scores, window_probabilities
 
 
 def test_rank_scores_are_in_0_1_and_strictly_decreasing():
     assert rank_relevance(4) == [1.0, 0.75, 0.5, 0.25]
     assert rank_relevance(1) == [1.0]
-    # generation mode: the reranker's rank scores (n..1) are not probabilities, so ranks decide
-    assert relevance_scores([3.0, 2.0, 1.0], windows=1, probabilities=False) == [1.0, 2 / 3, 1 / 3]
+    # generation mode: no probabilities, ranks decide
+    assert relevance_scores(3) == [1.0, 2 / 3, 1 / 3]
 
 
-def test_first_token_probabilities_are_used_for_one_window_only():
+def test_first_token_scores_are_the_probabilities_within_epsilon_and_strictly_decreasing_even_when_they_underflow():
     probs = [0.7, 0.2, 0.1]
-    assert relevance_scores(probs, windows=1, probabilities=True) == probs
-    assert relevance_scores(probs, windows=2, probabilities=True) == rank_relevance(3)  # windows not comparable
-    assert relevance_scores([3.0, 2.0, 1.0], windows=1, probabilities=True) == rank_relevance(3)  # not probabilities
-    assert relevance_scores([0.2, 0.7], windows=1, probabilities=True) == rank_relevance(2)  # disagree with order
-    # the reranker nudges near-equal probabilities apart, which can take the last just below 0
-    assert relevance_scores([0.9, 0.1, 2e-6, -1e-6], windows=1, probabilities=True) == [0.9, 0.1, 2e-6, 0.0]
-    # documents past --top-k score -1, -2, ... below the probabilities: not one window's probabilities
-    assert relevance_scores([0.8, 0.2, -1.0, -2.0], windows=1, probabilities=True) == rank_relevance(4)
+    scores = relevance_scores(3, probs)
+    assert scores == pytest.approx(probs, abs=EPSILON)
+    assert scores[0] > scores[1] > scores[2]
+    # a confident model: 17 documents whose probabilities underflow to 0.0 (they came back all at 0.0 before)
+    confident = [1.0, 1e-30, 1e-300, 5e-324] + [0.0] * 17
+    scores = relevance_scores(len(confident), confident)
+    assert all(a > b for a, b in zip(scores, scores[1:], strict=False)) and 0.0 < scores[-1] < scores[0] <= 1.0
+    assert relevance_scores(2, [0.5, 0.5])[0] > relevance_scores(2, [0.5, 0.5])[1]  # equal logits
+    assert relevance_scores(3, [0.2]) == rank_relevance(3)  # not one probability per document
+
+
+def test_window_probabilities_come_from_one_window_that_ranked_every_document():
+    from inference.reranker import RerankResult, WindowRecord
+
+    w = WindowRecord(start=0, end=3, docids=("a", "b", "c"), raw=None, order=(2, 0, 1),
+                     logprobs=(-1.0, -3.0, -0.5))
+    one = RerankResult(qid="q", docids=("c", "a", "b"), scores=(0.6, 0.4, 0.1), windows=(w,))
+    assert window_probabilities(one) == pytest.approx([0.6065306, 0.3678794, 0.0497871])
+    two = RerankResult(qid="q", docids=("c", "a", "b"), scores=(3, 2, 1), windows=(w, w))
+    assert window_probabilities(two) is None  # probabilities of different windows are not comparable
+    past_top_k = RerankResult(qid="q", docids=("c", "a", "b", "d"), scores=(1, 0.5, 0.1, -1), windows=(w,))
+    assert window_probabilities(past_top_k) is None  # "d" was not in the window
 
 
 def test_prepare_checks_limits_and_counts_truncations():

@@ -294,8 +294,10 @@ def _pointwise_usage(repo_id: str, merged: bool, fmt: PairFormat, tokenizer: Tok
             f"model = {loader}.from_pretrained({_py(repo_id)}, num_labels=1, dtype=torch.float32).eval()",
             "",
             "def encode(query, document):  # the training layout: padded on the right to the fixed length",
-            f"    q = tokenizer.encode({fmt.query_prefix!r} + query, add_special_tokens=False)[:{fmt.q_max_len}]",
-            f"    d = tokenizer.encode({fmt.doc_prefix!r} + document, add_special_tokens=False)[:{fmt.p_max_len - 3}]",
+            f"    q = tokenizer.encode({fmt.query_prefix!r} + query, add_special_tokens=False,\n"
+            f"                         split_special_tokens=True)[:{fmt.q_max_len}]  # '<|eot_id|>' in text is text",
+            f"    d = tokenizer.encode({fmt.doc_prefix!r} + document, add_special_tokens=False,\n"
+            f"                         split_special_tokens=True)[:{fmt.p_max_len - 3}]",
             f"    ids = ([tokenizer.bos_token_id] + q + [tokenizer.bos_token_id] + d)[:{fmt.max_length}]",
             f"    pad = {fmt.max_length} - len(ids)",
             "    return torch.tensor([ids + [tokenizer.pad_token_id] * pad]), torch.tensor([[1] * len(ids) + [0] * pad])",

@@ -103,6 +103,7 @@ class ScoreRequest:
     text: str
     add_special_tokens: bool
     id_tokens: Sequence[int]
+    token_ids: list[int] | None = None  # as GenerationRequest.token_ids: set when a passage holds special-token text
 
 
 @dataclass
@@ -277,7 +278,7 @@ class VLLMFirstTokenScorer:
 
     def score(self, reqs: list[ScoreRequest]) -> list[WindowScores]:
         t0 = time.perf_counter()
-        seqs = [list(self.tokenizer(r.text, add_special_tokens=r.add_special_tokens)["input_ids"]) for r in reqs]
+        seqs = tokenize_texts(self.tokenizer, reqs)
         outputs = self.llm.generate([{"prompt_token_ids": s} for s in seqs], [self._params(r) for r in reqs],
                                     lora_request=self.lora, use_tqdm=False)
         results = [self._read(r, o, len(s)) for r, o, s in zip(reqs, outputs, seqs, strict=True)]

@@ -13,10 +13,16 @@ from typing import Any
 
 def tokenize_texts(tokenizer: Any, reqs: Sequence[Any]) -> list[list[int]]:
     """Token ids of each request's ``text``, in one batched tokenizer call per ``add_special_tokens`` value (a fast
-    tokenizer encodes a batch on all cores, and the next windows of many queries often arrive together)."""
+    tokenizer encodes a batch on all cores, and the next windows of many queries often arrive together). A request
+    that carries its ``token_ids`` (a passage holds special-token text: see ``data_prep.prompt_tokens``) keeps them."""
     out: list[list[int]] = [[] for _ in reqs]
+    for i, r in enumerate(reqs):
+        given = getattr(r, "token_ids", None)
+        if given is not None:
+            out[i] = list(given)
     for special in (True, False):
-        pos = [i for i, r in enumerate(reqs) if r.add_special_tokens is special]
+        pos = [i for i, r in enumerate(reqs)
+               if r.add_special_tokens is special and getattr(r, "token_ids", None) is None]
         if pos:
             enc = tokenizer([reqs[i].text for i in pos], add_special_tokens=special)["input_ids"]
             for i, ids in zip(pos, enc, strict=True):

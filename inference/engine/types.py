@@ -27,6 +27,9 @@ class GenerationRequest:
     is_complete: Callable[[str], bool] | None = None  # early stop once the decoded text holds a full ranking
     seed: int | None = None  # per-request sampling seed: sampled outputs do not depend on the batch
     cancelled: Callable[[], bool] | None = None  # True once nobody waits for it: the row leaves the batch, no output
+    # the ids of ``text`` when plain tokenization of it would be wrong: a passage holds special-token text, which
+    # must stay text (data_prep.prompt_tokens.model_input_ids); None: tokenize ``text`` as usual
+    token_ids: list[int] | None = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 from data_prep.prompts import PromptSpec
 from data_prep.schema import DataError
-from inference.engine.text import eos_token_ids
+from inference.engine.text import eos_token_ids, tokenize_texts
 from inference.engine.types import (
     FINISH_COMPLETE,
     FINISH_EOS,
@@ -103,7 +103,7 @@ class VLLMBackend:
         in_flight: dict[str, tuple[GenerationRequest, int]] = {}
         while True:
             for req in pull(max(0, max_in_flight - len(in_flight))):
-                ids = self.tokenizer(req.text, add_special_tokens=req.add_special_tokens)["input_ids"]
+                ids = tokenize_texts(self.tokenizer, [req])[0]
                 rid = f"w{next(self._ids)}"
                 engine.add_request(rid, {"prompt_token_ids": ids}, self._params(req), lora_request=self.lora)
                 in_flight[rid] = (req, len(ids))

@@ -42,6 +42,7 @@ class Scorer(Protocol):
     """Turns a window prompt into a backend request, and the backend's answer into a :class:`WindowAnswer`."""
 
     name: str
+    suffix: str  # what the scorer appends to a window's model input ("" for generation, the answer start for FIRST)
 
     def check(self, n: int) -> None:
         """Refuse, before any work, windows of up to ``n`` candidates this scorer cannot handle."""
@@ -56,7 +57,9 @@ class Scorer(Protocol):
         ...
 
     def request(self, key: Hashable, text: str, special: bool, n: int, *, budget: int, seed: int,
-                best_only: bool) -> Any:
+                best_only: bool, token_ids: list[int] | None = None) -> Any:
+        """``text`` is the prompt's model input (the scorer appends its ``suffix``); ``token_ids``, when given, are
+        the exact ids of ``text + suffix`` (prompts whose passages hold special-token text)."""
         ...
 
     def read(self, out: Any, n: int, tie_break: Sequence[int], *, best_only: bool) -> WindowAnswer:
@@ -69,6 +72,7 @@ class GenerateScorer:
 
     name = GENERATE
     wants_logprobs = False  # what a vLLM engine must be started with
+    suffix = ""
 
     def __init__(self, spec: PromptSpec, tokenizer: Any = None, *, early_stop: bool = True) -> None:
         self.spec = spec
@@ -87,7 +91,7 @@ class GenerateScorer:
         return engine
 
     def request(self, key: Hashable, text: str, special: bool, n: int, *, budget: int, seed: int,
-                best_only: bool) -> Any:
+                best_only: bool, token_ids: list[int] | None = None) -> Any:
         from inference.engine.types import GenerationRequest
 
         check = None
@@ -95,7 +99,7 @@ class GenerateScorer:
             check = (_first_id_check() if best_only and not self.spec.cot
                      else _completion_check(n, self.spec.id_base, self.spec.cot))
         return GenerationRequest(key=key, text=text, add_special_tokens=special, max_new_tokens=budget,
-                                 is_complete=check, seed=seed)
+                                 is_complete=check, seed=seed, token_ids=token_ids)
 
     def read(self, out: Any, n: int, tie_break: Sequence[int], *, best_only: bool) -> WindowAnswer:
         parsed = parse_ranking(out.text, n, base=self.spec.id_base, cot=self.spec.cot)
@@ -117,7 +121,7 @@ class FirstTokenScorer:
         from inference.engine.first_token import IdTokenTable
 
         self.spec = spec
-        self.start = answer_start(spec)  # chain-of-thought specs are refused here, with the fix
+        self.suffix = answer_start(spec)  # chain-of-thought specs are refused here, with the fix
         self.ids = IdTokenTable(tokenizer, spec)
 
     def check(self, n: int) -> None:
@@ -135,11 +139,11 @@ class FirstTokenScorer:
         return VLLMFirstTokenScorer(engine)
 
     def request(self, key: Hashable, text: str, special: bool, n: int, *, budget: int, seed: int,
-                best_only: bool) -> Any:
+                best_only: bool, token_ids: list[int] | None = None) -> Any:
         from inference.engine.first_token import ScoreRequest
 
-        return ScoreRequest(key=key, text=text + self.start, add_special_tokens=special,
-                            id_tokens=self.ids.for_window(n))
+        return ScoreRequest(key=key, text=text + self.suffix, add_special_tokens=special,
+                            id_tokens=self.ids.for_window(n), token_ids=token_ids)
 
     def read(self, out: Any, n: int, tie_break: Sequence[int], *, best_only: bool) -> WindowAnswer:
         from inference.engine.first_token import id_log_probs, window_order

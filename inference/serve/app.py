@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from data_prep.schema import DataError
-from inference.serve.auth import authorized
+from inference.serve.auth import authorized, redact_access_log
 from inference.serve.config import ServeConfig
 from inference.serve.engine import (
     CANCEL_DISCONNECT,
@@ -39,17 +39,22 @@ from inference.serve.schemas import (
     DocumentOut,
     ErrorBody,
     InputError,
+    JinaOrTEIRequest,
     Meta,
     Prepared,
     RerankResponse,
     RerankResultItem,
     RerankV1Request,
     RerankV2Request,
+    TEIRankItem,
+    TEIRerankRequest,
     Usage,
     error_field,
+    json_body_problem,
     prepare,
+    prepare_tei,
 )
-from inference.serve.scores import relevance_scores
+from inference.serve.scores import result_relevance
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +73,14 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
+def _printable(text: str) -> str:
+    """Text safe to encode as UTF-8 (a field name or message may quote a client's lone surrogate)."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"message": message} if field is None else {"message": message, "field": field}
+    message = _printable(message)
+    body = {"message": message} if field is None else {"message": message, "field": _printable(field)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -101,11 +112,17 @@ class ServeMiddleware:
                 await _error(401, "missing or wrong API key (send Authorization: Bearer <key>)",
                              headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
                 return
-            replay = await self._read_body(scope, receive)
-            if replay is None:
+            read = await self._read_body(scope, receive)
+            if read is None:
                 status["code"] = 413
                 await _error(413, f"the request body is over {self.max_body_bytes} bytes "
                                   "(the server's --max-body-bytes)")(scope, receive, send)
+                return
+            replay, body = read
+            problem = json_body_problem(body) if route in RERANK_ROUTES and body else None
+            if problem is not None:  # duplicate keys, NaN: refused before the app reads the body one way
+                status["code"] = problem.status
+                await _error(problem.status, str(problem), problem.field)(scope, receive, send)
                 return
             await self.app(scope, replay, counting_send)
         finally:
@@ -113,8 +130,10 @@ class ServeMiddleware:
                 self.metrics.requests.labels(route=route, status=str(status["code"])).inc()
                 self.metrics.latency.labels(route=route).observe(time.perf_counter() - t0)
 
-    async def _read_body(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
-        """The body read whole (None when over the limit), replayed to the app; later receives pass through."""
+    async def _read_body(self, scope: dict[str, Any],
+                         receive: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[Any, bytes] | None:
+        """The body read whole and a receive that replays it to the app (later receives pass through); None when
+        over the limit."""
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return None
@@ -141,13 +160,14 @@ class ServeMiddleware:
                 return first
             return await receive()
 
-        return replay
+        return replay, first.get("body", b"")
 
 
 def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics | None = None) -> FastAPI:
     """The app around a started or not-yet-started ``engine`` (the lifespan starts it and drains it at shutdown)."""
     metrics = metrics or engine.metrics or ServeMetrics()
     engine.metrics = metrics
+    redact_access_log()
     metrics.track(engine.queue_depth, engine.in_flight, engine.backend_stats)
     probabilities = config.scoring == "first-token"
 
@@ -165,11 +185,16 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "invalid"}
+        # text that cannot be encoded says so first (a ``{text}`` document also fails the ``str`` member)
+        first = next((e for e in errors if e.get("type") == "unencodable_text"), first)
         if first.get("type") == "json_invalid":
             return _error(400, "the request body is not valid JSON")
         field = error_field(first.get("loc", ()))
         same = [e for e in errors if error_field(e.get("loc", ())) == field]
-        if field.startswith("documents.") and len(same) > 1:  # both members of ``str | {text}`` failed
+        unencodable = [e for e in same if e.get("type") == "unencodable_text"]
+        if unencodable:  # a string with a lone surrogate (the str member of ``str | {text}`` says why)
+            message = str(unencodable[0].get("msg", "invalid"))
+        elif field.startswith("documents.") and len(same) > 1:  # both members of ``str | {text}`` failed
             message = "must be a string or an object with a string 'text'"
         else:
             message = str(first.get("msg", "invalid"))
@@ -189,7 +214,8 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         logger.error("internal error on %s: %s", request.url.path, safe_trace(exc))
         return _error(500, "internal server error")
 
-    async def rerank(request: Request, prepared: Prepared, version: str, model: str | None) -> Response:
+    async def rerank(request: Request, prepared: Prepared, version: str, model: str | None,
+                     tei: TEIRerankRequest | None = None) -> Response:
         request_id = uuid.uuid4().hex
         try:
             job = engine.submit(request_id, prepared.query, prepared.texts,
@@ -199,6 +225,8 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
                           headers={"Retry-After": str(config.retry_after)})
         except EngineUnavailable as err:
             return _error(503, str(err), headers={"Retry-After": str(config.retry_after)})
+        except DataError as err:  # the domain types' own checks (the request models check the same first)
+            return _error(422, str(err), err.field)
         fut = asyncio.wrap_future(job.future)
         try:
             while not fut.done():
@@ -228,8 +256,11 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
         if truncated:
             metrics.truncated.inc(truncated)
         order = [int(d) for d in result.docids]
-        scores = relevance_scores(result.scores, windows=result.cost.model_calls,
-                                  probabilities=probabilities)
+        scores = result_relevance(result, probabilities=probabilities)
+        if tei is not None:  # Text Embeddings Inference: a bare list, every text, best first
+            raw = result.scores if tei.raw_scores else scores
+            return JSONResponse([TEIRankItem(index=i, score=s, text=prepared.originals[i] if tei.return_text else None)
+                                 .model_dump(exclude_none=True) for i, s in zip(order, raw, strict=True)])
         items = [RerankResultItem(index=i, relevance_score=s,
                                   document=DocumentOut(text=prepared.originals[i]) if prepared.return_documents else None)
                  for i, s in zip(order[: prepared.top_n], scores[: prepared.top_n], strict=True)]
@@ -245,8 +276,11 @@ def create_app(engine: RerankEngine, config: ServeConfig, metrics: ServeMetrics 
     async def rerank_v1(body: RerankV1Request, request: Request) -> Response:
         return await rerank(request, prepare(body, config), "1", body.model)
 
-    @app.post("/rerank", response_model=RerankResponse, responses=ERRORS, summary="Jina rerank")
-    async def rerank_jina(body: RerankV1Request, request: Request) -> Response:
+    @app.post("/rerank", response_model=RerankResponse | list[TEIRankItem], responses=ERRORS,
+              summary="Jina rerank; Text Embeddings Inference's when the body has `texts`")
+    async def rerank_jina(body: JinaOrTEIRequest, request: Request) -> Response:
+        if isinstance(body, TEIRerankRequest):
+            return await rerank(request, prepare_tei(body, config), "1", None, tei=body)
         return await rerank(request, prepare(body, config), "1", body.model)
 
     @app.post("/v2/rerank", response_model=RerankResponse, responses=ERRORS, summary="Cohere v2 rerank")

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
 from data_prep.cli_options import build_parser as build_options_parser
-from data_prep.cli_options import checked, flag_message, flags_of, option, parse_options
 from data_prep.schema import DataError
 from inference.ranking.options import MODEL, RankingOptions, load_reranker
 
@@ -52,9 +53,40 @@ class ServeOptions(RankingOptions):
                                      "environment variable")
     log_level: str = option("info", choices=LOG_LEVELS, help="server log level", setting=None)
 
+    def check(self) -> None:
+        """Ranking values as `dear rerank` checks them, then the server's own (:func:`check_serve_options`)."""
+        super().check()
+        check_serve_options(self)
+
 
 def build_parser() -> argparse.ArgumentParser:
     return build_options_parser(ServeOptions, prog="dear serve", description=__doc__)
+
+
+MAX_REQUEST_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and overflows the shutdown timer)
+
+
+def _at_least(args: Any, name: str, low: int, why: str, *, optional: bool = False) -> None:
+    value = getattr(args, name)
+    if optional and value is None:
+        return
+    if value < low:
+        raise OptionError(name, f"must be >= {low}, got {value}{why}",
+                          fix="leave it out for the default" if optional else "use a positive number")
+
+
+def check_serve_options(args: ServeOptions) -> None:
+    """The server's own values that can never work (the ranking ones are :meth:`RankingOptions.check`'s, as in
+    `dear rerank`); run by :meth:`ServeOptions.check` before the model loads. Fields by name, shown as flags."""
+    if not 0 <= args.port <= 65535:
+        raise OptionError("port", f"must be between 0 and 65535, got {args.port}", fix="e.g. 8000")
+    _at_least(args, "threads", 1, "", optional=True)
+    for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes", "max_queue"):
+        _at_least(args, name, 1, ": every request would be refused")
+    timeout = args.request_timeout
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_REQUEST_TIMEOUT_S):
+        raise OptionError("request_timeout", f"must be a number of seconds in (0, {MAX_REQUEST_TIMEOUT_S:g}], "
+                          f"got {timeout}", fix="e.g. 60")
 
 
 def api_key_from_env(name: str | None) -> str | None:
@@ -82,12 +114,18 @@ def reranker_loader(args: ServeOptions) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(ServeOptions, argv, prog="dear serve", parser=build_parser())
+    try:
+        checked(args, prog="dear serve")  # --window 1, --port 99999 and the like: refused before anything loads
+    except DataError as err:
+        print(f"dear serve: error: {flag_message(err, flags_of(ServeOptions))}", file=sys.stderr)
+        return 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         import uvicorn
 
         from inference.serve.app import create_app
+        from inference.serve.auth import redact_access_log
         from inference.serve.config import ServeConfig
         from inference.serve.engine import RerankEngine
         from inference.serve.metrics import ServeMetrics
@@ -96,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
               "pip install 'dear-reranker[serve]'", file=sys.stderr)
         return 2
     try:
-        checked(args, prog="dear serve")  # --window 1 and the like: refused before the model loads
         config = ServeConfig(model_name=args.model_name or args.model, max_documents=args.max_documents,
                              max_document_chars=args.max_document_chars, max_query_chars=args.max_query_chars,
                              max_body_bytes=args.max_body_bytes, max_queue=args.max_queue,
@@ -114,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(engine, config, metrics)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                                            timeout_graceful_shutdown=int(config.request_timeout) + 5))
+    redact_access_log()  # after uvicorn configured its loggers: query values (a key sent as ?api_key=) never logged
     engine.on_load_failed = lambda: setattr(server, "should_exit", True)
     logger.info("dear serve: %s on http://%s:%d (docs at /docs)", args.model, args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:

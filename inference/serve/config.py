@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -24,7 +25,7 @@ class ServeConfig:
         for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes", "max_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.request_timeout <= 0:
-            raise ValueError(f"request_timeout must be > 0, got {self.request_timeout}")
+        if not (math.isfinite(self.request_timeout) and self.request_timeout > 0):
+            raise ValueError(f"request_timeout must be a finite number > 0, got {self.request_timeout}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_prep.prompt_tokens import encode_plain
 from data_prep.schema import Candidate, DataError, RerankRequest
 
 logger = logging.getLogger(__name__)
@@ -146,9 +147,9 @@ class RerankEngine:
         tok = self.reranker.tokenizer
         candidates = []
         for i, c in enumerate(job.request.candidates):
-            ids = tok.encode(c.text, add_special_tokens=False)
-            if len(ids) > job.max_tokens_per_doc:
-                c = Candidate(docid=c.docid, text=tok.decode(ids[: job.max_tokens_per_doc], skip_special_tokens=True))
+            cut = cut_to_tokens(tok, c.text, job.max_tokens_per_doc)
+            if cut is not None:
+                c = Candidate(docid=c.docid, text=cut)
                 job.cut.add(i)
             candidates.append(c)
         return RerankRequest(qid=job.request.qid, query=job.request.query, candidates=tuple(candidates))
@@ -163,9 +164,12 @@ class RerankEngine:
                         self._drop(job)
                         continue
                     self._jobs[job.key] = job
-                    if job.max_tokens_per_doc is not None and self.reranker.tokenizer is not None:
+                    if job.max_tokens_per_doc is None or self.reranker.tokenizer is None:
+                        return job.key, job.request
+                    try:
                         return job.key, self._cut_tokens(job)
-                    return job.key, job.request
+                    except Exception as err:  # noqa: BLE001 - this request fails alone; the loop goes on
+                        self.reject(job.key, err)
                 if not wait or self._closing:
                     return None
                 self._cond.wait(timeout=0.5)
@@ -180,10 +184,16 @@ class RerankEngine:
             return True
         return False
 
-    def reject(self, key: Hashable, error: DataError) -> None:
+    def reject(self, key: Hashable, error: Exception) -> None:
+        """The request fails alone: a DataError (answered 422), or an error preparing one of its windows (500,
+        logged with its trace, without texts); the requests in flight with it go on."""
         job = self._jobs.pop(key, None)  # type: ignore[arg-type]
-        if job is not None:
-            _settle(job.future, error=error)
+        if job is None:
+            return
+        if not isinstance(error, DataError):
+            logger.error("request %s failed while its window was prepared: %s", job.request.qid, safe_trace(error))
+            error = RuntimeError("the engine failed while preparing this request")
+        _settle(job.future, error=error)
 
     def _drop(self, job: Job) -> None:
         if job.cancel_reason is None:  # past its deadline before the handler noticed
@@ -221,6 +231,29 @@ class RerankEngine:
                     _settle(job.future, error=RuntimeError("the engine failed while ranking this request"))
                 if self._closing and not self._queue:
                     return
+
+
+CUT_TRIES = 8  # token boundaries tried below the limit (a character spans at most 4 byte-level tokens)
+
+
+def cut_to_tokens(tokenizer: Any, text: str, limit: int) -> str | None:
+    """``text`` cut to at most ``limit`` tokens (counted as plain text, as the prompt tokenizes passages), or None
+    when it fits. The cut is a prefix of ``text`` that re-encodes to at most ``limit`` tokens: a byte-level
+    tokenizer may split a character between two tokens, and decoding there gives U+FFFD, which re-encodes LONGER
+    than the limit; the cut then moves back to the previous token boundary until it is whole."""
+    ids = encode_plain(tokenizer, text)
+    if len(ids) <= limit:
+        return None
+    fallback: str | None = None
+    for k in range(limit, max(-1, limit - CUT_TRIES), -1):
+        cut = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        if len(encode_plain(tokenizer, cut)) > limit:
+            continue
+        if text.startswith(cut):
+            return cut
+        if fallback is None:  # a tokenizer whose decode changes the text (normalizers, clean-up): fits, not a prefix
+            fallback = cut
+    return fallback if fallback is not None else ""
 
 
 def _settle(future: concurrent.futures.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
