@@ -4,10 +4,12 @@
 queries with ``inference.ListwiseReranker`` built from the in-memory model, tokenizer and prompt spec, and
 reports nDCG@10 (``inference.metrics.evaluate``, trec_eval semantics) and the share of windows whose generation
 needed no repair. ``scoring="first-token"`` ranks each window by its first-id logits instead of generating
-(``inference.engine.first_token``; always a full permutation, so its valid-window share is 1). The figures go to the Trainer's log (beside the eval loss, so wandb/TensorBoard get them)
+(``inference.engine.first_token``; always a full permutation, so its valid-window share is 1). ``strategy``
+(``sliding`` by default; ``single``, ``tdpart``, ``setwise``: docs/inference.md) picks how windows become the
+ranking, as ``dear rerank --strategy`` does. The figures go to the Trainer's log (beside the eval loss, so wandb/TensorBoard get them)
 and, on the main process, to ``ranking_eval.jsonl`` in ``output_dir``:
 ``{"step": int, "dataset": str, "metrics": {"ndcg@10": float, ...}, "valid_window_share": float}`` (plus
-``"scoring": "first-token"`` when the eval scores that way).
+``"scoring": "first-token"`` when the eval scores that way, ``"strategy"`` when it is not sliding).
 
 All ranks run the reranking (identical inputs) so sharded models (ZeRO-3) can generate; only rank 0 writes.
 """
@@ -98,6 +100,9 @@ def evaluate_ranking(
     max_new_tokens: int | None = None,
     metrics: Sequence[str] = ("ndcg@10",),
     scoring: str = "generate",
+    strategy: str = "sliding",
+    depth: int = 10,
+    set_size: int = 3,
 ) -> dict[str, Any]:
     """Rerank ``held_out`` with the in-memory model; {"metrics": {...}, "valid_window_share": float, ...}."""
     from inference import ListwiseReranker
@@ -109,6 +114,8 @@ def evaluate_ranking(
         kwargs["max_new_tokens"] = max_new_tokens
     if scoring != "generate":
         kwargs["scoring"] = scoring
+    if strategy != "sliding":
+        kwargs.update(strategy=strategy, depth=depth, set_size=set_size)
     reranker = ListwiseReranker(model, tokenizer, spec, **kwargs)
     results = reranker.rerank_batch(list(held_out.requests))
     run = {res.qid: list(zip(res.docids, res.scores, strict=True)) for res in results}
@@ -147,6 +154,9 @@ class RankingEvalCallback(TrainerCallback):
         max_new_tokens: int | None = None,
         metrics: Sequence[str] = ("ndcg@10",),
         scoring: str = "generate",
+        strategy: str = "sliding",
+        depth: int = 10,
+        set_size: int = 3,
     ) -> None:
         self.held_out = held_out
         self.spec = spec
@@ -157,6 +167,7 @@ class RankingEvalCallback(TrainerCallback):
         self.max_new_tokens = max_new_tokens
         self.metrics = tuple(metrics)
         self.scoring = scoring
+        self.strategy, self.depth, self.set_size = strategy, depth, set_size
         self.trainer: Any = None  # set by the caller so figures reach the Trainer's loggers
         self.history: list[dict[str, Any]] = []
 
@@ -171,7 +182,7 @@ class RankingEvalCallback(TrainerCallback):
                 out = evaluate_ranking(
                     model, processing_class, self.spec, self.held_out, window=self.window, stride=self.stride,
                     batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, metrics=self.metrics,
-                    scoring=self.scoring,
+                    scoring=self.scoring, strategy=self.strategy, depth=self.depth, set_size=self.set_size,
                 )
         finally:
             if padding_side is not None:
@@ -180,6 +191,8 @@ class RankingEvalCallback(TrainerCallback):
                   "valid_window_share": out["valid_window_share"]}
         if self.scoring != "generate":
             record["scoring"] = self.scoring
+        if self.strategy != "sliding":
+            record["strategy"] = self.strategy
         publish_ranking_eval(record, state=state, output_dir=self.output_dir, trainer=self.trainer,
                              history=self.history, log_share=True)
         return control

@@ -50,6 +50,12 @@ class ListwiseScriptArguments:
         default="generate", metadata={"help": "How the ranking eval orders a window: generate (decode the ranking) "
                                                "or first-token (one forward, ids by first-id logit).",
                                       "choices": ["generate", "first-token"]})
+    ranking_eval_strategy: str = field(
+        default="sliding", metadata={"help": "How the ranking eval turns windows into a ranking: sliding, single, "
+                                              "tdpart or setwise (docs/inference.md).",
+                                      "choices": ["sliding", "single", "tdpart", "setwise"]})
+    ranking_eval_depth: int = field(default=10, metadata={"help": "tdpart's pivot depth / setwise's sorted head."})
+    ranking_eval_set_size: int = field(default=3, metadata={"help": "setwise: passages compared at once."})
     first_token_loss_weight: float = field(
         default=0.0, metadata={"help": "FIRST objective: LM loss + L * weighted RankNet over the first-id logits "
                                        "(FIRST uses 10); 0 trains the LM loss only."})
@@ -89,6 +95,14 @@ def validate(script: ListwiseScriptArguments, training_args: Any, model_args: An
             raise ConfigError(f"ranking_eval_window ({script.ranking_eval_window}) is larger than the data it "
                               f"ranks (ranking_eval_top_k = {script.ranking_eval_top_k} candidates per query)",
                               fix=f"set ranking_eval_window <= {script.ranking_eval_top_k} or raise ranking_eval_top_k")
+        from inference.ranking import make_strategy
+
+        try:  # the strategy's own checks of its knobs, with the config's names
+            make_strategy(script.ranking_eval_strategy, window=script.ranking_eval_window,
+                          stride=min(script.ranking_eval_stride, script.ranking_eval_window),
+                          depth=script.ranking_eval_depth, set_size=script.ranking_eval_set_size)
+        except ValueError as err:
+            raise ConfigError(f"ranking_eval_{err}", fix="see docs/training.md (ranking evaluation)") from None
         if script.ranking_eval_stride >= script.ranking_eval_window:
             raise ConfigError(f"ranking_eval_stride ({script.ranking_eval_stride}) must be smaller than "
                               f"ranking_eval_window ({script.ranking_eval_window})",
@@ -217,6 +231,8 @@ def train_listwise(
             held, spec, output_dir=training_args.output_dir, window=ranking_eval["window"],
             stride=ranking_eval["stride"], batch_size=ranking_eval["batch_size"],
             max_new_tokens=ranking_eval.get("max_new_tokens"), scoring=ranking_eval.get("scoring", "generate"),
+            strategy=ranking_eval.get("strategy", "sliding"), depth=ranking_eval.get("depth", 10),
+            set_size=ranking_eval.get("set_size", 3),
         )
         callbacks.append(rank_cb)
         if eval_ds is None:  # the Trainer only calls on_evaluate when there is an eval set
@@ -284,7 +300,8 @@ def run(script: ListwiseScriptArguments, training_args: Any, model_args: Any) ->
             "queries": script.ranking_eval_queries, "top_k": script.ranking_eval_top_k,
             "window": script.ranking_eval_window, "stride": script.ranking_eval_stride,
             "batch_size": script.ranking_eval_batch_size, "max_new_tokens": script.ranking_eval_max_new_tokens,
-            "scoring": script.ranking_eval_scoring,
+            "scoring": script.ranking_eval_scoring, "strategy": script.ranking_eval_strategy,
+            "depth": script.ranking_eval_depth, "set_size": script.ranking_eval_set_size,
         }
     resolved = resolved_config(script, model_args, training_args)
     resolved["model_dtype"] = model_dtype

@@ -4,390 +4,49 @@
         --qrels qrels.dl19-passage.txt
     dear rerank --model ... --input bm25.trec --corpus corpus.tsv --topics topics.tsv --out run.trec
     dear rerank --pointwise POINTWISE --listwise ADAPTER --input dl19_top100.json --out dl19.trec   (two-stage)
+    dear rerank --model ... --input dl19_top100.json --out dl19.trec --strategy tdpart   (docs/inference.md)
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any
 
-from data_prep.cli_options import (
-    OptionError,
-    check_output_file,
-    check_outputs,
-    checked,
-    flag_message,
-    flags_of,
-    is_disk_fault,
-    option,
-    os_error_line,
-    parse_options,
-    settings_of,
-)
 from data_prep.cli_options import build_parser as build_options_parser
-from data_prep.io.versions import package_versions
-from data_prep.readers import (
-    check_id,
-    check_input_file,
-    read_corpus,
-    read_qrels,
-    read_rankgpt_json,
-    read_run,
-    read_topics,
-    requests_from_run,
+from data_prep.cli_options import checked, is_disk_fault, os_error_line, parse_options
+from data_prep.schema import DataError
+
+# the job lives in inference.rerank_job; these names stay importable from here for callers of the command module
+from inference.rerank_job import (
+    RENAMES,
+    TWO_STAGE,
+    RerankOptions,
+    check_inputs,
+    check_judged,
+    error_line,
+    load_listwise,
+    load_requests,
+    rerank_queries,
+    rerank_settings,
+    run_job,
+    run_rerank,
+    show_summary,
+    write_summary,
 )
-from data_prep.schema import DataError, RerankRequest
 
-logger = logging.getLogger(__name__)
-
-
-TWO_STAGE = "two-stage (DeAR): pointwise scores first, then the listwise model on the head"
-
-
-@dataclass
-class RerankOptions:
-    """Every `dear rerank` option: the parser, ``--help``, the checks before loading and the run's recorded
-    settings (``settings()``, what a resumed run must match) all come from these fields."""
-
-    model: str = option(help="listwise adapter folder, merged model folder or Hub id", aliases=("--listwise",))
-    input: str = option(help="RankGPT JSON, or a TREC run (then --corpus and --topics)")
-    out: str = option(help="TREC run to write (appended per query; rerun to resume)", setting=None)
-    corpus: str | None = option(None, omit_default=True,
-                                help="corpus TSV (docid<TAB>text[<TAB>title]) or BEIR JSONL, for a TREC run input")
-    topics: str | None = option(None, omit_default=True, help="topics TSV (qid<TAB>query) or JSONL, for a TREC run input")
-    jsonl: str | None = option(None, help="per-query results with per-window raw generations and repairs",
-                               setting=None)
-    qrels: str | None = option(None, help="TREC qrels: print nDCG of the run at the end", setting=None)
-    metrics: list[str] = option(help="metrics with --qrels", setting=None,
-                                default_factory=lambda: ["ndcg@10", "ndcg@5", "ndcg@1"])
-    prompt: str | None = option(None, help="prompt template name, a prompt_spec.json, or a folder with one such as "
-                                "a `dear prep` output (default: the model folder's prompt_spec.json, else dear-card)")
-    window: int = option(20, help="passages per window")
-    stride: int = option(10, help="step between windows (at most --window)")
-    top_k: int = option(100, help="rerank the first K candidates; the rest keep their order")
-    batch_size: int = option(16, help="windows decoded (or, first-token, scored) together", setting="neutral")
-    scoring: str = option("generate", choices=("generate", "first-token"), omit_default=True,
-                          help="generate: decode each window's ranking (what DeAR adapters are trained for). "
-                          "first-token: one forward pass per window, ids ordered by their logit at the first id "
-                          "(FIRST; for models trained with --first_token_loss_weight), with per-window id "
-                          "probabilities")
-    max_new_tokens: int | None = option(None, help="per-window budget (default: what a full ranking of the window "
-                                        "needs, plus slack)")
-    cot_max_new_tokens: int = option(1024, help="extra budget for chain-of-thought specs")
-    max_prompt_tokens: int | None = option(None, help="shrink passages evenly when a window prompt is longer "
-                                           "(default: the model's context)")
-    base_model: str | None = option(None, help="base model of an adapter (default: from adapter_config.json)")
-    dtype: str = option("auto", help="weights dtype", choices=("auto", "float32", "bfloat16", "float16"))
-    quantization: str | None = option(None, help="load the weights quantized", choices=("4bit", "8bit"))
-    device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...", setting="neutral")
-    backend: str = option("hf", help="generation backend", choices=("hf", "vllm"))
-    trust_remote_code: bool = option(False, help="allow model code from the model folder / Hub repo", setting=None)
-    sample: bool = option(False, help="sample (DeAR's setting) instead of greedy decoding")
-    temperature: float = option(0.7, help="sampling temperature (> 0; with --sample)")
-    top_p: float = option(1.0, help="nucleus sampling mass in (0, 1] (with --sample)")
-    seed: int = option(0, help="seed of the sampling")
-    tag: str = option("dear", help="run tag (6th column)")
-    limit: int | None = option(None, help="only the first N queries", setting=None)
-    overwrite: bool = option(False, help="start over instead of resuming --out", setting=None)
-    no_progress: bool = option(False, help="no progress bar", setting=None)
-    pointwise: str | None = option(None, group=TWO_STAGE,
-                                   help="pointwise model (full classifier folder, PEFT adapter or Hub id)")
-    pointwise_depth: int = option(100, group=TWO_STAGE, help="candidates the pointwise model scores")
-    listwise_depth: int = option(30, group=TWO_STAGE,
-                                 help="head of the pointwise order the listwise model reorders (replaces --top-k)")
-    pointwise_batch_size: int = option(32, group=TWO_STAGE, help="pairs scored together", setting="neutral")
-    pointwise_base_model: str | None = option(None, group=TWO_STAGE, help="base model of a pointwise adapter")
-
-    @property
-    def ranked_depth(self) -> int:
-        """The candidates the listwise model reorders: --listwise-depth in two-stage mode, else --top-k."""
-        return self.listwise_depth if self.pointwise else self.top_k
-
-    def check(self) -> None:
-        """Values that can never work, refused before any file is read or any model loads."""
-        from data_prep.windows import check_window
-
-        try:
-            check_window(self.window, self.stride)  # ValueError naming window/stride
-        except ValueError as err:
-            raise DataError(str(err), reason="bad_option", fix="e.g. --window 20 --stride 10 (DeAR's)") from None
-        depth_field = "listwise_depth" if self.pointwise else "top_k"
-        if self.ranked_depth < 2:
-            raise OptionError(depth_field, f"must be >= 2, got {self.ranked_depth}: fewer than two candidates "
-                              "leave nothing to rerank", fix="e.g. 100 (two-stage: 30)")
-        for name in ("batch_size", "pointwise_batch_size", "cot_max_new_tokens", "pointwise_depth"):
-            if getattr(self, name) < 1:
-                raise OptionError(name, f"must be >= 1, got {getattr(self, name)}", fix="use a positive number")
-        for name in ("max_new_tokens", "max_prompt_tokens", "limit"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise OptionError(name, f"must be >= 1, got {value}",
-                                  fix="use a positive number, or leave it out for the default")
-        if self.temperature < 0 or (self.sample and self.temperature == 0):
-            raise OptionError("temperature", f"must be > 0 with --sample, got {self.temperature}",
-                              fix="e.g. 0.7, or leave out --sample for greedy decoding")
-        if not 0 < self.top_p <= 1:
-            raise OptionError("top_p", f"must be in (0, 1], got {self.top_p}", fix="e.g. 0.95, or 1 for no cut")
-        check_input_file(self.input, "input file")
-        if not self.input.endswith((".json", ".json.gz")) and not (self.corpus and self.topics):
-            raise OptionError("input", "a TREC run needs --corpus and --topics for the passage and query texts",
-                              fix="pass --corpus FILE --topics FILE, or give RankGPT JSON with passage text")
-        for name in ("corpus", "topics", "qrels"):
-            if getattr(self, name):
-                check_input_file(getattr(self, name), f"{name} file")
-        try:
-            check_id(self.tag, "the value")  # the 6th column of every run line: TREC splits on whitespace
-        except DataError as err:
-            raise OptionError("tag", err.message, fix="a name without spaces or control characters, e.g. "
-                              "dear-rerank") from None
-        check_output_file(self.out, "run file")
-        if self.jsonl:
-            check_output_file(self.jsonl, "JSONL file")
-        check_outputs(self.outputs(), {name: getattr(self, name) for name in ("input", "corpus", "topics", "qrels")}
-                      | {"prompt": self.prompt if self.prompt and Path(self.prompt).exists() else None},
-                      flags=flags_of(RerankOptions))
-
-    def outputs(self) -> dict[str, list[str]]:
-        """Every file `dear rerank` writes: the run with its sidecars (settings, summary, lock, the part files
-        of an interrupted many-process job) and the JSONL. The run and JSONL are resumable (their ownership is
-        checked by ``inference.runfiles``), the sidecars are the run's own."""
-        from data_prep.io.lock import lock_path
-        from inference.runfiles import existing_parts, meta_path
-
-        parts = [str(p) for _, run, rec in existing_parts(self.out) for p in (run, rec)]
-        return {"out": [self.out, str(meta_path(self.out)), self.out + ".summary.json", str(lock_path(self.out)),
-                        *parts],
-                "jsonl": [self.jsonl] if self.jsonl else []}
-
-    def settings(self) -> dict[str, Any]:
-        """What the run records in ``RUN.meta.json`` and a resumption must match, derived from the fields:
-        sampling values only when sampling, two-stage values only in two-stage mode, ``top_k`` = the depth
-        the listwise model actually reorders."""
-        s = settings_of(self)
-        if not self.sample:
-            s["temperature"] = s["top_p"] = None
-        s["top_k"] = self.ranked_depth
-        two_stage = {f.name for f in fields(self) if f.metadata.get("group") == TWO_STAGE}
-        s.pop("listwise_depth", None)
-        s.pop("pointwise_batch_size", None)
-        if not self.pointwise:
-            for name in two_stage:
-                s.pop(name, None)
-        return s
+__all__ = ["RENAMES", "TWO_STAGE", "RerankOptions", "build_parser", "check_inputs", "check_judged", "error_line",
+           "load_listwise", "load_requests", "main", "parse_options", "parse_rerank_options", "rerank_queries",
+           "rerank_settings", "run_rerank", "show_summary", "write_summary"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     return build_options_parser(RerankOptions, prog="dear rerank", description=__doc__)
 
 
-def load_requests(input_path: str, corpus: str | None = None, topics: str | None = None,
-                  limit: int | None = None) -> list[RerankRequest]:
-    """Rerank requests from RankGPT JSON, or from a TREC run joined with a corpus and topics."""
-    if input_path.endswith((".json", ".json.gz")):
-        requests = read_rankgpt_json(input_path)
-    else:
-        if not corpus or not topics:
-            raise DataError("a TREC run input needs --corpus and --topics", path=input_path,
-                            fix="pass --corpus FILE --topics FILE, or give RankGPT JSON with passage text")
-        requests = requests_from_run(read_run(input_path), read_topics(topics), read_corpus(corpus), input_path)
-    seen: set[str] = set()
-    for r in requests:
-        if r.qid in seen:
-            raise DataError("the same qid appears twice", path=input_path, qid=r.qid, reason="duplicate_qid",
-                            fix="merge or rename the duplicated query")
-        seen.add(r.qid)
-        if not r.query.strip():
-            raise DataError("empty query", path=input_path, qid=r.qid, reason="empty_query",
-                            fix="give the query text or drop the query")
-    empty = [r.qid for r in requests if not r.candidates]
-    if empty:  # nothing to rank and nothing to write: kept, they would count as unfinished on every resume
-        logger.warning("%s: %d queries have no candidates and are skipped: %s", input_path, len(empty), empty[:5])
-        requests = [r for r in requests if r.candidates]
-    return requests[:limit] if limit is not None else requests
-
-
-def check_judged(requests: Sequence[RerankRequest], qrels: dict[str, dict[str, int]], *, qrels_path: str,
-                  input_path: str) -> int:
-    """The number of input queries the qrels judge; none is an error known before any model loads (a wrong
-    qrels file would otherwise end an hour of ranking with a DataError instead of an nDCG)."""
-    judged = sum(1 for r in requests if r.qid in qrels)
-    if not judged:
-        raise DataError(f"the qrels judge none of the {len(requests)} input queries", path=qrels_path,
-                        reason="no_judged_queries",
-                        fix=f"pass the qrels of the collection and year of {input_path}, or drop --qrels")
-    if judged < len(requests):
-        logger.info("%d of %d input queries have judgments in %s; the metrics are over those", judged,
-                    len(requests), qrels_path)
-    return judged
-
-
-def device_map_for(device: str) -> Any:
-    if device == "auto":
-        return "auto"
-    return {"": "cuda:0" if device == "cuda" else device}
-
-
-def run_rerank(reranker: Any, requests: Sequence[RerankRequest], *, out: str, jsonl: str | None,
-               settings: dict[str, Any], overwrite: bool = False, tag: str = "dear",
-               progress: bool = True, fingerprints: dict[str, str] | None = None) -> dict[str, Any]:
-    """Rerank the queries not yet in ``out`` and append each as it finishes; returns the session summary.
-
-    Once every query is done the run and JSONL are rewritten in the input's query order (finished queries
-    not asked now follow), so the files do not depend on which query finished first, on resumption, or on
-    how many processes ranked them. ``fingerprints``: of the input as read (before a pointwise stage
-    reordered the candidates); default those of ``requests``."""
-    from inference.runfiles import (
-        RunAppender,
-        consolidate,
-        expected_lines,
-        prepare_resume,
-        query_fingerprints,
-    )
-
-    expected = expected_lines(requests)
-    done = prepare_resume(out, jsonl, expected, settings, overwrite=overwrite,
-                          fingerprints=fingerprints if fingerprints is not None else query_fingerprints(requests))
-    todo = [r for r in requests if r.qid not in done]
-    if done:
-        logger.info("resuming %s: %d of %d queries already done", out, len(done), len(requests))
-    with RunAppender(out, jsonl, tag=tag) as writer:
-        stats = rerank_queries(reranker, todo, writer, progress=progress)
-    consolidate(out, jsonl, expected)
-    wall = stats.pop("wall_s")
-    return {"queries": len(requests), "resumed": len(done), **stats,
-            "wall_s": round(wall, 3), "queries_per_s": round(len(todo) / wall, 3) if wall > 0 else None,
-            "backend": reranker.backend.stats.as_dict(), "versions": package_versions()}
-
-
-def rerank_queries(reranker: Any, todo: Sequence[RerankRequest], writer: Any, *, progress: bool = True,
-                   desc: str = "rerank", between: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Rerank ``todo``, hand each finished query to ``writer.write`` and count windows, tokens and repairs.
-
-    ``between`` runs after each query (a many-process job checks there whether another rank failed)."""
-    from tqdm import tqdm
-
-    repairs: Counter[str] = Counter()
-    windows = model_calls = tokens = 0
-    t0, c0 = time.perf_counter(), time.process_time()
-    with tqdm(total=len(todo), unit="query", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
-        for result in reranker.iter_rerank(todo):
-            record = {"qid": result.qid, **result.to_json()}
-            writer.write(result.qid, result.ranked(), record)
-            for k, v in result.repairs.items():
-                repairs[k] += v
-            windows += len(result.windows)
-            model_calls += sum(1 for w in result.windows if w.raw is not None)
-            tokens += result.generated_tokens
-            bar.update(1)
-            bar.set_postfix(windows=windows, tok=tokens, refresh=False)
-            if between is not None:
-                between()
-    return {"ranked": len(todo), "windows": windows, "model_calls": model_calls, "generated_tokens": tokens,
-            "repairs": dict(sorted(repairs.items())), "wall_s": time.perf_counter() - t0,
-            "cpu_s": round(time.process_time() - c0, 3)}
-
-
-def _print_summary(summary: dict[str, Any], out: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"dear rerank -> {out}", show_header=False)
-    table.add_row("queries", f"{summary['ranked']} ranked now, {summary['resumed']} resumed, "
-                             f"{summary['queries']} total")
-    table.add_row("windows", f"{summary['windows']} ({summary['model_calls']} model calls)")
-    table.add_row("tokens generated", str(summary["generated_tokens"]))
-    table.add_row("repairs", ", ".join(f"{k}={v}" for k, v in summary["repairs"].items()) or "none")
-    table.add_row("wall time", f"{summary['wall_s']:.1f} s ({summary['queries_per_s'] or 0:.2f} queries/s)")
-    for name, stage in (summary.get("stages") or {}).items():
-        if isinstance(stage, dict):
-            table.add_row(f"{name} stage", f"{stage['wall_s']:.1f} s ({100 * (stage['share'] or 0):.0f}% of the time)")
-    first = summary.get("first_stage_metrics", {})
-    for name, value in summary.get("metrics", {}).items():
-        table.add_row(name, f"{100 * value:.2f} (first stage {100 * first[name]:.2f})" if name in first
-                      else f"{100 * value:.2f}")
-    Console(stderr=True).print(table)
-
-
-def rerank_settings(args: RerankOptions | argparse.Namespace) -> dict[str, Any]:
-    """What decides the rankings (recorded beside the run; a resume with other settings is refused), derived
-    from the options' fields (``RerankOptions.settings``)."""
-    opts = args if isinstance(args, RerankOptions) else RerankOptions(**vars(args))
-    return opts.settings()
-
-
-def load_listwise(args: RerankOptions, device_map: Any) -> Any:
-    """The listwise reranker the options describe, on ``device_map``."""
-    from inference.reranker import ListwiseReranker
-
-    return ListwiseReranker.from_pretrained(
-        args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
-        device_map=device_map, prompt=args.prompt,
-        trust_remote_code=args.trust_remote_code, backend=args.backend, window=args.window,
-        stride=args.stride, top_k=args.listwise_depth if args.pointwise else args.top_k,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, cot_max_new_tokens=args.cot_max_new_tokens,
-        max_prompt_tokens=args.max_prompt_tokens, do_sample=args.sample, temperature=args.temperature,
-        top_p=args.top_p, seed=args.seed, scoring=args.scoring)
-
-
-def add_metrics(summary: dict[str, Any], args: RerankOptions, requests: Sequence[RerankRequest],
-                qrels: Any) -> None:
-    """nDCG (etc.) of the finished run and of the first stage's order, when qrels were given."""
-    if qrels is None:
-        return
-    from inference.metrics import evaluate
-
-    asked = {r.qid for r in requests}  # a resumed run may also hold finished queries not asked for now
-    summary["metrics"] = evaluate({q: d for q, d in read_run(args.out).items() if q in asked}, qrels, args.metrics)
-    first = {r.qid: [(c.docid, float(len(r.candidates) - i)) for i, c in enumerate(r.candidates)]
-             for r in requests}
-    summary["first_stage_metrics"] = evaluate(first, qrels, args.metrics)
-
-
-def write_summary(summary: dict[str, Any], out: str) -> None:
-    from data_prep.io import write_text_atomic
-
-    _print_summary(summary, out)
-    write_text_atomic(out + ".summary.json", _json(summary))  # whole or not at all; a full disk names it
-
-
-# library parameters that `dear rerank` exposes under another name (so errors name the flag)
-RENAMES = {"max_tokens": "max_prompt_tokens", "k": "top_k"}
-
-
-def error_line(err: Exception) -> str:
-    """A library error as `dear rerank` shows it: field names written as this command's flags."""
-    return f"dear rerank: error: {flag_message(err, flags_of(RerankOptions), renames=RENAMES)}"
-
-
 def parse_rerank_options(argv: list[str] | None = None) -> RerankOptions:
     """The parsed and checked options (argparse's own errors exit 2; a bad value raises a DataError)."""
     return checked(parse_options(RerankOptions, argv, prog="dear rerank", parser=build_parser()),
                    prog="dear rerank")
-
-
-def check_inputs(args: RerankOptions) -> tuple[list[RerankRequest], Any]:
-    """(requests, qrels) after every check that needs no model: input records, judged queries, metric names,
-    the model folder's weights and base model; nothing is written before these pass."""
-    requests = load_requests(args.input, args.corpus, args.topics, args.limit)
-    qrels = read_qrels(args.qrels) if args.qrels else None
-    if qrels is not None:
-        check_judged(requests, qrels, qrels_path=args.qrels, input_path=args.input)
-        from inference.metrics import parse_metric
-
-        for m in args.metrics:
-            parse_metric(m)
-    from inference.models import check_loadable, describe_source
-
-    check_loadable(describe_source(args.model), args.base_model)
-    return requests, qrels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
               "accelerate or srun run `-m inference.rerank` with the same options", file=sys.stderr)
         return 2
     try:
-        return _main(checked(args, prog="dear rerank"))
+        opts = checked(args, prog="dear rerank")
+        show_summary(run_job(opts), opts.out)
+        return 0
+    except KeyboardInterrupt:
+        print(f"dear rerank: interrupted; finished queries are saved in {args.out}. "
+              "Run the same command again to resume.", file=sys.stderr)
+        return 130
     except DataError as err:
         print(error_line(err), file=sys.stderr)
         return 2
@@ -408,47 +73,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(os_error_line("dear rerank", err, path=args.out), file=sys.stderr)
         return 2
-
-
-def _main(args: RerankOptions) -> int:
-    try:
-        requests, qrels = check_inputs(args)
-        settings = rerank_settings(args)
-        from data_prep.io import OutputLock
-        from inference.runfiles import expected_lines, prepare_resume, query_fingerprints
-
-        with OutputLock(args.out, what="run"):  # a second job on the same --out is refused, not interleaved
-            fingerprints = query_fingerprints(requests)  # of the input, before a pointwise stage reorders it
-            done = prepare_resume(args.out, args.jsonl, expected_lines(requests), settings,
-                                  overwrite=args.overwrite, fingerprints=fingerprints)
-            stage1 = None
-            if args.pointwise and len(done) < len(requests):
-                from inference.two_stage import run_pointwise_stage
-
-                requests, stage1 = run_pointwise_stage(args, requests, done, device_map_for(args.device))
-            if len(done) < len(requests):
-                reranker = load_listwise(args, device_map_for(args.device))
-                summary = run_rerank(reranker, requests, out=args.out, jsonl=args.jsonl, settings=settings,
-                                     tag=args.tag, progress=not args.no_progress, fingerprints=fingerprints)
-                if stage1 is not None:
-                    summary["stages"] = stage1.with_listwise(summary["wall_s"]).as_dict()
-            else:
-                summary = {"queries": len(requests), "resumed": len(done), "ranked": 0, "windows": 0,
-                           "model_calls": 0, "generated_tokens": 0, "repairs": {}, "wall_s": 0.0,
-                           "queries_per_s": None}
-            add_metrics(summary, args, requests, qrels)
-            write_summary(summary, args.out)
-    except KeyboardInterrupt:
-        print(f"dear rerank: interrupted; finished queries are saved in {args.out}. "
-              "Run the same command again to resume.", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
 
 
 if __name__ == "__main__":

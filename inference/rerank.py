@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from inference import cli_rerank
 from inference.parallel import launched_world_size
+from inference.rerank_job import RerankOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from inference.parallel.rerank import run_distributed
 
     # parsed here, checked on rank 0 (which reports a bad value once, for every process)
-    return run_distributed(cli_rerank.parse_options(cli_rerank.RerankOptions, argv, prog="dear rerank",
+    return run_distributed(cli_rerank.parse_options(RerankOptions, argv, prog="dear rerank",
                                                     parser=cli_rerank.build_parser()))
 
 

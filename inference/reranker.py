@@ -1,20 +1,22 @@
-"""`ListwiseReranker`: sliding-window listwise reranking over any generation backend.
+"""`ListwiseReranker`: listwise reranking over any generation backend, any strategy and either scoring mode.
 
-Queries advance independently: each query has at most one window in flight, and its next window enters the
-batch as soon as the previous one is parsed, so ``batch_size`` windows of different queries decode together.
-Prompts come from :func:`data_prep.prompts.render_prompt` and outputs are parsed and repaired by
+Two independent axes, each an object: the strategy (:mod:`inference.ranking.strategies`: ``sliding`` by default,
+``single``, ``tdpart``, ``setwise``) says which windows a query needs next and folds their orders back; the scorer
+(:mod:`inference.ranking.scorers`: ``generate`` or ``first-token``) turns a window's prompt into a backend request
+and the backend's answer into an order. The scheduler here runs the windows of many queries, and the windows of
+one query that do not depend on each other, in one continuous batch: a window enters as soon as a slot is free,
+and a query's next windows as soon as the ones they depend on are folded. Prompts come from
+:func:`data_prep.prompts.render_prompt` and generations are parsed and repaired by
 :func:`data_prep.ranking.parse_ranking`, the same functions training data is built with.
 
-``scoring="first-token"`` (FIRST) replaces generation by one forward pass per window: the prompt plus the forced
-answer start, and the window's ids ordered by the logit of their token at the first-id position
-(``inference.engine.first_token``). Each window then carries its ids' log-probabilities, and a query whose top-k
-fits one window gets those probabilities as its scores.
+With first-token scoring each window carries its ids' log-probabilities, and a query whose top-k was ranked by
+one window gets those probabilities as its scores.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import math
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -23,38 +25,35 @@ from functools import partial
 from typing import Any, Protocol
 
 from data_prep.prompt_tokens import model_input_ids, prompt_has_special_text
-from data_prep.prompts import (
-    PromptSpec,
-    answer_start,
-    get_prompt_spec,
-    model_input_text,
-    prompt_token_count,
-    render_prompt,
-)
-from data_prep.ranking import add_repairs, format_ranking, is_complete_ranking, parse_ranking
+from data_prep.prompts import PromptSpec, get_prompt_spec, model_input_text, prompt_token_count, render_prompt
 from data_prep.schema import Candidate, DataError, RerankRequest
-from data_prep.windows import apply_window, check_window, window_plan
-from inference.engine.types import GenerationBackend, GenerationRequest
+from inference.engine.types import GenerationBackend
+from inference.ranking.scorers import (
+    FIRST_TOKEN,
+    SCORING_MODES,
+    Scorer,
+    WindowAnswer,
+    make_scorer,
+    scorer_class,
+)
+from inference.ranking.strategies import HEAPSORT, Order, Plan, Strategy, Window, make_strategy
 
 logger = logging.getLogger(__name__)
 
-_TRAILING_NUMBER = re.compile(r"\d+\s*$")
-_NUMBER = re.compile(r"\d+")
+__all__ = ["DUPLICATE_DOCID", "FIRST_TOKEN", "PROMPT_SHRUNK", "SCORING_MODES", "ListwiseReranker", "QueryCost",
+           "RequestFeed", "RerankResult", "WindowRecord", "probability_scores", "rank_scores"]
 
 # Input repairs, counted next to the parser's kinds (data_prep.ranking.REPAIR_KINDS).
 DUPLICATE_DOCID = "duplicate_docid"
 PROMPT_SHRUNK = "prompt_shrunk"
-
-SCORING_MODES = ("generate", "first-token")
-FIRST_TOKEN = "first-token"
 
 
 @dataclass(frozen=True)
 class WindowRecord:
     """One ranked window: what was shown, what came back, and what it took to make it a permutation."""
 
-    start: int
-    end: int
+    start: int | None  # sliding: the span of the running order it covered; None for other strategies
+    end: int | None
     docids: tuple[str, ...]  # in prompt order
     # the generation (None for windows of one candidate, which need no model call); for first-token scoring the
     # ranking the logits give, written in the answer format
@@ -67,15 +66,35 @@ class WindowRecord:
     finish_reason: str = "trivial"
     # first-token scoring: log-probability of each window position's id (prompt order; softmax over the ids)
     logprobs: tuple[float, ...] | None = None
+    role: str = "slide"  # the strategy step that made it (sliding: "slide"; tdpart: "pivot", "partition", "rank")
+    round: int = 0  # the query's sequential round it ran in (1-based; 0: no model call)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, with_role: bool = True) -> dict[str, Any]:
         out = {"start": self.start, "end": self.end, "docids": list(self.docids), "raw": self.raw,
                "order": list(self.order), "repairs": self.repairs, "source": self.source,
                "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
                "finish_reason": self.finish_reason}
         if self.logprobs is not None:
             out["logprobs"] = list(self.logprobs)
+        if with_role:
+            out["role"] = self.role
+            out["round"] = self.round
         return out
+
+
+@dataclass(frozen=True)
+class QueryCost:
+    """What ranking one query took: model calls, tokens in and out, and the sequential rounds (the latency no
+    batching removes: windows of one round run together, a round waits for the one before)."""
+
+    model_calls: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    rounds: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"model_calls": self.model_calls, "prompt_tokens": self.prompt_tokens,
+                "generated_tokens": self.generated_tokens, "rounds": self.rounds}
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,11 @@ class RerankResult:
     scores: tuple[float, ...]
     windows: tuple[WindowRecord, ...] = ()
     repairs: dict[str, int] = field(default_factory=dict)
+    cost: QueryCost = field(default_factory=QueryCost)
+    strategy: str = "sliding"
+    # whether the JSON record carries the strategy, the cost and each window's role (False for sliding, whose
+    # records stay as they were before strategies existed: its cost is its windows, one round each)
+    records_cost: bool = False
 
     @property
     def generated_tokens(self) -> int:
@@ -98,8 +122,12 @@ class RerankResult:
         return list(zip(self.docids, self.scores, strict=True))
 
     def to_json(self) -> dict[str, Any]:
-        return {"qid": self.qid, "docids": list(self.docids), "scores": list(self.scores),
-                "repairs": self.repairs, "windows": [w.to_json() for w in self.windows]}
+        out = {"qid": self.qid, "docids": list(self.docids), "scores": list(self.scores),
+               "repairs": self.repairs, "windows": [w.to_json(with_role=self.records_cost) for w in self.windows]}
+        if self.records_cost:
+            out["strategy"] = self.strategy
+            out["cost"] = self.cost.to_json()
+        return out
 
 
 def rank_scores(n: int) -> tuple[float, ...]:
@@ -127,24 +155,36 @@ class RequestFeed(Protocol):
 
 @dataclass
 class _State:
+    """One query being ranked: its strategy's plan and the windows of the plan's current step."""
+
     index: int
     request: RerankRequest
     candidates: tuple[Candidate, ...]
-    order: list[int]  # current order of candidate indices
-    plan: list[tuple[int, int]]
-    next_window: int = 0
-    windows: list[WindowRecord] = field(default_factory=list)
+    k: int  # candidates the strategy ranks (the rest keep their first-stage order)
+    plan: Plan
+    step: list[Window] = field(default_factory=list)  # the windows the plan asked for last
+    answers: dict[int, Order] = field(default_factory=dict)  # position in ``step`` -> its order
+    first_seq: int = 0  # the window number of step[0] (windows are numbered in the order they were asked for)
+    asked: int = 0
+    records: dict[int, WindowRecord] = field(default_factory=dict)  # window number -> record
     repairs: Counter[str] = field(default_factory=Counter)
-    in_window: tuple[int, ...] = ()  # candidate indices of the window in flight
-    shrunk: bool = False
-    probs: dict[int, float] | None = None  # first-token, one-window queries: candidate index -> probability
+    rounds: int = 0
+    order: list[int] | None = None  # the final order of all candidates, once the plan returned the top-k's
+    closed: bool = False  # finished or cancelled: yielded once
+    probs: dict[int, float] | None = None  # a window over the whole top-k (first-token): candidate -> probability
+
+    @property
+    def finished(self) -> bool:
+        return self.order is not None
 
 
 class ListwiseReranker:
     """Rerank candidates with a listwise LLM (a DeAR adapter, a merged model, or anything ``backend`` serves).
 
     ``ListwiseReranker(model, tokenizer, spec, ...)`` wraps live objects (e.g. a PEFT model during training);
-    :meth:`from_pretrained` loads an adapter folder, a merged model or a Hub id.
+    :meth:`from_pretrained` loads an adapter folder, a merged model or a Hub id. ``strategy`` is a name
+    (``sliding``, ``single``, ``tdpart``, ``setwise``; knobs ``window``, ``stride``, ``depth``, ``set_size``,
+    ``setwise_sort``) or a :class:`~inference.ranking.strategies.Strategy` object.
     """
 
     def __init__(
@@ -167,10 +207,14 @@ class ListwiseReranker:
         max_prompt_tokens: int | None = None,
         backend: GenerationBackend | None = None,
         scoring: str = "generate",
+        strategy: str | Strategy = "sliding",
+        depth: int = 10,
+        set_size: int = 3,
+        setwise_sort: str = HEAPSORT,
     ) -> None:
-        check_window(window, stride)
-        if scoring not in SCORING_MODES:
-            raise ValueError(f"scoring must be one of {SCORING_MODES}, got {scoring!r}")
+        self.strategy: Strategy = strategy if not isinstance(strategy, str) else make_strategy(
+            strategy, window=window, stride=stride, depth=depth, set_size=set_size, setwise_sort=setwise_sort)
+        scorer_class(scoring)  # an unknown scoring mode is refused before anything else
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         if batch_size < 1:
@@ -185,28 +229,18 @@ class ListwiseReranker:
         self.early_stop = early_stop
         self.seed = seed
         self.scoring = scoring
-        self._id_tokens: Any = None
-        if scoring == FIRST_TOKEN:
-            from inference.engine.first_token import IdTokenTable
-
-            answer_start(self.spec)  # chain-of-thought specs are refused here, with the fix
-            self._id_tokens = IdTokenTable(tokenizer, self.spec)
-            self._id_tokens.for_window(min(window, top_k) if top_k >= 2 else window)  # refuse before any work
+        self.scorer: Scorer = make_scorer(scoring, self.spec, tokenizer, early_stop=early_stop)
+        largest = self.strategy.largest_window(top_k)
+        self.scorer.check(min(largest, top_k) if top_k >= 2 else largest)  # refuse before any work
         self._budget_cache: dict[int, int] = {}
         if max_prompt_tokens is None and model is not None:
             ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
             if isinstance(ctx, int) and ctx > 0:
-                max_prompt_tokens = ctx - self._budget(window)
+                max_prompt_tokens = ctx - self._budget(largest)
         self.max_prompt_tokens = max_prompt_tokens
-        if backend is None and scoring == FIRST_TOKEN:
-            from inference.engine.first_token import HFFirstTokenScorer
-
-            backend = HFFirstTokenScorer(model, tokenizer)
         if backend is None:
-            from inference.engine.hf import HFBackend
-
-            backend = HFBackend(model, tokenizer, do_sample=do_sample, temperature=temperature,
-                                top_p=top_p, seed=seed)
+            backend = self.scorer.default_backend(model, tokenizer, do_sample=do_sample, temperature=temperature,
+                                                  top_p=top_p, seed=seed)
         self.backend = backend
 
     @classmethod
@@ -230,22 +264,21 @@ class ListwiseReranker:
         if backend == "vllm":
             from inference.engine.vllm import VLLMBackend, max_model_len
 
+            scorer = scorer_class(kwargs.get("scoring", "generate"))
             vb, tokenizer, spec = VLLMBackend.from_pretrained(path, base_model=base_model, dtype=dtype,
                                                               prompt=prompt, trust_remote_code=trust_remote_code,
                                                               revision=revision, seed=kwargs.get("seed", 0),
                                                               do_sample=kwargs.pop("do_sample", False),
                                                               temperature=kwargs.pop("temperature", 1.0),
                                                               top_p=kwargs.pop("top_p", 1.0),
-                                                              first_token=kwargs.get("scoring") == FIRST_TOKEN,
+                                                              first_token=scorer.wants_logprobs,
                                                               max_logprobs=max(100, kwargs.get("window", 20)))
             ctx = max_model_len(vb)
             if ctx is not None and kwargs.get("max_prompt_tokens") is None:
                 kwargs["max_prompt_tokens"] = ctx - (kwargs.get("max_new_tokens") or 512)
-            if kwargs.get("scoring") == FIRST_TOKEN:
-                from inference.engine.first_token import VLLMFirstTokenScorer
-
-                return cls(None, tokenizer, spec, backend=VLLMFirstTokenScorer(vb), **kwargs)
-            return cls(None, tokenizer, spec, backend=vb, **kwargs)
+            rr = cls(None, tokenizer, spec, backend=vb, **kwargs)
+            rr.backend = rr.scorer.vllm_backend(vb)
+            return rr
         if backend != "hf":
             raise ValueError(f"unknown backend {backend!r}: use 'hf' or 'vllm'")
         options = ModelOptions(base_model=base_model, dtype=dtype, quantization=quantization, device_map=device_map,
@@ -284,7 +317,7 @@ class ListwiseReranker:
         for st in self._drive(take, None):
             result = self._result(st)
             yield (st.index, result) if with_index else result
-        unfinished = [s.request.qid for s in states if s.next_window < len(s.plan)]
+        unfinished = [s.request.qid for s in states if not s.finished]
         if unfinished:
             raise RuntimeError(f"backend stopped before queries {unfinished[:5]} were ranked")
 
@@ -293,7 +326,7 @@ class ListwiseReranker:
 
         New requests join the batch whenever a slot is free, so windows of requests that arrived at different
         times decode together exactly as the queries of :meth:`iter_rerank` do. A request the feed reports
-        cancelled takes no new window, its window in flight leaves the backend's batch (for backends that
+        cancelled takes no new window, its windows in flight leave the backend's batch (for backends that
         honour ``GenerationRequest.cancelled``), and it yields nothing. An invalid request goes back through
         ``feed.reject`` without disturbing the others."""
         keys: dict[int, Hashable] = {}
@@ -325,8 +358,8 @@ class ListwiseReranker:
                 feed.reject(key, err)
 
         for st in self._drive(take, cancelled, failed):
-            key = keys.pop(st.index)
-            if not feed.cancelled(key):
+            key = keys.pop(st.index, None)
+            if key is not None and not feed.cancelled(key):
                 yield key, self._result(st)
 
     def _drive(self, take: Callable[[bool], _State | None], cancelled: Callable[[_State], bool] | None,
@@ -336,59 +369,90 @@ class ListwiseReranker:
         ``take(wait)`` gives the next new query, or None when there is none now; it is asked to ``wait`` only
         when no window is in flight and no result is waiting to be yielded, so a live source never stalls
         decoding, and None then means the source is closed. The backend's stream ends whenever it is idle; a new
-        one starts until the source is closed. With ``failed``, a query whose next window cannot be prepared
-        (rendering, truncation) is handed to it and dropped, and the others go on; without it the error propagates."""
-        ready: deque[_State] = deque()
+        one starts until the source is closed. Windows wait in ``ready`` (in the order their queries asked for
+        them) until the backend has a slot. With ``failed``, a query whose next window cannot be prepared
+        (rendering, truncation) is handed to it and dropped (its windows in flight are ignored), and the others
+        go on; without it the error propagates."""
+        ready: deque[tuple[_State, int]] = deque()  # (query, window number) ready to run
         done: deque[_State] = deque()
-        flying: dict[int, _State] = {}  # queries with a window in the backend
+        flying: dict[Hashable, tuple[_State, int]] = {}  # backend key -> (query, window number)
         closed = False
         hook = cancelled  # handed to the backend with each window (None: nothing is ever cancelled)
         cancelled = cancelled or _never
 
-        def pull(n: int) -> list[GenerationRequest]:
+        def finish(st: _State) -> None:
+            if not st.closed:
+                st.closed = True
+                done.append(st)
+
+        def drop(st: _State, err: Exception) -> None:
+            if failed is None:
+                raise err
+            st.closed = True  # never yielded: its other windows are skipped and their answers ignored
+            failed(st, err)
+
+        def advance(st: _State) -> None:
+            """Ask the plan for its next windows: queue them, or finish the query."""
+            for seq in self._advance(st):
+                ready.append((st, seq))
+            if st.finished:
+                finish(st)
+
+        def pull(n: int) -> list[Any]:
             nonlocal closed
-            for i in [i for i, st in flying.items() if cancelled(st)]:
-                done.append(flying.pop(i))  # the backend drops its row (or finishes it; that generation is ignored)
-            out: list[GenerationRequest] = []
+            for key in [key for key, (st, _) in flying.items() if cancelled(st)]:
+                finish(flying.pop(key)[0])  # the backend drops its row (or finishes it; that answer is ignored)
+            out: list[Any] = []
             while len(out) < n:
                 if ready:
-                    st = ready.popleft()
-                else:
-                    wait = not (flying or out or done)
-                    st = take(wait)
-                    if st is None:
-                        closed = closed or wait
-                        break
+                    st, seq = ready.popleft()
+                    if st.closed:
+                        continue
+                    if cancelled(st):
+                        finish(st)
+                        continue
+                    try:
+                        req = self._request(st, seq)
+                    except Exception as err:  # noqa: BLE001 - handed to ``failed`` (or re-raised) by drop
+                        drop(st, err)
+                        continue
+                    if hook is not None and hasattr(req, "cancelled"):  # requests of other kinds carry no hook
+                        req.cancelled = partial(hook, st)
+                    flying[req.key] = (st, seq)
+                    out.append(req)
+                    continue
+                wait = not (flying or out or done)
+                st = take(wait)
+                if st is None:
+                    closed = closed or wait
+                    break
+                if cancelled(st):
+                    finish(st)
+                    continue
                 try:
-                    req = None if cancelled(st) else self._next_request(st)
-                except Exception as err:
-                    if failed is None:
-                        raise
-                    failed(st, err)
-                    continue
-                if req is None:
-                    done.append(st)
-                    continue
-                if hook is not None and hasattr(req, "cancelled"):  # requests of other kinds carry no hook
-                    req.cancelled = partial(hook, st)
-                flying[st.index] = st
-                out.append(req)
+                    advance(st)
+                except Exception as err:  # noqa: BLE001 - handed to ``failed`` (or re-raised) by drop
+                    drop(st, err)
             return out
 
         while not closed:
-            for gen in self.backend.stream(pull, self.batch_size):
-                st = flying.pop(gen.key[0], None)
-                if st is None:  # its query was cancelled while the window decoded
+            for answer in self.backend.stream(pull, self.batch_size):
+                got = flying.pop(answer.key, None)
+                if got is None or got[0].closed:  # its query was cancelled while the window ran
                     continue
-                self._apply(st, gen)
-                (ready if st.next_window < len(st.plan) else done).append(st)
+                st, seq = got
+                try:
+                    if self._fold(st, seq, answer):
+                        advance(st)
+                except Exception as err:  # noqa: BLE001 - handed to ``failed`` (or re-raised) by drop
+                    drop(st, err)
                 while done:
                     yield done.popleft()
             while done:
                 yield done.popleft()
-            lost = [st.request.qid for st in flying.values() if not cancelled(st)]
+            lost = {id(st): st.request.qid for st, _ in flying.values() if not st.closed and not cancelled(st)}
             if lost:  # the backend ended with windows that never came back: no restart would bring them
-                raise RuntimeError(f"backend stopped before queries {lost[:5]} were ranked")
+                raise RuntimeError(f"backend stopped before queries {list(lost.values())[:5]} were ranked")
 
     # -- internals -----------------------------------------------------------------------------------
     def _new_state(self, index: int, req: RerankRequest) -> _State:
@@ -408,11 +472,57 @@ class ListwiseReranker:
             logger.warning("qid %s: dropped %d duplicate docids (first occurrence kept)", req.qid,
                            repairs[DUPLICATE_DOCID])
         k = min(self.top_k, len(cands))
-        return _State(index=index, request=req, candidates=tuple(cands), order=list(range(len(cands))),
-                      plan=window_plan(k, self.window, self.stride), repairs=repairs)
+        candidates = tuple(cands)
+        self.strategy.check_fits(k, partial(self._fits, req.query, candidates))
+        return _State(index=index, request=req, candidates=candidates, k=k, plan=self.strategy.plan(k),
+                      repairs=repairs)
+
+    def _fits(self, query: str, candidates: Sequence[Candidate], m: int) -> bool:
+        """Whether a window of the first ``m`` candidates fits the context without shrinking its passages."""
+        if self.max_prompt_tokens is None or self.tokenizer is None:
+            return True
+        prompt = render_prompt(self.spec, query, [c.passage() for c in candidates[:m]], tokenizer=self.tokenizer)
+        return _surely_fits(prompt, self.max_prompt_tokens) or (
+            prompt_token_count(prompt, self.tokenizer) <= self.max_prompt_tokens)
+
+    def _advance(self, st: _State) -> list[int]:
+        """Send the plan the orders of its last step and take its next one, until a step needs the model (its
+        window numbers are returned) or the plan returns the final order. Windows of one candidate are answered
+        here, without a model call."""
+        answers: list[Order] | None = None
+        if st.step:
+            answers = [st.answers[i] for i in range(len(st.step))]
+        while True:
+            try:
+                step = st.plan.send(answers) if answers is not None else next(st.plan)
+            except StopIteration as stop:
+                st.order = list(stop.value) + list(range(st.k, len(st.candidates)))
+                st.step = []
+                return []
+            st.step, st.answers, st.first_seq = list(step), {}, st.asked
+            st.asked += len(step)
+            model = []
+            for i, win in enumerate(step):
+                if len(win.items) > 1:
+                    model.append(st.first_seq + i)
+                    continue
+                st.answers[i] = tuple(range(len(win.items)))
+                start, end = _span(win)
+                st.records[st.first_seq + i] = WindowRecord(
+                    start=start, end=end, docids=self._docids(st, win.items), raw=None, order=st.answers[i],
+                    role=win.role)
+            if model:
+                st.rounds += 1
+                return model
+            answers = [st.answers[i] for i in range(len(step))]
+
+    def _docids(self, st: _State, items: Sequence[int]) -> tuple[str, ...]:
+        return tuple(st.candidates[i].docid for i in items)
 
     def _budget(self, n: int) -> int:
         """Token budget of a window of ``n`` candidates: a full ranking's tokens plus slack (and CoT room)."""
+        from data_prep.ranking import format_ranking
+
         if self.max_new_tokens is not None:
             return self.max_new_tokens
         cached = self._budget_cache.get(n)
@@ -429,23 +539,11 @@ class ListwiseReranker:
         self._budget_cache[n] = budget
         return budget
 
-    def _next_request(self, st: _State) -> GenerationRequest | None:
-        """The next window's generation request, or None when the query is finished; windows of one
-        candidate are applied without a model call."""
-        while st.next_window < len(st.plan):
-            start, end = st.plan[st.next_window]
-            idx = tuple(st.order[start:end])
-            if len(idx) > 1:
-                st.in_window = idx
-                return self._request(st, idx)
-            st.windows.append(WindowRecord(start=start, end=end, docids=tuple(st.candidates[i].docid for i in idx),
-                                           raw=None, order=tuple(range(len(idx)))))
-            st.next_window += 1
-        return None
-
-    def _request(self, st: _State, idx: tuple[int, ...]) -> GenerationRequest:
+    def _request(self, st: _State, seq: int) -> Any:
+        """The backend request of window ``seq`` of ``st``'s current step."""
+        win = st.step[seq - st.first_seq]
         spec = self.spec
-        passages = [st.candidates[i].passage() for i in idx]
+        passages = [st.candidates[i].passage() for i in win.items]
         prompt = render_prompt(spec, st.request.query, passages, tokenizer=self.tokenizer)
         if self.max_prompt_tokens is not None and self.tokenizer is not None and not _surely_fits(
                 prompt, self.max_prompt_tokens):
@@ -459,63 +557,48 @@ class ListwiseReranker:
             text, special = prompt.text, True
         else:
             text, special = model_input_text(prompt, self.tokenizer), False
-        n = len(idx)
-        suffix = answer_start(spec) if self.scoring == FIRST_TOKEN else ""
         ids = None  # special-token text in a passage or the query stays text: the ids are built piecewise
         if self.tokenizer is not None and prompt_has_special_text(prompt, self.tokenizer):
-            ids = model_input_ids(prompt, self.tokenizer, suffix)
-        if self.scoring == FIRST_TOKEN:
-            from inference.engine.first_token import ScoreRequest
+            ids = model_input_ids(prompt, self.tokenizer, self.scorer.suffix)
+        n = len(win.items)
+        return self.scorer.request((st.index, seq), text, special, n, budget=self._budget(n),
+                                   seed=zlib.crc32(f"{self.seed}\t{st.request.qid}\t{seq}".encode()),
+                                   best_only=win.best_only, token_ids=ids)
 
-            return ScoreRequest(key=(st.index, st.next_window), text=text + suffix, add_special_tokens=special,
-                                id_tokens=self._id_tokens.for_window(n), token_ids=ids)
-        return GenerationRequest(
-            key=(st.index, st.next_window), text=text, add_special_tokens=special, token_ids=ids,
-            max_new_tokens=self._budget(n),
-            is_complete=_completion_check(n, spec.id_base, spec.cot) if self.early_stop else None,
-            seed=zlib.crc32(f"{self.seed}\t{st.request.qid}\t{st.next_window}".encode()),
-        )
-
-    def _apply(self, st: _State, gen: Any) -> None:
-        if self.scoring == FIRST_TOKEN:
-            self._apply_scores(st, gen)
-            return
-        start, end = st.plan[st.next_window]
-        idx = st.in_window
-        parsed = parse_ranking(gen.text, len(idx), base=self.spec.id_base, cot=self.spec.cot)
-        st.order = apply_window(st.order, (start, end), parsed.order)
-        add_repairs(st.repairs, parsed.repairs)
-        st.windows.append(WindowRecord(
-            start=start, end=end, docids=tuple(st.candidates[i].docid for i in idx), raw=gen.text,
-            order=tuple(parsed.order), repairs=dict(parsed.repairs), source=parsed.source,
-            prompt_tokens=gen.prompt_tokens, generated_tokens=len(gen.token_ids), finish_reason=gen.finish_reason))
-        st.next_window += 1
-
-    def _apply_scores(self, st: _State, scored: Any) -> None:
-        """A first-token window: ids by logit (ties by first-stage rank), log-probabilities over the window's ids."""
-        import math
-
-        from inference.engine.first_token import id_log_probs, window_order
-
-        start, end = st.plan[st.next_window]
-        idx = st.in_window
-        order = window_order(scored.logits, idx)  # candidate indices are first-stage ranks
-        logprobs = id_log_probs(scored.logits)
-        st.order = apply_window(st.order, (start, end), order)
-        if len(st.plan) == 1:  # the whole top-k in one window: its probabilities are the query's scores
-            st.probs = {idx[k]: math.exp(lp) for k, lp in enumerate(logprobs)}
-        st.windows.append(WindowRecord(
-            start=start, end=end, docids=tuple(st.candidates[i].docid for i in idx),
-            raw=format_ranking(order, base=self.spec.id_base), order=tuple(order), repairs={}, source=FIRST_TOKEN,
-            prompt_tokens=scored.prompt_tokens, generated_tokens=0, finish_reason=FIRST_TOKEN,
-            logprobs=tuple(logprobs)))
-        st.next_window += 1
+    def _fold(self, st: _State, seq: int, out: Any) -> bool:
+        """Record window ``seq``'s answer; True when its step is complete (the plan can go on)."""
+        i = seq - st.first_seq
+        win = st.step[i]
+        ans: WindowAnswer = self.scorer.read(out, len(win.items), win.items, best_only=win.best_only)
+        st.answers[i] = ans.order
+        for kind, count in ans.repairs.items():
+            st.repairs[kind] += count
+        if ans.logprobs is not None and len(win.items) == st.k:  # a window over the whole top-k
+            st.probs = {win.items[p]: math.exp(lp) for p, lp in enumerate(ans.logprobs)}
+        start, end = _span(win)
+        st.records[seq] = WindowRecord(
+            start=start, end=end, docids=self._docids(st, win.items), raw=ans.raw, order=ans.order,
+            repairs=ans.repairs, source=ans.source, prompt_tokens=ans.prompt_tokens,
+            generated_tokens=ans.generated_tokens, finish_reason=ans.finish_reason, logprobs=ans.logprobs,
+            role=win.role, round=st.rounds)
+        return len(st.answers) == len(st.step)
 
     def _result(self, st: _State) -> RerankResult:
-        docids = tuple(st.candidates[i].docid for i in st.order)
-        scores = rank_scores(len(docids)) if st.probs is None else probability_scores(st.order, st.probs)
-        return RerankResult(qid=st.request.qid, docids=docids, scores=scores,
-                            windows=tuple(st.windows), repairs=dict(st.repairs))
+        order = st.order if st.order is not None else list(range(len(st.candidates)))
+        windows = tuple(st.records[s] for s in sorted(st.records))
+        called = [w for w in windows if w.raw is not None]
+        docids = tuple(st.candidates[i].docid for i in order)
+        probs = st.probs if len(called) == 1 else None  # the top-k was ranked by that one window alone
+        scores = rank_scores(len(docids)) if probs is None else probability_scores(order, probs)
+        cost = QueryCost(model_calls=len(called), prompt_tokens=sum(w.prompt_tokens for w in called),
+                         generated_tokens=sum(w.generated_tokens for w in called), rounds=st.rounds)
+        return RerankResult(qid=st.request.qid, docids=docids, scores=scores, windows=windows,
+                            repairs=dict(st.repairs), cost=cost, strategy=self.strategy.name,
+                            records_cost=self.strategy.records_cost)
+
+
+def _span(win: Window) -> tuple[int | None, int | None]:
+    return win.span if win.span is not None else (None, None)
 
 
 # TREC runs carry 6 decimals (data_prep.readers.write_run): probabilities closer than this are moved apart
@@ -544,17 +627,6 @@ def probability_scores(order: Sequence[int], probs: dict[int, float]) -> tuple[f
 
 def _never(st: _State) -> bool:
     return False
-
-
-def _completion_check(n: int, base: int, cot: bool) -> Callable[[str], bool]:
-    """Early stop once the final ranking names all ``n`` ids; a trailing number may still grow ("[1" -> "[12]")."""
-
-    def check(text: str) -> bool:
-        if len(_NUMBER.findall(text)) < n:  # cheap: a full ranking holds at least n numbers
-            return False
-        return is_complete_ranking(_TRAILING_NUMBER.sub("", text), n, base=base, cot=cot)
-
-    return check
 
 
 def _surely_fits(prompt: Any, max_tokens: int) -> bool:

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from inference.cli_rerank import device_map_for
+    from inference.ranking.options import device_map_for
     from inference.reranker import ListwiseReranker
 
     model = args.model

@@ -61,3 +61,32 @@ class RecordingBackend:
             return got
 
         yield from self.inner.stream(recording_pull, max_in_flight)
+
+
+def relevance_logits(req) -> list[float]:
+    """First-token stand-in for plain prompts whose passages read ``rel=<int> ...``: each id's logit is its rel."""
+    found = dict((int(i), float(r)) for i, r in _PLAIN_PASSAGE.findall(req.text))
+    return [found.get(i, 0.0) for i in range(len(req.id_tokens))]
+
+
+class ScriptedScorer:
+    """A first-token backend answering ``logits(request)``; takes up to ``max_in_flight`` windows at a time and
+    answers them newest first, recording what was in flight together."""
+
+    def __init__(self, logits: Callable = relevance_logits) -> None:
+        self.logits = logits
+        self.stats = BackendStats()
+        self.requests: list = []
+        self.in_flight_keys: list[list] = []
+
+    def stream(self, pull, max_in_flight: int):
+        from inference.engine.first_token import WindowScores
+
+        while True:
+            reqs = pull(max_in_flight)
+            if not reqs:
+                return
+            self.requests.extend(reqs)
+            self.in_flight_keys.append([r.key for r in reqs])
+            for req in reversed(reqs):
+                yield WindowScores(key=req.key, logits=self.logits(req), prompt_tokens=len(req.text.split()))

@@ -281,7 +281,9 @@ CASES: list[Case] = [
           ("--temperature", "-1", "must be > 0", "e.g. 0.7"),
           ("--top-p", "5", "must be in (0, 1]", "e.g. 0.95, or 1 for no cut"),
           ("--top-p", "0", "must be in (0, 1]", "e.g. 0.95, or 1 for no cut"),
-          ("--pointwise x --listwise-depth", "1", "must be >= 2", "e.g. 100 (two-stage: 30)")]],
+          ("--pointwise x --listwise-depth", "1", "must be >= 2", "e.g. 100 (two-stage: 30)"),
+          ("--strategy tdpart --depth", "20", "must be between 1 and the window - 1", "e.g. --window 20 --depth 10"),
+          ("--strategy setwise --set-size", "1", "must be >= 2", "e.g. --set-size 3 --depth 10")]],
     Case("rerank-run-without-corpus", "options", "a TREC run input without --corpus/--topics",
          ["rerank", "--model", "{missing}", "--input", "{run}", "--out", "{done_run}"], ("--input", "--corpus"),
          "pass --corpus FILE --topics FILE", unchanged=("done_run",)),
@@ -299,7 +301,8 @@ CASES: list[Case] = [
            flag, value], (flag, must), fix)
       for flag, value, must, fix in [
           ("--port", "99999", "must be between 0 and 65535", "e.g. 8000"),
-          ("--request-timeout", "nan", "must be a number of seconds in (0, 86400]", "e.g. 60"),
+          ("--request-timeout", "nan", "must be a finite number", "give a real number"),
+          ("--request-timeout", "0", "must be a number of seconds in (0, 86400]", "e.g. 60"),
           ("--top-k", "0", "must be >= 2", "e.g. 100"),
           ("--window", "1", "must be >= 2", "e.g. --window 20 --stride 10"),
           ("--max-queue", "0", "must be >= 1", "use a positive number")]],

@@ -53,3 +53,38 @@ def test_ranking_eval_callback_logs_ndcg_of_the_live_model(tiny_model_dir, share
     assert len(windows) == 2 * 2  # 6 candidates, window 4, stride 2 -> 2 windows per query
     ok = sum(parse_ranking(w.raw, len(w.docids), base=spec.id_base).ok for w in windows)
     assert abs(ok / len(windows) - lines[-1]["valid_window_share"]) < 1e-9
+
+
+def test_ranking_eval_takes_a_strategy(tiny_model_dir, shared_data):
+    """`ranking_eval_strategy`: the held-out queries are ranked with that strategy (tdpart here: pivot and
+    partition windows), the same result `ListwiseReranker(strategy=...)` gives; bad knobs are config errors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from data_prep.prompts import get_prompt_spec
+    from dear_train.ranking_eval import evaluate_ranking, load_held_out
+    from inference import ListwiseReranker
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+    spec = get_prompt_spec("dear-card", truncate_length=40)
+    held = load_held_out(shared_data.joinpath(*DL19_JSON), shared_data.joinpath(*DL19_QRELS), num_queries=2, top_k=8)
+    out = evaluate_ranking(model, tok, spec, held, window=4, stride=2, max_new_tokens=12, strategy="tdpart", depth=2)
+    rr = ListwiseReranker(model, tok, spec, window=4, top_k=8, max_new_tokens=12, strategy="tdpart", depth=2)
+    results = rr.rerank_batch(list(held.requests))
+    assert out["windows"] == sum(r.cost.model_calls for r in results) >= 2 * 3  # pivot + >= 2 partitions per query
+    assert {w.role for r in results for w in r.windows} >= {"pivot", "partition"}
+    assert 0.0 <= out["metrics"]["ndcg@10"] <= 1.0
+
+
+def test_ranking_eval_strategy_knobs_are_checked_with_the_config_names(tiny_model_dir, shared_data, tmp_path):
+    import pytest
+
+    from dear_train import sft
+    from dear_train.config import ConfigError, parse_config
+
+    data = build_prep_folder(tmp_path / "prep", shared_data)
+    argv = tiny_args(tiny_model_dir, data, tmp_path / "out", "--eval_strategy", "steps", "--eval_steps", "2",
+                     "--ranking_eval_data", str(shared_data.joinpath(*DL19_JSON)),
+                     "--ranking_eval_qrels", str(shared_data.joinpath(*DL19_QRELS)),
+                     "--ranking_eval_strategy", "tdpart", "--ranking_eval_depth", "20")
+    with pytest.raises(ConfigError, match="ranking_eval_depth must be between 1 and the window - 1"):
+        sft.validate(*parse_config(sft.config_classes(), argv))

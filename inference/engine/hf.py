@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inference.engine.prefill import last_row_prefill
@@ -24,24 +23,12 @@ from inference.engine.types import (
     Generation,
     GenerationRequest,
     Pull,
+    Row,
 )
 from inference.grad_mode import evaluating
 
 if TYPE_CHECKING:
     from inference.engine.kv_slots import SlotBatch
-
-
-@dataclass
-class Row:
-    """One window in flight: its request, prompt length and the tokens generated so far."""
-
-    req: GenerationRequest
-    prompt_len: int
-    ids: list[int] = field(default_factory=list)
-    generator: Any = None
-    text: str | None = None  # the decoded ``ids`` (None until decoded, and after each new token)
-    stream: Any = None  # incremental decoder of ``ids`` for the early-stop check (fast tokenizers)
-    stream_text: str = ""
 
 
 class HFBackend:

@@ -12,7 +12,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 if TYPE_CHECKING:
-    from inference.engine.hf import Row
+    from inference.engine.types import Row
 
 
 def takes_4d_mask(model: Any) -> bool:

@@ -8,8 +8,8 @@ finishes, so a query's next window can enter the batch while other windows are s
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 FINISH_COMPLETE = "complete"  # the parsed ranking names every candidate
 FINISH_EOS = "eos"
@@ -30,6 +30,20 @@ class GenerationRequest:
     # the ids of ``text`` when plain tokenization of it would be wrong: a passage holds special-token text, which
     # must stay text (data_prep.prompt_tokens.model_input_ids); None: tokenize ``text`` as usual
     token_ids: list[int] | None = None
+
+
+@dataclass
+class Row:
+    """One window in flight in a decode loop (``inference.engine.hf``, placed in KV slots by
+    ``inference.engine.kv_slots``): its request, prompt length and the tokens generated so far."""
+
+    req: GenerationRequest
+    prompt_len: int
+    ids: list[int] = field(default_factory=list)
+    generator: Any = None
+    text: str | None = None  # the decoded ``ids`` (None until decoded, and after each new token)
+    stream: Any = None  # incremental decoder of ``ids`` for the early-stop check (fast tokenizers)
+    stream_text: str = ""
 
 
 @dataclass

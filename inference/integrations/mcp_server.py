@@ -20,61 +20,31 @@ from typing import Annotated, Any
 from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
 from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.schema import DataError
+from inference.ranking.options import RankingOptions, device_map_for
 
 PROG = "dear mcp"
 
 
-@dataclass
-class McpOptions:
-    """The model and ranking options of `dear rerank` (same names, defaults and help), and the tool's limit."""
+@dataclass(kw_only=True)
+class McpOptions(RankingOptions):
+    """The model and ranking options every ranking command shares (:class:`inference.ranking.options.
+    RankingOptions`: the same names, defaults, help and checks as `dear rerank` and `dear serve`), and the tool's
+    limit."""
 
-    model: str = option(help="listwise adapter folder, merged model folder or Hub id")
-    prompt: str | None = option(None, help="prompt template name or prompt_spec.json (default: the model folder's)")
-    window: int = option(20, help="passages per window")
-    stride: int = option(10, help="step between windows (at most --window)")
-    top_k: int = option(100, help="rerank the first K documents of a call; the rest keep their order")
-    batch_size: int = option(16, help="windows decoded (or, first-token, scored) together")
-    scoring: str = option("generate", choices=("generate", "first-token"),
-                          help="generate: decode each window's ranking; first-token: one forward pass per window, "
-                          "ids ordered by their logit at the first id (for models trained with it)")
-    max_new_tokens: int | None = option(None, help="per-window budget (default: what a full ranking needs)")
-    cot_max_new_tokens: int = option(1024, help="extra budget for chain-of-thought specs")
-    max_prompt_tokens: int | None = option(None, help="shrink passages evenly when a window prompt is longer "
-                                           "(default: the model's context)")
-    base_model: str | None = option(None, help="base model of an adapter (default: from adapter_config.json)")
-    dtype: str = option("auto", help="weights dtype", choices=("auto", "float32", "bfloat16", "float16"))
-    quantization: str | None = option(None, help="load the weights quantized", choices=("4bit", "8bit"))
-    device: str = option("auto", help="auto, cpu, cuda, cuda:1 ...")
-    backend: str = option("hf", help="generation backend", choices=("hf", "vllm"))
-    trust_remote_code: bool = option(False, help="allow model code from the model folder / Hub repo")
-    max_documents: int = option(100, help="documents per tool call (more: a tool error)")
+    max_documents: int = option(100, help="documents per tool call (more: a tool error)", setting=None)
 
     def check(self) -> None:
         """Values that can never work, refused before the model loads."""
-        from data_prep.windows import check_window
-
-        try:
-            check_window(self.window, self.stride)
-        except ValueError as err:
-            raise DataError(str(err), reason="bad_option", fix="e.g. --window 20 --stride 10 (DeAR's)") from None
-        if self.top_k < 2:
-            raise OptionError("top_k", f"must be >= 2, got {self.top_k}: fewer than two documents leave nothing "
-                              "to rerank", fix="e.g. 100")
-        for name in ("batch_size", "cot_max_new_tokens", "max_documents", "max_new_tokens", "max_prompt_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise OptionError(name, f"must be >= 1, got {value}", fix="use a positive number")
+        super().check()
+        if self.max_documents < 1:
+            raise OptionError("max_documents", f"must be >= 1, got {self.max_documents}",
+                              fix="use a positive number")
 
     def ranking_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``ListwiseReranker.from_pretrained`` these options stand for."""
-        from inference.cli_rerank import device_map_for
-
         return {"base_model": self.base_model, "dtype": self.dtype, "quantization": self.quantization,
                 "device_map": device_map_for(self.device), "prompt": self.prompt,
-                "trust_remote_code": self.trust_remote_code, "backend": self.backend, "window": self.window,
-                "stride": self.stride, "top_k": self.top_k, "batch_size": self.batch_size,
-                "max_new_tokens": self.max_new_tokens, "cot_max_new_tokens": self.cot_max_new_tokens,
-                "max_prompt_tokens": self.max_prompt_tokens, "scoring": self.scoring}
+                "trust_remote_code": self.trust_remote_code, "backend": self.backend, **self.reranker_kwargs()}
 
 
 def build_server(reranker: Any, *, max_documents: int = 100, name: str = "dear") -> Any:

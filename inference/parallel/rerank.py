@@ -86,7 +86,7 @@ def _record_for_launcher(message: str, code: int) -> None:
 
 def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int:
     """The many-process `dear rerank`; returns the process's exit code (rank 0 prints the outcome)."""
-    from inference.cli_rerank import RerankOptions
+    from inference.rerank_job import RerankOptions
 
     if not isinstance(args, RerankOptions):  # parsed by `dear rerank`'s parser: the same fields
         args = RerankOptions(**vars(args))
@@ -124,7 +124,7 @@ def run_distributed(args: argparse.Namespace, group: Group | None = None) -> int
         except (Exception, KeyboardInterrupt) as err:
             code = 2 if isinstance(err, DataError) else 130 if isinstance(err, KeyboardInterrupt) else 1
             if isinstance(err, DataError):
-                from inference.cli_rerank import error_line
+                from inference.rerank_job import error_line
 
                 message = error_line(err).removeprefix("dear rerank: error: ")  # flags, as dear rerank says
             elif isinstance(err, KeyboardInterrupt):
@@ -155,7 +155,7 @@ def _prepare(args: argparse.Namespace, group: Group) -> tuple[Any, dict[str, Any
     """Rank 0: validate the input, lock ``--out``, fold in what earlier jobs left, publish the plan."""
     from data_prep.cli_options import checked
     from data_prep.io import OutputLock
-    from inference.cli_rerank import check_inputs, rerank_settings
+    from inference.rerank_job import check_inputs, rerank_settings
     from inference.runfiles import expected_lines, prepare_resume, query_fingerprints
 
     t0 = time.perf_counter()
@@ -203,7 +203,8 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests
           ) -> dict[str, Any]:
     """This rank's share: rerank it into its part file; returns its totals."""
     from data_prep.io import OutputLock
-    from inference.cli_rerank import device_map_for, load_listwise, load_requests, rerank_queries
+    from inference.ranking.options import device_map_for
+    from inference.rerank_job import load_listwise, load_requests, rerank_queries
     from inference.runfiles import RunAppender, part_paths
 
     t0 = time.perf_counter()
@@ -217,7 +218,8 @@ def _work(args: argparse.Namespace, group: Group, plan: dict[str, Any], requests
     todo = [r for r in requests if r.qid not in done]
     mine = shard(todo, group.rank, group.world_size)
     stats: dict[str, Any] = {"rank": group.rank, "host": group.host, "queries": len(mine), "ranked": 0,
-                             "windows": 0, "model_calls": 0, "generated_tokens": 0, "repairs": {},
+                             "windows": 0, "model_calls": 0, "generated_tokens": 0, "prompt_tokens": 0,
+                             "sequential_rounds": 0, "strategy": args.strategy, "repairs": {},
                              "wall_s": 0.0, "cpu_s": 0.0, "load_s": 0.0, "device": None}
     if not mine:
         stats["total_s"] = round(time.perf_counter() - t0, 3)
@@ -258,7 +260,7 @@ def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[
     """Rank 0: merge the parts into the run and JSONL in input order, then the summary over all ranks."""
     from data_prep.io import package_versions
     from data_prep.readers import read_qrels
-    from inference.cli_rerank import add_metrics, write_summary
+    from inference.rerank_job import add_metrics, show_summary, write_summary
     from inference.runfiles import consolidate, expected_lines
 
     expected = expected_lines(requests)
@@ -270,11 +272,13 @@ def _finish(args: argparse.Namespace, plan: dict[str, Any], statuses: list[dict[
         raise DataError(f"{len(missing)} queries missing after the merge: {missing[:5]}", path=args.out,
                         reason="merge_incomplete", fix="run the same command again to rank them")
     summary = merge_summary(statuses, queries=len(requests), resumed=len(plan["done"]))
+    summary["strategy"] = args.strategy
     summary["merge_s"] = round(merge_s, 3)
     summary["job_wall_s"] = round(time.time() - plan["start"], 3)
     summary["versions"] = package_versions()
     add_metrics(summary, args, requests, read_qrels(args.qrels) if args.qrels else None)
     write_summary(summary, args.out)
+    show_summary(summary, args.out)
 
 
 def merge_summary(statuses: list[dict[str, Any]], *, queries: int, resumed: int) -> dict[str, Any]:
@@ -296,6 +300,8 @@ def merge_summary(statuses: list[dict[str, Any]], *, queries: int, resumed: int)
         "windows": sum(s["windows"] for s in statuses),
         "model_calls": sum(s["model_calls"] for s in statuses),
         "generated_tokens": sum(s["generated_tokens"] for s in statuses),
+        "prompt_tokens": sum(s.get("prompt_tokens", 0) for s in statuses),
+        "sequential_rounds": sum(s.get("sequential_rounds", 0) for s in statuses),
         "repairs": dict(sorted(repairs.items())),
         "cpu_s": round(sum(s.get("cpu_s", 0.0) for s in statuses), 3),
         "wall_s": round(wall, 3), "queries_per_s": round(ranked / wall, 3) if wall > 0 else None,

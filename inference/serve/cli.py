@@ -15,58 +15,58 @@ import math
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
-from data_prep.cli_options import HelpFormatter, OptionError, flag_message, flags_of
+from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.schema import DataError
+from inference.ranking.options import MODEL, RankingOptions, load_reranker
 
 logger = logging.getLogger(__name__)
 
 
+LIMITS = "limits"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(kw_only=True)
+class ServeOptions(RankingOptions):
+    """`dear serve`'s options: the ranking options every ranking command shares (window, strategy, scoring,
+    model...; :class:`inference.ranking.options.RankingOptions`, checked before the model loads) plus the
+    server's own."""
+
+    host: str = option("127.0.0.1", help="address to bind (default loopback only; 0.0.0.0 for all)", setting=None)
+    port: int = option(8000, help="port to listen on", setting=None)
+    model_name: str | None = option(None, help="the model name responses report (default: --model)", setting=None)
+    threads: int | None = option(None, group=MODEL, help="torch CPU threads (default: torch's)", setting=None)
+    max_documents: int = option(100, group=LIMITS, help="documents per request (more: 422)", setting=None)
+    max_document_chars: int = option(20_000, group=LIMITS, setting=None,
+                                     help="characters per document (more: 422, or cut when the request asks to "
+                                     "truncate)")
+    max_query_chars: int = option(4_000, group=LIMITS, help="characters per query (more: 422)", setting=None)
+    max_body_bytes: int = option(4 * 1024 * 1024, group=LIMITS, help="request body size (more: 413)", setting=None)
+    max_queue: int = option(64, group=LIMITS, help="requests waiting for a slot (more: 429)", setting=None)
+    request_timeout: float = option(60.0, group=LIMITS, help="seconds per request (more: 504)", setting=None)
+    api_key_env: str | None = option(None, group=LIMITS, metavar="NAME", setting=None,
+                                     help="require `Authorization: Bearer <key>` with the key read from this "
+                                     "environment variable")
+    log_level: str = option("info", choices=LOG_LEVELS, help="server log level", setting=None)
+
+    def check(self) -> None:
+        """Ranking values as `dear rerank` checks them, then the server's own (:func:`check_serve_options`)."""
+        super().check()
+        check_serve_options(self)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dear serve", description=__doc__, allow_abbrev=False,
-                                formatter_class=HelpFormatter)
-    p.add_argument("--model", required=True, help="listwise adapter folder, merged model folder or Hub id")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--scoring", choices=["generate", "first-token"], default="generate",
-                   help="generate a ranking per window (rank-derived scores), or rank by first-token probabilities")
-    p.add_argument("--model-name", default=None, help="the model name responses report (default: --model)")
-    g = p.add_argument_group("ranking (as `dear rerank`)")
-    g.add_argument("--prompt", help="prompt template name or prompt_spec.json (default: the model folder's)")
-    g.add_argument("--window", type=int, default=20)
-    g.add_argument("--stride", type=int, default=10)
-    g.add_argument("--top-k", type=int, default=100, help="rerank the first K documents; the rest keep their order")
-    g.add_argument("--batch-size", type=int, default=16, help="windows decoded together, across requests")
-    g.add_argument("--max-new-tokens", type=int, default=None, help="per-window budget (default: what a ranking needs)")
-    g.add_argument("--cot-max-new-tokens", type=int, default=1024)
-    g.add_argument("--max-prompt-tokens", type=int, default=None)
-    m = p.add_argument_group("model")
-    m.add_argument("--base-model", help="base model of an adapter (default: from adapter_config.json)")
-    m.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    m.add_argument("--quantization", choices=["4bit", "8bit"], default=None)
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    m.add_argument("--backend", choices=["hf", "vllm"], default="hf")
-    m.add_argument("--trust-remote-code", action="store_true")
-    m.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    lim = p.add_argument_group("limits")
-    lim.add_argument("--max-documents", type=int, default=100, help="documents per request (more: 422)")
-    lim.add_argument("--max-document-chars", type=int, default=20_000,
-                     help="characters per document (more: 422, or cut when the request asks to truncate)")
-    lim.add_argument("--max-query-chars", type=int, default=4_000)
-    lim.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="request body size (more: 413)")
-    lim.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot (more: 429)")
-    lim.add_argument("--request-timeout", type=float, default=60.0, help="seconds per request (more: 504)")
-    lim.add_argument("--api-key-env", metavar="NAME",
-                     help="require `Authorization: Bearer <key>` with the key read from this environment variable")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    return p
+    return build_options_parser(ServeOptions, prog="dear serve", description=__doc__)
 
 
 MAX_REQUEST_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and overflows the shutdown timer)
 
 
-def _at_least(args: argparse.Namespace, name: str, low: int, why: str, *, optional: bool = False) -> None:
+def _at_least(args: Any, name: str, low: int, why: str, *, optional: bool = False) -> None:
     value = getattr(args, name)
     if optional and value is None:
         return
@@ -75,24 +75,11 @@ def _at_least(args: argparse.Namespace, name: str, low: int, why: str, *, option
                           fix="leave it out for the default" if optional else "use a positive number")
 
 
-def check_serve_options(args: argparse.Namespace) -> None:
-    """Values that can never work, refused before the model loads (one rule per limit; fields by their argparse
-    name, shown to the user as their flags). The ranking rules are those of `dear rerank`."""
-    from data_prep.windows import check_window
-
+def check_serve_options(args: ServeOptions) -> None:
+    """The server's own values that can never work (the ranking ones are :meth:`RankingOptions.check`'s, as in
+    `dear rerank`); run by :meth:`ServeOptions.check` before the model loads. Fields by name, shown as flags."""
     if not 0 <= args.port <= 65535:
         raise OptionError("port", f"must be between 0 and 65535, got {args.port}", fix="e.g. 8000")
-    try:
-        check_window(args.window, args.stride)  # ValueError naming window/stride
-    except ValueError as err:
-        raise DataError(str(err), reason="bad_option", fix="e.g. --window 20 --stride 10 (DeAR's)") from None
-    if args.top_k < 2:
-        raise OptionError("top_k", f"must be >= 2, got {args.top_k}: fewer than two documents leave nothing to "
-                          "rerank (every request would come back in its input order)", fix="e.g. 100")
-    _at_least(args, "batch_size", 1, "")
-    _at_least(args, "cot_max_new_tokens", 1, "")
-    _at_least(args, "max_new_tokens", 1, "", optional=True)
-    _at_least(args, "max_prompt_tokens", 1, "", optional=True)
     _at_least(args, "threads", 1, "", optional=True)
     for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes", "max_queue"):
         _at_least(args, name, 1, ": every request would be refused")
@@ -112,35 +99,25 @@ def api_key_from_env(name: str | None) -> str | None:
     return key.strip()
 
 
-def reranker_loader(args: argparse.Namespace) -> Any:
+def reranker_loader(args: ServeOptions) -> Any:
     """A function that loads the reranker (run in the engine thread, so /health answers while it loads)."""
 
     def load() -> Any:
-        from inference.cli_rerank import device_map_for
-        from inference.reranker import ListwiseReranker
-
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        extra = {"scoring": args.scoring} if args.scoring != "generate" else {}
-        return ListwiseReranker.from_pretrained(
-            args.model, base_model=args.base_model, dtype=args.dtype, quantization=args.quantization,
-            device_map=device_map_for(args.device), prompt=args.prompt, trust_remote_code=args.trust_remote_code,
-            backend=args.backend, window=args.window, stride=args.stride, top_k=args.top_k,
-            batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-            cot_max_new_tokens=args.cot_max_new_tokens, max_prompt_tokens=args.max_prompt_tokens, **extra)
+        return load_reranker(args)
 
     return load
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_options(ServeOptions, argv, prog="dear serve", parser=build_parser())
     try:
-        check_serve_options(args)
+        checked(args, prog="dear serve")  # --window 1, --port 99999 and the like: refused before anything loads
     except DataError as err:
-        print(f"dear serve: error: {flag_message(err, flags_of(parser))}", file=sys.stderr)
+        print(f"dear serve: error: {flag_message(err, flags_of(ServeOptions))}", file=sys.stderr)
         return 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -166,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
         describe_source(args.model)  # a folder without weights fails now, not after the server is up
     except (DataError, ValueError) as err:
-        print(f"dear serve: error: {err}", file=sys.stderr)
+        print(f"dear serve: error: {flag_message(err, flags_of(ServeOptions))}", file=sys.stderr)
         return 2
     metrics = ServeMetrics()
     engine = RerankEngine(reranker_loader(args), max_queue=config.max_queue,

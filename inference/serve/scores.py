@@ -49,7 +49,7 @@ def relevance_scores(n: int, probabilities: Sequence[float] | None = None) -> li
 def window_probabilities(result: Any) -> list[float] | None:
     """First-token probabilities of ``result``'s documents in its ranked order, when ONE window ranked all of them
     (its log-probabilities are a distribution over exactly these documents); None otherwise."""
-    ranked = [w for w in result.windows if w.end - w.start > 1]
+    ranked = [w for w in result.windows if len(w.docids) > 1]  # the windows a model ranked
     if len(ranked) != 1 or ranked[0].logprobs is None or len(ranked[0].docids) != len(result.docids):
         return None
     by_doc = dict(zip(ranked[0].docids, ranked[0].logprobs, strict=True))
