@@ -106,6 +106,16 @@ TRAINED_SETTINGS = (
     "max_length", "packing", "padding_free", "completion_only_loss", "assistant_only_loss", "loss_type",
     "train_split", "max_train_samples", "first_token_loss_weight",
     "rank_loss", "alpha", "temperature", "mix_weight", "q_max_len", "p_max_len", "group_size", "max_train_groups",
+    # GRPO (dear_train.grpo): the method, what it continues, how it samples and what it pays
+    "method", "sft_adapter", "beta", "num_generations", "reward_weights", "ranking_reward_k", "length_reward_tokens",
+    "top_p", "top_k", "min_p", "repetition_penalty", "generation_kwargs", "max_completion_length",
+    "mask_truncated_completions", "epsilon", "epsilon_high", "delta", "scale_rewards", "multi_objective_aggregation",
+    "importance_sampling_level", "num_iterations", "steps_per_generation",
+    "shuffle_dataset", "sync_ref_model", "ref_model_mixup_alpha", "ref_model_sync_steps", "top_entropy_quantile",
+    "sapo_temperature_neg", "sapo_temperature_pos", "vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg",
+    "vespo_lambda_neg", "entropy_coef", "use_adaptive_entropy", "entropy_coef_min", "entropy_coef_max",
+    "entropy_coef_delta", "entropy_target", "off_policy_mask_threshold", "use_bias_correction_kl", "disable_dropout",
+    "chat_template_kwargs", "cast_lm_head_to_fp32",
     "dataset_fingerprint",
 )
 
@@ -120,7 +130,6 @@ def check_resume_settings(output_dir: str | Path, resume: str | None, settings: 
     """Before any model loads: refuse to resume a training with other :data:`TRAINED_SETTINGS` than it was
     started with; on a fresh start (``resume`` None) record ``settings`` in ``output_dir`` (when ``write``: the
     main process). A checkpoint from before the file existed resumes with a warning."""
-    from data_prep.io import write_json_atomic
     from data_prep.schema import DataError
 
     if resume is not None:
@@ -145,6 +154,14 @@ def check_resume_settings(output_dir: str | Path, resume: str | None, settings: 
                                 "in a new --output_dir")
         return
     if write:
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / RUN_SETTINGS_FILE, settings)
+        record_run_settings(output_dir, settings)
+
+
+def record_run_settings(output_dir: str | Path, settings: dict) -> None:
+    """Write ``settings`` as the training's :data:`RUN_SETTINGS_FILE` in ``output_dir`` (a fresh start, main
+    process): what a later resume is checked against."""
+    from data_prep.io import write_json_atomic
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / RUN_SETTINGS_FILE, settings)

@@ -183,7 +183,7 @@ def parse_config(
     # the values as parsed (YAML defaults, CLI flags), checked before the dataclasses see them: their own
     # checks let nan through and some crash on inf (int(inf) in TrainingArguments)
     values, _ = parser.parse_known_args(args)
-    check_values(vars(values), config_path=cfg)
+    check_values(vars(values), config_path=cfg, ranges=float_ranges(dataclass_types))
     try:
         outputs = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
     except (ValueError, OverflowError) as err:  # TRL / TrainingArguments reject a value
@@ -203,9 +203,10 @@ def parse_config(
     return tuple(parsed)
 
 
-# the range of each float option of `dear train` / `dear distill` (bounds, whether each is included, the fix)
-_UNIT = "a share in [0, 1)"
-FLOAT_RANGES: dict[str, tuple[float | None, bool, float | None, bool, str]] = {
+# the range of each float option of `dear train` / `dear distill` (bounds, whether each is included, the fix);
+# a config class adds or overrides entries with a ``float_ranges`` class attribute (see :func:`float_ranges`)
+Range = tuple[float | None, bool, float | None, bool, str]
+FLOAT_RANGES: dict[str, Range] = {
     "learning_rate": (0.0, True, None, False, "e.g. 1e-4 (LoRA) or 2e-5"),
     "weight_decay": (0.0, True, None, False, "e.g. 0.0 or 0.01"),
     "adam_beta1": (0.0, True, 1.0, False, "e.g. 0.9"),
@@ -229,33 +230,47 @@ FLOAT_RANGES: dict[str, tuple[float | None, bool, float | None, bool, str]] = {
 }
 
 
-def check_values(values: dict[str, Any], *, config_path: str | None = None) -> None:
-    """Every float option is finite and in its range (:data:`FLOAT_RANGES`), checked before any model or
-    data loads: ``--first_token_loss_weight inf`` trained an all-NaN adapter, ``nan`` silently nothing."""
+def float_ranges(dataclass_types: Sequence[type]) -> dict[str, Range]:
+    """:data:`FLOAT_RANGES` with each config class's own ``float_ranges`` over it: one table per command
+    (GRPO's ``temperature`` samples completions; distillation's divides logits)."""
+    ranges = dict(FLOAT_RANGES)
+    for t in dataclass_types:
+        ranges.update(getattr(t, "float_ranges", {}))
+    return ranges
+
+
+def check_values(values: dict[str, Any], *, config_path: str | None = None,
+                 ranges: dict[str, Range] | None = None) -> None:
+    """Every float option (and each number of a list option) is finite and in its range (``ranges``,
+    default :data:`FLOAT_RANGES`), checked before any model or data loads: ``--first_token_loss_weight inf``
+    trained an all-NaN adapter, ``nan`` silently nothing."""
     import math
 
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        rule = FLOAT_RANGES.get(name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"--{name} must be a finite number, got {value}", path=config_path,
-                              fix=rule[4] if rule else "give a real number")
-        if rule is None:
-            continue
-        low, low_in, high, high_in, fix = rule
-        below = low is not None and (value < low or (value == low and not low_in))
-        above = high is not None and (value > high or (value == high and not high_in))
-        if below or above:
-            lo = "" if low is None else ("[" if low_in else "(") + f"{low:g}"
-            hi = "" if high is None else f"{high:g}" + ("]" if high_in else ")")
-            where = f"in {lo}, {hi}" if low is not None and high is not None else (
-                f"{'>=' if low_in else '>'} {low:g}" if low is not None else f"{'<=' if high_in else '<'} {high:g}")
-            raise ConfigError(f"--{name} must be {where}, got {value}", path=config_path, fix=fix)
+    table = FLOAT_RANGES if ranges is None else ranges
+    for name, given in values.items():
+        each = " (each value)" if isinstance(given, (list, tuple)) else ""
+        for value in given if each else [given]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            rule = table.get(name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{name} must be a finite number{each}, got {value}", path=config_path,
+                                  fix=rule[4] if rule else "give a real number")
+            if rule is None:
+                continue
+            low, low_in, high, high_in, fix = rule
+            below = low is not None and (value < low or (value == low and not low_in))
+            above = high is not None and (value > high or (value == high and not high_in))
+            if below or above:
+                lo = "" if low is None else ("[" if low_in else "(") + f"{low:g}"
+                hi = "" if high is None else f"{high:g}" + ("]" if high_in else ")")
+                where = f"in {lo}, {hi}" if low is not None and high is not None else (
+                    f"{'>=' if low_in else '>'} {low:g}" if low is not None else f"{'<=' if high_in else '<'} {high:g}")
+                raise ConfigError(f"--{name} must be {where}{each}, got {value}", path=config_path, fix=fix)
 
 
 # paths a training command reads; --output_dir may be none of them, nor hold one (the trainer writes there)
-INPUT_FIELDS = ("dataset_path", "eval_dataset_path", "ranking_eval_data", "ranking_eval_qrels")
+INPUT_FIELDS = ("dataset_path", "eval_dataset_path", "ranking_eval_data", "ranking_eval_qrels", "sft_adapter")
 
 
 def check_paths(parsed: Sequence[Any], *, config_path: str | None = None) -> None:

@@ -156,6 +156,10 @@ EVAL = ["eval", "--run", "{run}", "--qrels", "{qrels}"]
 PREP = ["prep", "listwise", "--out", "{out_dir}"]
 TEACHER_CMD = ["teacher", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--no-progress"]
 TRAIN = ["train", "--model_name_or_path", "x", "--dataset_path", "{done_prep}", "--output_dir", "{out_dir}"]
+GRPO = ["train", "--method", "grpo", *TRAIN[1:]]
+GRPO_RESUME = ["--method", "grpo", "--config", str(REPO / "configs" / "train" / "tiny_cpu_grpo.yaml"),
+               "--model_name_or_path", "{tiny}", "--dataset_path", "{grpo_prep}", "--output_dir", "{grpo_out}",
+               "--max_steps", "1"]
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,23 @@ def _no_hub_token(monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> Non
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", files["missing"])  # no stored login either
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def _grpo_checkpoint(files: dict[str, str]) -> None:
+    """A real GRPO training on the tiny model that saved checkpoint-1 (and recorded its settings, --beta 0.0) in
+    ``grpo_out``: what a resume is checked against."""
+    from dear_train.cli import main
+    from dear_train.tiny_model import build_tiny_model
+
+    root = Path(files["folder"]).parent
+    files["tiny"] = str(build_tiny_model(root / "tiny"))
+    files["grpo_prep"] = str(root / "grpo_prep")
+    files["grpo_out"] = str(root / "grpo_out")
+    assert main(["prep", "listwise", "--teacher", files["teacher"], "--out", files["grpo_prep"], "--window", "3",
+                 "--eval-fraction", "0"]) == 0
+    assert main(["train", *_fill(GRPO_RESUME, files), "--beta", "0.0", "--save_strategy", "steps",
+                 "--save_steps", "1"]) == 0
+    assert (Path(files["grpo_out"]) / "checkpoint-1" / "optimizer.pt").is_file()
 
 
 def _deny_read(key: str) -> Callable[[pytest.MonkeyPatch, dict[str, str]], None]:
@@ -371,6 +392,30 @@ CASES: list[Case] = [
          ["train", "--method", "grpo", "--model_name_or_path", "x", "--dataset_path", "{prep_no_grades}",
           "--output_dir", "{out_dir}"], ("old_prep", "lacks column(s) ['grades']"), "rerun `dear prep listwise ... --out DIR` with this toolkit",
          absent=("out_dir",)),
+    Case("train-grpo-beta-nan", "training options", "`dear train --method grpo --beta nan` (or inf)",
+         [*GRPO, "--beta", "nan"], ("--beta", "must be a finite number"), "0 for no KL term", absent=("out_dir",)),
+    Case("train-grpo-temperature-inf", "training options", "`dear train --method grpo --temperature inf` (or 0)",
+         [*GRPO, "--temperature", "inf"], ("--temperature", "must be a finite number"), "the sampling temperature",
+         absent=("out_dir",)),
+    Case("train-grpo-top-p-range", "training options", "`dear train --method grpo --top_p 1.5`",
+         [*GRPO, "--top_p", "1.5"], ("--top_p", "must be in (0, 1]"), "e.g. 1.0 (no nucleus cut)", absent=("out_dir",)),
+    Case("train-grpo-reward-weight", "training options", "`dear train --method grpo --reward_weights 1 -1` (or nan)",
+         [*GRPO, "--reward_weights", "1", "-1"], ("--reward_weights", "must be >= 0 (each value)", "-1"),
+         "one weight >= 0 per reward", absent=("out_dir",)),
+    Case("train-grpo-reward-weights-zero", "training options", "`dear train --method grpo --reward_weights 0 0`",
+         [*GRPO, "--reward_weights", "0", "0"], ("--reward_weights [0.0, 0.0] pay nothing",),
+         "give at least one reward a weight above 0", absent=("out_dir",)),
+    Case("train-grpo-output-is-adapter", "outputs", "`dear train --method grpo --output_dir` naming the --sft_adapter",
+         [*GRPO[:-1], "{done_prep}/adapter", "--sft_adapter", "{done_prep}/adapter"],
+         ("--output_dir", "is the same path as --sft_adapter"), "write the output somewhere else",
+         unchanged=("done_prep",)),
+    Case("train-grpo-resume-changed", "training options",
+         "`dear train --method grpo --resume_from_checkpoint auto` with another `--beta` (any setting that decides "
+         "the weights) than the training started with",
+         ["train", *GRPO_RESUME, "--beta", "0.04", "--resume_from_checkpoint", "auto"],
+         ("grpo_out/dear_run_settings.json", "cannot resume", "checkpoint-1", "beta 0.0 -> 0.04"),
+         "resume with the settings the training started with, or start a new training in a new --output_dir",
+         setup=_grpo_checkpoint, unchanged=("grpo_out",)),
     Case("distill-abbrev", "training options", "an abbreviated flag to `dear distill`",
          ["distill", "--dataset_path", "{done_prep}", "--max_step", "2"], ("did you mean '--max_steps'",),
          "remove or rename them"),
@@ -926,7 +971,8 @@ GUARANTEES = [
     "  file there is refused, never truncated. `dear teacher` resumes only its own records, request cache",
     "  and report (any other file at `--out`, `--cache` or `--report` is refused); a training",
     "  resumes only with the settings that decide the weights it started with (`dear_run_settings.json` in",
-    "  `--output_dir`: learning rate, loss weights, LoRA shape, batch, seed, data fingerprint ...); change",
+    "  `--output_dir`: learning rate, loss weights, LoRA shape, batch, seed, data fingerprint, and for GRPO the",
+    "  KL weight, group size, sampling and reward weights ...); change",
     "  them in a new `--output_dir`. Steps, logging, evaluation and saving may change on resume.",
     "- **A resume never deletes finished queries.** Rerunning a run with `--limit N` or a shorter input keeps",
     "  every finished query: the run lists the queries asked for in input order, then the others in their",

@@ -468,6 +468,30 @@ FLOAT_FLAGS = [
     *[["distill", "--model_name_or_path", "x", "--dataset_path", "{root}/prep", "--output_dir", "{root}/o", flag]
       for flag in ("--alpha", "--temperature", "--mix_weight", "--learning_rate")],
 ]
+GRPO_ARGV = ["train", "--method", "grpo", "--model_name_or_path", "x", "--dataset_path", "{root}/prep",
+             "--output_dir", "{root}/o", "--sft_adapter", "{root}/adapter"]
+GRPO_FLOATS = ("--beta", "--temperature", "--top_p", "--min_p", "--repetition_penalty", "--epsilon", "--epsilon_high",
+               "--delta", "--reward_weights", "--learning_rate", "--warmup_steps", "--max_grad_norm", "--lora_dropout",
+               "--top_entropy_quantile", "--entropy_coef", "--vllm_gpu_memory_utilization")
+FLOAT_FLAGS += [[*GRPO_ARGV, flag] for flag in GRPO_FLOATS]
+# GRPO's float options outside their range (the sampling temperature, nucleus share, KL weight, clip range,
+# reward weights ...): drawn values no GRPO run can use
+_NEG = st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False)  # -0.0 is no negative number
+_NOT_POS = st.floats(max_value=0, allow_nan=False, allow_infinity=False)
+_ABOVE_1 = st.floats(min_value=1, exclude_min=True, allow_nan=False, allow_infinity=False)
+GRPO_OUT_OF_RANGE = {
+    "--temperature": _NOT_POS, "--top_p": _NOT_POS | _ABOVE_1, "--min_p": _NEG | _ABOVE_1,
+    "--repetition_penalty": _NOT_POS, "--beta": _NEG, "--epsilon": _NOT_POS | _ABOVE_1, "--epsilon_high": _NOT_POS,
+    "--delta": st.floats(max_value=1, allow_nan=False, allow_infinity=False), "--reward_weights": _NEG,
+    "--learning_rate": _NEG, "--lora_dropout": _NEG | st.floats(min_value=1, allow_nan=False, allow_infinity=False),
+    "--top_entropy_quantile": _NEG | _ABOVE_1, "--vllm_gpu_memory_utilization": _NOT_POS | _ABOVE_1,
+}
+# and values a GRPO run can use: the same check lets them through
+GRPO_IN_RANGE = {
+    "--temperature": st.floats(min_value=0.01, max_value=5), "--top_p": st.floats(min_value=0.01, max_value=1),
+    "--beta": st.floats(min_value=0, max_value=1), "--epsilon": st.floats(min_value=0.01, max_value=1),
+    "--reward_weights": st.floats(min_value=0, max_value=10), "--delta": st.floats(min_value=1.01, max_value=10),
+}
 
 
 @SLOW
@@ -485,6 +509,34 @@ def test_a_non_finite_float_option_is_refused_naming_the_flag_before_anything_lo
         line = next(ln for ln in err.splitlines() if "error:" in ln)
         assert argv[-1] in line and "finite" in line and "fix:" in line and "Traceback" not in err, line
         assert _snapshot(root) == before
+
+
+@SLOW
+@given(data=st.data(), flag=st.sampled_from(sorted(GRPO_OUT_OF_RANGE)))
+def test_a_grpo_float_option_out_of_range_is_refused_naming_the_flag_before_anything_loads(data, flag) -> None:
+    """`dear train --method grpo` checks its own floats as `dear train` does: `--temperature 0`, `--top_p 1.5`,
+    `--beta -0.1`, a negative reward weight ... are one line naming the flag, its range and the fix, exit 2,
+    before any model or data loads (nothing is written)."""
+    value = data.draw(GRPO_OUT_OF_RANGE[flag], label="value")
+    with _tmp() as root:
+        _inputs(root)
+        before = _snapshot(root)
+        rc, err = _dear([*(a.format(root=root) for a in GRPO_ARGV), f"{flag}={value!r}"])
+        assert rc == 2, err
+        line = next(ln for ln in err.splitlines() if "error:" in ln)
+        assert f"{flag} must be " in line and "fix:" in line and "Traceback" not in err, line
+        assert _snapshot(root) == before
+
+
+@FAST
+@given(data=st.data(), flag=st.sampled_from(sorted(GRPO_IN_RANGE)))
+def test_grpo_float_options_in_range_pass_the_check(data, flag) -> None:
+    from dear_train.config import check_values, float_ranges
+    from dear_train.grpo.config import config_classes
+
+    value = data.draw(GRPO_IN_RANGE[flag], label="value")
+    given = [1.0, value] if flag == "--reward_weights" else value
+    check_values({flag[2:]: given}, ranges=float_ranges(config_classes()))
 
 
 @FAST
@@ -665,6 +717,15 @@ def test_a_training_resume_with_other_trained_settings_is_refused_before_the_mod
     assert "new --output_dir" in str(err.value)
     with pytest.raises(DataError, match="dataset_fingerprint"):
         check_resume_settings(tmp_path, str(ckpt), trained_settings({**config, "dataset_fingerprint": "other"}))
+    # GRPO: what it continues, how it samples and what it pays decide the weights too
+    grpo = {**config, "method": "grpo", "beta": 0.0, "num_generations": 4, "temperature": 0.15,
+            "reward_weights": [1.0, 0.2], "sft_adapter": "sft_out", "save_steps": 5}
+    check_resume_settings(tmp_path, None, trained_settings(grpo))
+    check_resume_settings(tmp_path, str(ckpt), trained_settings({**grpo, "max_steps": 40, "save_steps": 1}))
+    for key, other in (("beta", 0.04), ("num_generations", 8), ("temperature", 1.0), ("reward_weights", [1.0, 0.0]),
+                       ("sft_adapter", "other_sft"), ("method", None)):
+        with pytest.raises(DataError, match=f"{key} "):
+            check_resume_settings(tmp_path, str(ckpt), trained_settings({**grpo, key: other}))
     (tmp_path / RUN_SETTINGS_FILE).unlink()  # a checkpoint written before the record existed
     check_resume_settings(tmp_path, str(ckpt), trained_settings({**config, "first_token_loss_weight": 10.0}),
                           write=False)

@@ -7,16 +7,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from trl import GRPOConfig
 
-from dear_train.config import AutoPrecisionMixin, ConfigError
+from dear_train.config import AutoPrecisionMixin, ConfigError, Range
 
 
 @dataclass
 class DearGRPOConfig(AutoPrecisionMixin, GRPOConfig):
-    """TRL's ``GRPOConfig`` with machine-aware precision (all fields and defaults otherwise TRL's)."""
+    """TRL's ``GRPOConfig`` with machine-aware precision (all fields and defaults otherwise TRL's).
+
+    ``float_ranges``: the range of each GRPO float option (as ``dear_train.config.FLOAT_RANGES``, which
+    ``parse_config`` checks before any model loads); TRL checks none of them, and ``--beta nan`` or
+    ``--temperature inf`` would sample or train garbage without a word. Every other float is checked finite.
+    """
+
+    float_ranges: ClassVar[dict[str, Range]] = {
+        "temperature": (0.0, False, None, False, "the sampling temperature, e.g. 1.0"),
+        "top_p": (0.0, False, 1.0, True, "e.g. 1.0 (no nucleus cut) or 0.95"),
+        "min_p": (0.0, True, 1.0, True, "leave it out, or e.g. 0.05"),
+        "repetition_penalty": (0.0, False, None, False, "e.g. 1.0 (no penalty)"),
+        "beta": (0.0, True, None, False, "0 for no KL term (TRL's default), e.g. 0.04 with a reference model"),
+        "epsilon": (0.0, False, 1.0, True, "the clip range, e.g. 0.2"),
+        "epsilon_high": (0.0, False, None, False, "leave it out (= epsilon), or e.g. 0.28 (DAPO)"),
+        "delta": (1.0, False, None, False, "leave it out, or a bound above 1 + epsilon (e.g. 4)"),
+        "reward_weights": (0.0, True, None, False, "one weight >= 0 per reward, e.g. 1.0 0.2"),
+        "sapo_temperature_neg": (0.0, False, None, False, "e.g. 1.05"),
+        "sapo_temperature_pos": (0.0, False, None, False, "e.g. 1.0"),
+        "ref_model_mixup_alpha": (0.0, True, 1.0, True, "a share in [0, 1], e.g. 0.6"),
+        "top_entropy_quantile": (0.0, True, 1.0, True, "a share in [0, 1]: 1.0 keeps every token, 0.2 as published"),
+        "entropy_coef": (0.0, True, None, False, "0 for no entropy bonus"),
+        "entropy_coef_min": (0.0, True, None, False, "e.g. 0.0"),
+        "entropy_coef_max": (0.0, True, None, False, "e.g. 1.0"),
+        "entropy_coef_delta": (0.0, True, None, False, "e.g. 0.005"),
+        "entropy_target": (0.0, True, None, False, "a mean per-token entropy in nats, e.g. 0.2"),
+        "off_policy_mask_threshold": (0.0, False, None, False, "leave it out, or e.g. 0.5"),
+        "vllm_importance_sampling_clip_max": (0.0, False, None, False, "e.g. 3.0"),
+        "vllm_importance_sampling_clip_min": (0.0, True, None, False, "leave it out, or e.g. 0.5"),
+        "vllm_importance_sampling_cap": (0.0, False, None, False, "leave it out (use the clip_max option)"),
+        "vllm_gpu_memory_utilization": (0.0, False, 1.0, True, "a share of GPU memory, e.g. 0.3"),
+        "vllm_server_timeout": (0.0, False, None, False, "seconds, e.g. 240"),
+    }
 
 
 @dataclass
@@ -90,6 +122,10 @@ def validate(script: GRPOScriptArguments, training_args: Any, model_args: Any) -
     if script.max_prompt_length is not None and script.max_prompt_length < 1:
         raise ConfigError(f"max_prompt_length must be >= 1, got {script.max_prompt_length}",
                           fix="a prompt budget in tokens, or leave it unset")
+    weights = getattr(training_args, "reward_weights", None)
+    if weights is not None and not any(w > 0 for w in weights):
+        raise ConfigError(f"--reward_weights {list(weights)} pay nothing: every group's rewards are equal and GRPO "
+                          "trains nothing", fix="give at least one reward a weight above 0 (e.g. 1.0 for ranking)")
     if script.qlora and model_args.load_in_8bit:
         raise ConfigError("qlora and load_in_8bit are both set", fix="use one of them")
     if (script.ranking_eval_data is None) != (script.ranking_eval_qrels is None):

@@ -91,7 +91,12 @@ def train_grpo(
     from trl import GRPOTrainer
 
     from dear_train.artifacts import dataset_fingerprint, finalize_output
-    from dear_train.checkpoints import resolve_resume
+    from dear_train.checkpoints import (
+        check_resume_settings,
+        record_run_settings,
+        resolve_resume,
+        trained_settings,
+    )
     from dear_train.grpo.config import eval_strategy_on
     from dear_train.grpo.data import check_adapter_spec, check_prompt_lengths, load_grpo_splits
     from dear_train.grpo.rewards import reward_functions, reward_names
@@ -102,6 +107,14 @@ def train_grpo(
     if sft_adapter is not None:
         check_adapter_spec(sft_adapter, spec, dataset_path=dataset_path)
     fingerprint = dataset_fingerprint(splits)
+    # resuming continues the same training (as SFT): a resume with other settings is refused here, before any
+    # model loads; a fresh start is recorded below, once the checks that write nothing have passed
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir,
+                            require_optimizer=not training_args.save_only_model)
+    settings = trained_settings({**(resolved or {}), "model_name_or_path": model_name_or_path, "sft_adapter": sft_adapter,
+                                 "method": "grpo",  # and the training split only: the eval split may change
+                                 "dataset_fingerprint": dataset_fingerprint({train_split: splits[train_split]})})
+    check_resume_settings(training_args.output_dir, resume, settings, write=False)
     tokenizer = _tokenizer(model_name_or_path, model_revision, training_args.trust_remote_code)
     if max_prompt_length is not None:
         for name, ds in splits.items():
@@ -114,6 +127,8 @@ def train_grpo(
 
         raise ConfigError(f"reward_weights has {len(training_args.reward_weights)} values for {len(funcs)} rewards "
                           f"({', '.join(reward_names(funcs))})", fix=f"give {len(funcs)} weights in that order")
+    if resume is None and int(os.environ.get("RANK", "0")) == 0:  # every check passed: record the fresh start
+        record_run_settings(training_args.output_dir, settings)
 
     init_kwargs = dict(training_args.model_init_kwargs or {})
     init_kwargs.setdefault("revision", model_revision)
@@ -170,8 +185,6 @@ def train_grpo(
         trainable, total = trainer.model.get_nb_trainable_parameters()
         logger.info("trainable parameters: %d of %d (%.3f%%); rewards: %s", trainable, total,
                     100 * trainable / max(total, 1), ", ".join(reward_names(funcs)))
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir,
-                            require_optimizer=not training_args.save_only_model)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
