@@ -17,12 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.schema import DataError
+from dear_train.ranking_eval_options import (
+    RankingEvalArguments,
+    eval_strategy_on,
+    ranking_eval_settings,
+    validate_ranking_eval,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ListwiseScriptArguments:
+class ListwiseScriptArguments(RankingEvalArguments):
     """Options of `dear train` that are not TRL's."""
 
     dataset_path: str | None = field(
@@ -36,26 +42,6 @@ class ListwiseScriptArguments:
     qlora: bool = field(
         default=False, metadata={"help": "QLoRA: 4-bit nf4 base (double quant) via bitsandbytes; adapters train in "
                                          "the compute dtype."})
-    ranking_eval_data: str | None = field(
-        default=None, metadata={"help": "RankGPT JSON of held-out queries to rerank at every evaluation."})
-    ranking_eval_qrels: str | None = field(default=None, metadata={"help": "TREC qrels for ranking_eval_data."})
-    ranking_eval_name: str | None = field(default=None, metadata={"help": "Name logged for the held-out set."})
-    ranking_eval_queries: int | None = field(default=None, metadata={"help": "Use the first N judged queries."})
-    ranking_eval_top_k: int = field(default=20, metadata={"help": "Candidates reranked per query."})
-    ranking_eval_window: int = field(default=20, metadata={"help": "Sliding window size."})
-    ranking_eval_stride: int = field(default=10, metadata={"help": "Sliding window stride."})
-    ranking_eval_batch_size: int = field(default=4, metadata={"help": "Windows generated at once."})
-    ranking_eval_max_new_tokens: int | None = field(default=None, metadata={"help": "Generation budget per window."})
-    ranking_eval_scoring: str = field(
-        default="generate", metadata={"help": "How the ranking eval orders a window: generate (decode the ranking) "
-                                               "or first-token (one forward, ids by first-id logit).",
-                                      "choices": ["generate", "first-token"]})
-    ranking_eval_strategy: str = field(
-        default="sliding", metadata={"help": "How the ranking eval turns windows into a ranking: sliding, single, "
-                                              "tdpart or setwise (docs/inference.md).",
-                                      "choices": ["sliding", "single", "tdpart", "setwise"]})
-    ranking_eval_depth: int = field(default=10, metadata={"help": "tdpart's pivot depth / setwise's sorted head."})
-    ranking_eval_set_size: int = field(default=3, metadata={"help": "setwise: passages compared at once."})
     first_token_loss_weight: float = field(
         default=0.0, metadata={"help": "FIRST objective: LM loss + L * weighted RankNet over the first-id logits "
                                        "(FIRST uses 10); 0 trains the LM loss only."})
@@ -81,41 +67,12 @@ def validate(script: ListwiseScriptArguments, training_args: Any, model_args: An
         raise ConfigError("missing base model", fix="set model_name_or_path (a Hub id or a local folder)")
     if not model_args.use_peft:
         raise ConfigError("use_peft is false", fix="`dear train` trains LoRA adapters; set use_peft: true")
-    if (script.ranking_eval_data is None) != (script.ranking_eval_qrels is None):
-        raise ConfigError("ranking evaluation needs both ranking_eval_data and ranking_eval_qrels",
-                          fix="set both, or neither")
-    if script.ranking_eval_data is not None:
-        if str(training_args.eval_strategy) in ("no", "IntervalStrategy.NO"):
-            raise ConfigError("ranking evaluation is set but eval_strategy is 'no'",
-                              fix="set eval_strategy: steps and eval_steps: N")
-        if script.ranking_eval_window < 2 or script.ranking_eval_stride < 1:
-            raise ConfigError("ranking_eval_window must be >= 2 and ranking_eval_stride >= 1",
-                              fix="e.g. window 20, stride 10")
-        if script.ranking_eval_window > script.ranking_eval_top_k:
-            raise ConfigError(f"ranking_eval_window ({script.ranking_eval_window}) is larger than the data it "
-                              f"ranks (ranking_eval_top_k = {script.ranking_eval_top_k} candidates per query)",
-                              fix=f"set ranking_eval_window <= {script.ranking_eval_top_k} or raise ranking_eval_top_k")
-        from inference.ranking import make_strategy
-
-        try:  # the strategy's own checks of its knobs, with the config's names
-            make_strategy(script.ranking_eval_strategy, window=script.ranking_eval_window,
-                          stride=min(script.ranking_eval_stride, script.ranking_eval_window),
-                          depth=script.ranking_eval_depth, set_size=script.ranking_eval_set_size)
-        except ValueError as err:
-            raise ConfigError(f"ranking_eval_{err}", fix="see docs/training.md (ranking evaluation)") from None
-        if script.ranking_eval_stride >= script.ranking_eval_window:
-            raise ConfigError(f"ranking_eval_stride ({script.ranking_eval_stride}) must be smaller than "
-                              f"ranking_eval_window ({script.ranking_eval_window})",
-                              fix="use stride = window / 2 (DeAR: 20 / 10)")
+    validate_ranking_eval(script, training_args)
     if script.first_token_loss_weight < 0:
         raise ConfigError(f"first_token_loss_weight must be >= 0, got {script.first_token_loss_weight}",
                           fix="0 for the LM loss only, 10 for FIRST's objective")
     if script.qlora and (model_args.load_in_8bit):
         raise ConfigError("qlora and load_in_8bit are both set", fix="use one of them")
-
-
-def _eval_strategy_on(training_args: Any) -> bool:
-    return str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
 
 
 def _setup_liger(training_args: Any) -> None:
@@ -210,8 +167,8 @@ def train_listwise(
         init_kwargs.setdefault("attn_implementation", attn_implementation)
     training_args.model_init_kwargs = init_kwargs
 
-    eval_ds = splits.get(eval_split) if eval_split and _eval_strategy_on(training_args) else None
-    if eval_ds is None and _eval_strategy_on(training_args) and not ranking_eval:
+    eval_ds = splits.get(eval_split) if eval_split and eval_strategy_on(training_args) else None
+    if eval_ds is None and eval_strategy_on(training_args) and not ranking_eval:
         # a missing or empty eval split (`dear prep --eval-fraction 0`) means no evaluation, not a crash
         # inside the Trainer ("eval_strategy ... but you didn't pass an eval_dataset")
         from transformers.trainer_utils import IntervalStrategy
@@ -223,17 +180,9 @@ def train_listwise(
     callbacks = []
     rank_cb = None
     if ranking_eval:
-        from dear_train.ranking_eval import RankingEvalCallback, load_held_out
+        from dear_train.ranking_eval_options import ranking_eval_callback
 
-        held = load_held_out(ranking_eval["data"], ranking_eval["qrels"], name=ranking_eval.get("name"),
-                             num_queries=ranking_eval.get("queries"), top_k=ranking_eval["top_k"])
-        rank_cb = RankingEvalCallback(
-            held, spec, output_dir=training_args.output_dir, window=ranking_eval["window"],
-            stride=ranking_eval["stride"], batch_size=ranking_eval["batch_size"],
-            max_new_tokens=ranking_eval.get("max_new_tokens"), scoring=ranking_eval.get("scoring", "generate"),
-            strategy=ranking_eval.get("strategy", "sliding"), depth=ranking_eval.get("depth", 10),
-            set_size=ranking_eval.get("set_size", 3),
-        )
+        rank_cb = ranking_eval_callback(ranking_eval, spec, training_args.output_dir)
         callbacks.append(rank_cb)
         if eval_ds is None:  # the Trainer only calls on_evaluate when there is an eval set
             eval_ds = splits[train_split].select(range(min(4, len(splits[train_split]))))
@@ -293,16 +242,7 @@ def run(script: ListwiseScriptArguments, training_args: Any, model_args: Any) ->
                 bnb_4bit_use_double_quant=True if script.qlora else model_args.use_bnb_nested_quant,
                 bnb_4bit_compute_dtype=getattr(torch, model_dtype),
             )
-    ranking_eval = None
-    if script.ranking_eval_data:
-        ranking_eval = {
-            "data": script.ranking_eval_data, "qrels": script.ranking_eval_qrels, "name": script.ranking_eval_name,
-            "queries": script.ranking_eval_queries, "top_k": script.ranking_eval_top_k,
-            "window": script.ranking_eval_window, "stride": script.ranking_eval_stride,
-            "batch_size": script.ranking_eval_batch_size, "max_new_tokens": script.ranking_eval_max_new_tokens,
-            "scoring": script.ranking_eval_scoring, "strategy": script.ranking_eval_strategy,
-            "depth": script.ranking_eval_depth, "set_size": script.ranking_eval_set_size,
-        }
+    ranking_eval = ranking_eval_settings(script)
     resolved = resolved_config(script, model_args, training_args)
     resolved["model_dtype"] = model_dtype
     return train_listwise(

@@ -88,3 +88,34 @@ def test_ranking_eval_strategy_knobs_are_checked_with_the_config_names(tiny_mode
                      "--ranking_eval_strategy", "tdpart", "--ranking_eval_depth", "20")
     with pytest.raises(ConfigError, match="ranking_eval_depth must be between 1 and the window - 1"):
         sft.validate(*parse_config(sft.config_classes(), argv))
+
+
+def test_grpo_ranking_eval_takes_the_same_strategies_and_checks(tiny_model_dir, shared_data, tmp_path):
+    """`dear train --method grpo` shares the ranking-eval options with SFT (one home): the strategy and its knobs
+    reach the callback, and the same bad knob is refused with the same config name before any model loads."""
+    import pytest
+
+    from dear_train.config import ConfigError, parse_config
+    from dear_train.grpo import config as grpo_config
+    from dear_train.ranking_eval_options import ranking_eval_callback, ranking_eval_settings
+
+    data = build_prep_folder(tmp_path / "prep", shared_data)
+    base = ["--model_name_or_path", str(tiny_model_dir), "--dataset_path", str(data), "--output_dir",
+            str(tmp_path / "out"), "--use_cpu", "true", "--eval_strategy", "steps", "--eval_steps", "2",
+            "--ranking_eval_data", str(shared_data.joinpath(*DL19_JSON)),
+            "--ranking_eval_qrels", str(shared_data.joinpath(*DL19_QRELS)), "--ranking_eval_top_k", "8",
+            "--ranking_eval_window", "4", "--ranking_eval_stride", "2", "--ranking_eval_queries", "1"]
+    script, args, model_args = parse_config(grpo_config.config_classes(),
+                                            [*base, "--ranking_eval_strategy", "setwise", "--ranking_eval_set_size",
+                                             "3"])
+    grpo_config.validate(script, args, model_args)
+    settings = ranking_eval_settings(script)
+    assert (settings["strategy"], settings["set_size"]) == ("setwise", 3)
+    from data_prep.prompts import get_prompt_spec
+
+    cb = ranking_eval_callback(settings, get_prompt_spec("dear-card"), str(tmp_path / "out"))
+    assert (cb.strategy, cb.set_size, cb.window, cb.stride) == ("setwise", 3, 4, 2)
+    bad = parse_config(grpo_config.config_classes(), [*base, "--ranking_eval_strategy", "tdpart",
+                                                      "--ranking_eval_depth", "20"])
+    with pytest.raises(ConfigError, match="ranking_eval_depth must be between 1 and the window - 1"):
+        grpo_config.validate(*bad)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from trl import GRPOConfig
 
 from dear_train.config import AutoPrecisionMixin, ConfigError, Range
+from dear_train.ranking_eval_options import RankingEvalArguments, validate_ranking_eval
 
 
 @dataclass
@@ -52,7 +53,7 @@ class DearGRPOConfig(AutoPrecisionMixin, GRPOConfig):
 
 
 @dataclass
-class GRPOScriptArguments:
+class GRPOScriptArguments(RankingEvalArguments):
     """Options of `dear train --method grpo` that are not TRL's."""
 
     dataset_path: str | None = field(
@@ -74,30 +75,12 @@ class GRPOScriptArguments:
     length_reward_tokens: int | None = field(
         default=None, metadata={"help": "Add length_reward (chain of thought): 1 up to N completion tokens, falling "
                                         "linearly to 0 at 2N. Default: no length reward."})
-    ranking_eval_data: str | None = field(
-        default=None, metadata={"help": "RankGPT JSON of held-out queries to rerank at every evaluation."})
-    ranking_eval_qrels: str | None = field(default=None, metadata={"help": "TREC qrels for ranking_eval_data."})
-    ranking_eval_name: str | None = field(default=None, metadata={"help": "Name logged for the held-out set."})
-    ranking_eval_queries: int | None = field(default=None, metadata={"help": "Use the first N judged queries."})
-    ranking_eval_top_k: int = field(default=20, metadata={"help": "Candidates reranked per query."})
-    ranking_eval_window: int = field(default=20, metadata={"help": "Sliding window size."})
-    ranking_eval_stride: int = field(default=10, metadata={"help": "Sliding window stride."})
-    ranking_eval_batch_size: int = field(default=4, metadata={"help": "Windows generated at once."})
-    ranking_eval_max_new_tokens: int | None = field(default=None, metadata={"help": "Generation budget per window."})
-    ranking_eval_scoring: str = field(
-        default="generate", metadata={"help": "How the ranking eval orders a window: generate (decode the ranking) "
-                                               "or first-token (one forward, ids by first-id logit).",
-                                      "choices": ["generate", "first-token"]})
 
 
 def config_classes() -> tuple[type, ...]:
     from dear_train.config import DearModelConfig
 
     return (GRPOScriptArguments, DearGRPOConfig, DearModelConfig)
-
-
-def eval_strategy_on(training_args: Any) -> bool:
-    return str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
 
 
 def validate(script: GRPOScriptArguments, training_args: Any, model_args: Any) -> None:
@@ -128,34 +111,4 @@ def validate(script: GRPOScriptArguments, training_args: Any, model_args: Any) -
                           "trains nothing", fix="give at least one reward a weight above 0 (e.g. 1.0 for ranking)")
     if script.qlora and model_args.load_in_8bit:
         raise ConfigError("qlora and load_in_8bit are both set", fix="use one of them")
-    if (script.ranking_eval_data is None) != (script.ranking_eval_qrels is None):
-        raise ConfigError("ranking evaluation needs both ranking_eval_data and ranking_eval_qrels",
-                          fix="set both, or neither")
-    if script.ranking_eval_data is not None:
-        if not eval_strategy_on(training_args):
-            raise ConfigError("ranking evaluation is set but eval_strategy is 'no'",
-                              fix="set eval_strategy: steps and eval_steps: N")
-        if script.ranking_eval_window < 2 or script.ranking_eval_stride < 1:
-            raise ConfigError("ranking_eval_window must be >= 2 and ranking_eval_stride >= 1",
-                              fix="e.g. window 20, stride 10")
-        if script.ranking_eval_window > script.ranking_eval_top_k:
-            raise ConfigError(f"ranking_eval_window ({script.ranking_eval_window}) is larger than the data it ranks "
-                              f"(ranking_eval_top_k = {script.ranking_eval_top_k} candidates per query)",
-                              fix=f"set ranking_eval_window <= {script.ranking_eval_top_k} or raise ranking_eval_top_k")
-        if script.ranking_eval_stride >= script.ranking_eval_window:
-            raise ConfigError(f"ranking_eval_stride ({script.ranking_eval_stride}) must be smaller than "
-                              f"ranking_eval_window ({script.ranking_eval_window})",
-                              fix="use stride = window / 2 (DeAR: 20 / 10)")
-
-
-def ranking_eval_settings(script: GRPOScriptArguments) -> dict[str, Any] | None:
-    """The ranking-eval settings as the trainer takes them, or None when no held-out set is given."""
-    if not script.ranking_eval_data:
-        return None
-    return {
-        "data": script.ranking_eval_data, "qrels": script.ranking_eval_qrels, "name": script.ranking_eval_name,
-        "queries": script.ranking_eval_queries, "top_k": script.ranking_eval_top_k,
-        "window": script.ranking_eval_window, "stride": script.ranking_eval_stride,
-        "batch_size": script.ranking_eval_batch_size, "max_new_tokens": script.ranking_eval_max_new_tokens,
-        "scoring": script.ranking_eval_scoring,
-    }
+    validate_ranking_eval(script, training_args)

@@ -97,9 +97,9 @@ def train_grpo(
         resolve_resume,
         trained_settings,
     )
-    from dear_train.grpo.config import eval_strategy_on
     from dear_train.grpo.data import check_adapter_spec, check_prompt_lengths, load_grpo_splits
     from dear_train.grpo.rewards import reward_functions, reward_names
+    from dear_train.ranking_eval_options import eval_strategy_on
 
     setup_generation(training_args)
     splits, spec = load_grpo_splits(dataset_path, train_split=train_split, eval_split=eval_split or None,
@@ -147,15 +147,9 @@ def train_grpo(
     callbacks = []
     rank_cb = None
     if ranking_eval:
-        from dear_train.ranking_eval import RankingEvalCallback, load_held_out
+        from dear_train.ranking_eval_options import ranking_eval_callback
 
-        held = load_held_out(ranking_eval["data"], ranking_eval["qrels"], name=ranking_eval.get("name"),
-                             num_queries=ranking_eval.get("queries"), top_k=ranking_eval["top_k"])
-        rank_cb = RankingEvalCallback(
-            held, spec, output_dir=training_args.output_dir, window=ranking_eval["window"],
-            stride=ranking_eval["stride"], batch_size=ranking_eval["batch_size"],
-            max_new_tokens=ranking_eval.get("max_new_tokens"), scoring=ranking_eval.get("scoring", "generate"),
-        )
+        rank_cb = ranking_eval_callback(ranking_eval, spec, training_args.output_dir)
         callbacks.append(rank_cb)
         if eval_ds is None:  # the Trainer only calls on_evaluate when there is an eval set
             eval_ds = splits[train_split].select(range(min(2, len(splits[train_split]))))
@@ -217,8 +211,9 @@ def run(script: Any, training_args: Any, model_args: Any) -> Any:
 
     from dear_train.artifacts import resolved_config
     from dear_train.config import resolve_model_dtype
-    from dear_train.grpo.config import ranking_eval_settings, validate
+    from dear_train.grpo.config import validate
     from dear_train.grpo.data import adapter_base_model
+    from dear_train.ranking_eval_options import ranking_eval_settings
 
     validate(script, training_args, model_args)
     base = model_args.model_name_or_path
