@@ -9,10 +9,9 @@ checks that run before any model loads, and the settings a run records.
                 raise OptionError("window", "must be >= 2", fix="e.g. 20")
 
     opts = parse_options(Options, argv, prog="dear x")  # argparse's own errors exit 2 with the usage
-    try:
-        checked(opts)                                     # DataError "window: must be >= 2"
-    except DataError as err:
-        print(flag_message(err, flags_of(Options)))       # "--window: must be >= 2", exit 2
+    return run_command("dear x", lambda: run(checked(opts)), flags=flags_of(Options))
+    # checked(): DataError "window: must be >= 2"; run_command (data_prep.cli_run) shows it as
+    # "dear x: error: --window: must be >= 2", exit 2
 
 Libraries raise errors that name fields (``DataError(field=...)``, or a ``ValueError`` whose text names a
 parameter); :func:`flag_message` rewrites those names into the flags the user typed, so an error never names

@@ -14,13 +14,12 @@ from data_prep.cli_options import (
     OptionError,
     check_outputs,
     checked,
-    flag_message,
     flags_of,
     option,
-    os_error_line,
     parse_options,
 )
 from data_prep.cli_options import build_parser as build_options_parser
+from data_prep.cli_run import run_command
 from data_prep.formats import FORMATS, REGISTRY
 from data_prep.prompts import PROMPT_SPECS
 from data_prep.schema import DataError
@@ -149,11 +148,12 @@ def _summary(report: dict[str, Any], out: Path, elapsed: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(PrepListwiseOptions, argv, prog="dear prep listwise", parser=build_parser())
-    try:
-        checked(args, prog="dear prep listwise")
-    except DataError as err:
-        print(f"dear prep listwise: error: {flag_message(err, flags_of(PrepListwiseOptions))}", file=sys.stderr)
-        return 2
+    return run_command("dear prep listwise", lambda: _run(args, argv), flags=flags_of(PrepListwiseOptions),
+                       os_errors="all")
+
+
+def _run(args: PrepListwiseOptions, argv: list[str] | None) -> int:
+    checked(args, prog="dear prep listwise")
     from data_prep.formats import read_teacher
     from data_prep.listwise import build_listwise, options_json, write_outputs
     from data_prep.prompts import get_prompt_spec
@@ -161,46 +161,39 @@ def main(argv: list[str] | None = None) -> int:
 
     options = args.listwise_options()
     started = time.perf_counter()
-    try:
-        overrides: dict[str, Any] = {"cot": True} if args.cot else {}
-        if args.passage_length is not None:
-            overrides["truncate_length"] = args.passage_length
-        spec = get_prompt_spec(args.prompt, **overrides)
-        tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else None
-        qrels = read_qrels(args.qrels) if args.qrels else None
-        fmt, records = read_teacher(args.teacher, args.format, qrels=qrels,
-                                    response_id_base=args.response_id_base)
-        from tqdm.auto import tqdm
+    overrides: dict[str, Any] = {"cot": True} if args.cot else {}
+    if args.passage_length is not None:
+        overrides["truncate_length"] = args.passage_length
+    spec = get_prompt_spec(args.prompt, **overrides)
+    tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else None
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    fmt, records = read_teacher(args.teacher, args.format, qrels=qrels,
+                                response_id_base=args.response_id_base)
+    from tqdm.auto import tqdm
 
-        progress = tqdm(records, desc=f"prep listwise ({fmt})", unit="rec", file=sys.stderr,
-                        disable=None, leave=False)
-        result = build_listwise(progress, spec, options, tokenizer=tokenizer, source=args.teacher)
-        if not result.train and not result.eval:  # nothing train could load: an error, not an empty folder
-            dropped = result.report.to_json().get("dropped") or {}
-            why = ", ".join(f"{k}={v}" for k, v in dropped.items())
-            raise DataError(f"no records written ({result.report.read} teacher records read"
-                            + (f"; dropped: {why}" if why else "") + ")", path=args.teacher,
-                            reason="no_records", fix="check the teacher file and --format (with --on-error skip, "
-                            "look at the drop reasons above)")
-        elapsed = time.perf_counter() - started
-        extra = {
-            "command": "dear prep listwise",
-            "argv": list(sys.argv[1:] if argv is None else argv),
-            "teacher": str(args.teacher),
-            "format": fmt,
-            "format_detected": args.format == "auto",
-            "qrels": args.qrels,
-            "options": {**asdict(args), **options_json(options)},
-            "elapsed_s": round(elapsed, 3),
-            "records_per_s": round(result.report.read / elapsed, 1) if elapsed > 0 else None,
-        }
-        write_outputs(args.out, result, spec, extra)
-    except DataError as err:
-        print(f"dear prep listwise: error: {flag_message(err, flags_of(PrepListwiseOptions))}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(os_error_line("dear prep listwise", err), file=sys.stderr)
-        return 2
+    progress = tqdm(records, desc=f"prep listwise ({fmt})", unit="rec", file=sys.stderr,
+                    disable=None, leave=False)
+    result = build_listwise(progress, spec, options, tokenizer=tokenizer, source=args.teacher)
+    if not result.train and not result.eval:  # nothing train could load: an error, not an empty folder
+        dropped = result.report.to_json().get("dropped") or {}
+        why = ", ".join(f"{k}={v}" for k, v in dropped.items())
+        raise DataError(f"no records written ({result.report.read} teacher records read"
+                        + (f"; dropped: {why}" if why else "") + ")", path=args.teacher,
+                        reason="no_records", fix="check the teacher file and --format (with --on-error skip, "
+                        "look at the drop reasons above)")
+    elapsed = time.perf_counter() - started
+    extra = {
+        "command": "dear prep listwise",
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "teacher": str(args.teacher),
+        "format": fmt,
+        "format_detected": args.format == "auto",
+        "qrels": args.qrels,
+        "options": {**asdict(args), **options_json(options)},
+        "elapsed_s": round(elapsed, 3),
+        "records_per_s": round(result.report.read / elapsed, 1) if elapsed > 0 else None,
+    }
+    write_outputs(args.out, result, spec, extra)
     import json
 
     report = json.loads((Path(args.out) / "report.json").read_text(encoding="utf-8"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,12 +18,12 @@ from data_prep.cli_options import (
     OptionError,
     check_outputs,
     checked,
-    flag_message,
     flags_of,
     option,
     parse_options,
 )
 from data_prep.cli_options import build_parser as build_options_parser
+from data_prep.cli_run import run_command
 from data_prep.schema import DataError, RerankRequest
 
 
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None, *, score_teacher: TeacherScorer | None =
     from data_prep.pointwise_format import PairFormat
     from data_prep.readers import read_qrels
 
-    try:
+    def run() -> int:
         checked(args, prog="dear prep pointwise")
         if args.teacher_model and score_teacher is None:
             raise DataError("--teacher-model needs the model scorer the `dear` CLI provides",
@@ -150,11 +149,10 @@ def main(argv: list[str] | None = None, *, score_teacher: TeacherScorer | None =
                             path=str(scores_path), reason="no_records",
                             fix="check that the teacher scores cover the candidates' qids and docids, and that "
                             "--eval-queries leaves queries to train on")
-    except DataError as err:
-        print(f"dear prep pointwise: error: {flag_message(err, flags_of(PrepPointwiseOptions))}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.to_json(), indent=2))
-    return 0
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+
+    return run_command("dear prep pointwise", run, flags=flags_of(PrepPointwiseOptions))
 
 
 if __name__ == "__main__":

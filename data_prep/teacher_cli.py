@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.cli_options import build_parser as build_options_parser
-from data_prep.cli_options import checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import checked, flags_of, option, parse_options
+from data_prep.cli_run import run_command
 from data_prep.schema import DataError
 
 logger = logging.getLogger("dear.teacher")
@@ -166,11 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     # One INFO line per HTTP request (httpx / openai's vendored httpx2) would drown the progress bar.
     for noisy in ("openai", "httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return _run(checked(args, prog="dear teacher"))
-    except DataError as err:
-        print(f"dear teacher: error: {flag_message(err, flags_of(TeacherOptions))}", file=sys.stderr)
-        return 2
+    out = Path(args.out)
+    return run_command("dear teacher", lambda: _run(checked(args, prog="dear teacher")), flags=flags_of(TeacherOptions),
+                       interrupted=f"finished queries are in {out}, the report in {report_path(args)}. "
+                                   "Rerun the same command to resume.")
+
+
+def report_path(args: TeacherOptions) -> Path:
+    """Where the run's report goes: ``--report``, or beside ``--out`` with the suffix ``.report.json``."""
+    return Path(args.report) if args.report else Path(args.out).with_suffix(".report.json")
 
 
 def _run(args: TeacherOptions) -> int:
@@ -190,7 +195,7 @@ def _run(args: TeacherOptions) -> int:
     if api_key is None:
         logger.warning("$%s is not set: sending no API key (fine for a local server)", args.api_key_env)
     out = Path(args.out)
-    report_path = Path(args.report) if args.report else out.with_suffix(".report.json")
+    report_file = report_path(args)
     cache_path = None if args.no_cache else (Path(args.cache) if args.cache else out.with_suffix(".requests.jsonl"))
     settings = TeacherSettings(
         spec=spec, model=args.model, window=args.window, stride=args.stride, top_k=args.top_k,
@@ -215,7 +220,7 @@ def _run(args: TeacherOptions) -> int:
         try:
             with logging_redirect_tqdm():
                 return await run_teacher(requests, settings, client, out=out, cache_path=cache_path,
-                                         progress=bar, concurrency=args.concurrency, report_path=report_path,
+                                         progress=bar, concurrency=args.concurrency, report_path=report_file,
                                          report_extra=extra)
         finally:
             bar.close()
@@ -225,21 +230,16 @@ def _run(args: TeacherOptions) -> int:
 
     from data_prep.io import OutputLock
 
-    try:
-        with ExitStack() as locks:  # one writer per appended file: a second job would interleave records
-            locks.enter_context(OutputLock(out, what="teacher output"))
-            if cache_path is not None:
-                locks.enter_context(OutputLock(cache_path, what="teacher request cache"))
-            report = asyncio.run(go())
-    except KeyboardInterrupt:
-        print(f"dear teacher: interrupted; finished queries are in {out}, the report in {report_path}. "
-              "Rerun the same command to resume.", file=sys.stderr)
-        return 130
+    with ExitStack() as locks:  # one writer per appended file: a second job would interleave records
+        locks.enter_context(OutputLock(out, what="teacher output"))
+        if cache_path is not None:
+            locks.enter_context(OutputLock(cache_path, what="teacher request cache"))
+        report = asyncio.run(go())
     q = report["queries"]
     cost = report["cost_usd"]
     print(f"dear teacher: {q['written']} written, {q['resumed']} already done, {q['filtered']} filtered, "
           f"{q['failed']} failed of {q['total']} queries; {report['tokens']['total']:,} tokens, "
-          + (f"~${cost:.4f}" if cost is not None else "cost n/a") + f"; report {report_path}", file=sys.stderr)
+          + (f"~${cost:.4f}" if cost is not None else "cost n/a") + f"; report {report_file}", file=sys.stderr)
     return 1 if q["failed"] else 0
 
 

@@ -84,15 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_third_party()
     module = importlib.import_module(COMMANDS[name][0])
-    try:
-        return int(module.main(rest) or 0)
-    except OSError as err:  # a disk fault the command did not catch itself: one line, not a traceback
-        from data_prep.cli_options import is_disk_fault, os_error_line
+    from data_prep.cli_run import run_command
 
-        if not is_disk_fault(err):
-            raise
-        print(os_error_line(f"dear {name}", err), file=sys.stderr)
-        return 2
+    # each command routes its errors through run_command itself; this outer one only catches what a command
+    # let through (a disk fault outside its body, a DataError it did not expect): one line, not a traceback
+    return run_command(f"dear {name}", lambda: module.main(rest))
 
 
 if __name__ == "__main__":

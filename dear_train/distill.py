@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -230,15 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     from dear_train.deepspeed_cpu import install_deepspeed_cpu_shim
 
     install_deepspeed_cpu_shim()
-    from data_prep.schema import DataError
+    from data_prep.cli_run import run_command
 
-    try:
-        dargs, targs, margs = parse_args(argv)
-        train_distill(dargs, targs, margs)
-    except DataError as err:  # ConfigError included
-        print(f"dear distill: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    # a ConfigError is a DataError whose message already names the flag (--max_steps) as the user typed it
+    def body() -> int:
+        train_distill(*parse_args(argv))
+        return 0
+
+    return run_command("dear distill", body)
 
 
 if __name__ == "__main__":

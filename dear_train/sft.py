@@ -280,11 +280,16 @@ def split_method(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    method, argv = split_method(list(sys.argv[1:] if argv is None else argv))
+    from data_prep.cli_run import run_command
+
+    return run_command("dear train", lambda: _main(list(sys.argv[1:] if argv is None else argv)))
+
+
+def _main(argv: list[str]) -> int:
+    method, argv = split_method(argv)
     if method not in METHODS:
-        print(f"dear train: error: --method must be one of {', '.join(METHODS)}, got {method!r} -- fix: "
-              "--method sft (supervised, the DeAR recipe) or --method grpo (ranking rewards)", file=sys.stderr)
-        return 2
+        raise DataError(f"--method must be one of {', '.join(METHODS)}, got {method!r}",
+                        fix="--method sft (supervised, the DeAR recipe) or --method grpo (ranking rewards)")
     if method == "grpo":
         from dear_train.grpo.train import main as grpo_main
 
@@ -301,14 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     install_deepspeed_cpu_shim()
     from dear_train.config import parse_config
 
-    try:
-        script, training_args, model_args = parse_config(config_classes(), argv, prog="dear train")
-        run(script, training_args, model_args)
-    except DataError as err:
-        rank = os.environ.get("RANK", "0")
-        print(f"dear train: error: {err}", file=sys.stderr)
-        logger.debug("rank %s failed", rank, exc_info=True)
-        return 2
+    run(*parse_config(config_classes(), argv, prog="dear train"))
     return 0
 
 

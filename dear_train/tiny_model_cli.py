@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
-from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import OptionError, checked, flags_of, option, parse_options
 from data_prep.cli_options import build_parser as build_options_parser
-from data_prep.schema import DataError
+from data_prep.cli_run import run_command
 
 
 @dataclass
@@ -35,11 +34,11 @@ class TinyModelOptions:
 def main(argv: list[str] | None = None) -> int:
     parser = build_options_parser(TinyModelOptions, prog="dear tiny-model", description=__doc__)
     a = parse_options(TinyModelOptions, argv, prog="dear tiny-model", parser=parser)
-    try:
-        checked(a, prog="dear tiny-model")
-    except DataError as err:
-        print(f"dear tiny-model: error: {flag_message(err, flags_of(TinyModelOptions))}", file=sys.stderr)
-        return 2
+    return run_command("dear tiny-model", lambda: _run(a), flags=flags_of(TinyModelOptions), out=a.out_dir)
+
+
+def _run(a: TinyModelOptions) -> int:
+    checked(a, prog="dear tiny-model")
     from dear_train.tiny_model import build_tiny_model
 
     out = build_tiny_model(a.out_dir, hidden_size=a.hidden_size, num_hidden_layers=a.layers,

@@ -28,14 +28,12 @@ from data_prep.cli_options import (
     check_output_file,
     check_outputs,
     checked,
-    flag_message,
     flags_of,
-    is_disk_fault,
     option,
-    os_error_line,
     parse_options,
 )
 from data_prep.cli_options import build_parser as build_options_parser
+from data_prep.cli_run import run_command
 from data_prep.schema import DataError
 
 DEFAULT_EVAL_METRICS = ["ndcg@10", "ndcg@5", "ndcg@1", "map", "recall@100"]
@@ -154,33 +152,28 @@ def comparison_ready(args: EvalOptions) -> tuple[bool, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(EvalOptions, argv, prog="dear eval", parser=build_parser())
-    try:
-        checked(args, prog="dear eval")
-        compare_runs, skipped = comparison_ready(args)
-        from inference.evaluation.report import build_report
+    return run_command("dear eval", lambda: _run(args), flags=flags_of(EvalOptions))
 
-        report, scores = build_report(
-            args.run, args.qrels, args.metrics, per_query=args.per_query, common_queries=args.common_queries,
-            compare_runs=compare_runs, baseline=args.baseline, test=args.test, correction=args.correction,
-            alpha=args.alpha, permutations=args.permutations, seed=args.seed)
-        plot_notes: list[str] = []
-        if args.plot is not None:
-            from inference.evaluation.plots import draw
 
-            report["plots"], plot_notes = draw(report, scores, args.plot)
-        if args.out:
-            from data_prep.io import naming
+def _run(args: EvalOptions) -> int:
+    checked(args, prog="dear eval")
+    compare_runs, skipped = comparison_ready(args)
+    from inference.evaluation.report import build_report
 
-            with naming(args.out):  # a full disk names the file
-                Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    except DataError as err:
-        print(f"dear eval: error: {flag_message(err, flags_of(EvalOptions))}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if not is_disk_fault(err):
-            raise
-        print(os_error_line("dear eval", err), file=sys.stderr)
-        return 2
+    report, scores = build_report(
+        args.run, args.qrels, args.metrics, per_query=args.per_query, common_queries=args.common_queries,
+        compare_runs=compare_runs, baseline=args.baseline, test=args.test, correction=args.correction,
+        alpha=args.alpha, permutations=args.permutations, seed=args.seed)
+    plot_notes: list[str] = []
+    if args.plot is not None:
+        from inference.evaluation.plots import draw
+
+        report["plots"], plot_notes = draw(report, scores, args.plot)
+    if args.out:
+        from data_prep.io import naming
+
+        with naming(args.out):  # a full disk names the file
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     show(report, args.format)
     for line in ([report["note"]] if report["note"] else []) + ([skipped] if skipped else []) + plot_notes:
         print(f"dear eval: note: {line}", file=sys.stderr)

@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from data_prep.cli_options import build_parser as build_options_parser
-from data_prep.cli_options import checked, is_disk_fault, os_error_line, parse_options
-from data_prep.schema import DataError
+from data_prep.cli_options import checked, flags_of, parse_options
+from data_prep.cli_run import CommandError, run_command
 
 # the job lives in inference.rerank_job; these names stay importable from here for callers of the command module
 from inference.rerank_job import (
@@ -51,28 +50,20 @@ def parse_rerank_options(argv: list[str] | None = None) -> RerankOptions:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(RerankOptions, argv, prog="dear rerank", parser=build_parser())
+    return run_command("dear rerank", lambda: _run(args), flags=flags_of(RerankOptions), renames=RENAMES,
+                       out=args.out, interrupted=f"finished queries are saved in {args.out}. "
+                                                 "Run the same command again to resume.")
+
+
+def _run(args: RerankOptions) -> int:
     from inference.parallel import launched_world_size
 
     if launched_world_size() > 1:  # one of several processes: each would rank everything into the same --out
-        print("dear rerank: error: started as one of several processes (WORLD_SIZE > 1); under torchrun, "
-              "accelerate or srun run `-m inference.rerank` with the same options", file=sys.stderr)
-        return 2
-    try:
-        opts = checked(args, prog="dear rerank")
-        show_summary(run_job(opts), opts.out)
-        return 0
-    except KeyboardInterrupt:
-        print(f"dear rerank: interrupted; finished queries are saved in {args.out}. "
-              "Run the same command again to resume.", file=sys.stderr)
-        return 130
-    except DataError as err:
-        print(error_line(err), file=sys.stderr)
-        return 2
-    except OSError as err:
-        if not is_disk_fault(err):
-            raise
-        print(os_error_line("dear rerank", err, path=args.out), file=sys.stderr)
-        return 2
+        raise CommandError("started as one of several processes (WORLD_SIZE > 1); under torchrun, "
+                           "accelerate or srun run `-m inference.rerank` with the same options")
+    opts = checked(args, prog="dear rerank")
+    show_summary(run_job(opts), opts.out)
+    return 0
 
 
 if __name__ == "__main__":

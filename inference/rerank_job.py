@@ -21,11 +21,11 @@ from data_prep.cli_options import (
     OptionError,
     check_output_file,
     check_outputs,
-    flag_message,
     flags_of,
     option,
     settings_of,
 )
+from data_prep.cli_run import error_text
 from data_prep.io.versions import package_versions
 from data_prep.readers import (
     check_id,
@@ -306,7 +306,7 @@ RENAMES = {"max_tokens": "max_prompt_tokens", "k": "top_k"}
 
 def error_line(err: Exception) -> str:
     """A library error as `dear rerank` shows it: field names written as this command's flags."""
-    return f"dear rerank: error: {flag_message(err, flags_of(RerankOptions), renames=RENAMES)}"
+    return error_text("dear rerank", err, flags=flags_of(RerankOptions), renames=RENAMES)
 
 
 def check_inputs(args: RerankOptions) -> tuple[list[RerankRequest], Any]:

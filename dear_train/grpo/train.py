@@ -17,11 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
-
-from data_prep.schema import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -275,14 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     from dear_train.deepspeed_cpu import install_deepspeed_cpu_shim
 
     install_deepspeed_cpu_shim()
+    from data_prep.cli_run import run_command
     from dear_train.config import parse_config
     from dear_train.grpo.config import config_classes
 
-    try:
-        script, training_args, model_args = parse_config(config_classes(), argv, prog=PROG)
-        run(script, training_args, model_args)
-    except DataError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        logger.debug("rank %s failed", os.environ.get("RANK", "0"), exc_info=True)
-        return 2
-    return 0
+    def body() -> int:
+        run(*parse_config(config_classes(), argv, prog=PROG))
+        return 0
+
+    return run_command(PROG, body)

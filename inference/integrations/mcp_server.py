@@ -17,8 +17,9 @@ import sys
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import OptionError, checked, flags_of, option, parse_options
 from data_prep.cli_options import build_parser as build_options_parser
+from data_prep.cli_run import CommandError, run_command
 from data_prep.schema import DataError
 from inference.ranking.options import RankingOptions, device_map_for
 
@@ -91,23 +92,22 @@ def build_parser() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_options(McpOptions, argv, prog=PROG, parser=build_parser())
-    try:
-        checked(opts, prog=PROG)
-        try:
-            import mcp.server.mcpserver  # noqa: F401
-        except ImportError as err:
-            print(f"{PROG}: error: {err.name} is missing; install the mcp extra: pip install 'dear-reranker[mcp]'",
-                  file=sys.stderr)
-            return 2
-        from inference.integrations.ranking import load_reranker
-        from inference.models import check_loadable, describe_source
+    return run_command(PROG, lambda: _run(opts), flags=flags_of(McpOptions))
 
-        check_loadable(describe_source(opts.model), opts.base_model)
-        with contextlib.redirect_stdout(sys.stderr):  # stdout is the protocol's: nothing else may reach it
-            reranker = load_reranker(opts.model, **opts.ranking_kwargs())
-    except DataError as err:
-        print(f"{PROG}: error: {flag_message(err, flags_of(McpOptions))}", file=sys.stderr)
-        return 2
+
+def _run(opts: McpOptions) -> int:
+    checked(opts, prog=PROG)
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ImportError as err:
+        raise CommandError(f"{err.name} is missing; install the mcp extra: pip install 'dear-reranker[mcp]'") \
+            from None
+    from inference.integrations.ranking import load_reranker
+    from inference.models import check_loadable, describe_source
+
+    check_loadable(describe_source(opts.model), opts.base_model)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the protocol's: nothing else may reach it
+        reranker = load_reranker(opts.model, **opts.ranking_kwargs())
     build_server(reranker, max_documents=opts.max_documents).run("stdio")
     return 0
 

@@ -14,12 +14,12 @@ import logging
 import math
 import os
 import signal
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from data_prep.cli_options import OptionError, checked, flag_message, flags_of, option, parse_options
+from data_prep.cli_options import OptionError, checked, flags_of, option, parse_options
 from data_prep.cli_options import build_parser as build_options_parser
+from data_prep.cli_run import CommandError, run_command
 from data_prep.schema import DataError
 from inference.ranking.options import MODEL, RankingOptions, load_reranker
 
@@ -114,11 +114,11 @@ def reranker_loader(args: ServeOptions) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_options(ServeOptions, argv, prog="dear serve", parser=build_parser())
-    try:
-        checked(args, prog="dear serve")  # --window 1, --port 99999 and the like: refused before anything loads
-    except DataError as err:
-        print(f"dear serve: error: {flag_message(err, flags_of(ServeOptions))}", file=sys.stderr)
-        return 2
+    return run_command("dear serve", lambda: _run(args), flags=flags_of(ServeOptions))
+
+
+def _run(args: ServeOptions) -> int:
+    checked(args, prog="dear serve")  # --window 1, --port 99999 and the like: refused before anything loads
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -130,9 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         from inference.serve.engine import RerankEngine
         from inference.serve.metrics import ServeMetrics
     except ImportError as err:
-        print(f"dear serve: error: {err.name} is missing; install the serve extra: "
-              "pip install 'dear-reranker[serve]'", file=sys.stderr)
-        return 2
+        raise CommandError(f"{err.name} is missing; install the serve extra: pip install 'dear-reranker[serve]'") \
+            from None
     try:
         config = ServeConfig(model_name=args.model_name or args.model, max_documents=args.max_documents,
                              max_document_chars=args.max_document_chars, max_query_chars=args.max_query_chars,
@@ -142,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         from inference.models import describe_source
 
         describe_source(args.model)  # a folder without weights fails now, not after the server is up
-    except (DataError, ValueError) as err:
-        print(f"dear serve: error: {flag_message(err, flags_of(ServeOptions))}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # ServeConfig's own checks (DataError is a ValueError and passes as it is)
+        if isinstance(err, DataError):
+            raise
+        raise DataError(str(err)) from None
     metrics = ServeMetrics()
     engine = RerankEngine(reranker_loader(args), max_queue=config.max_queue,
                           request_timeout=config.request_timeout, metrics=metrics)
@@ -165,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("dear serve: stopped by %s after finishing the requests in flight",
                     signal.Signals(stopped_by[0]).name)
     if engine.load_error:
-        print(f"dear serve: error: {engine.load_error}", file=sys.stderr)
-        return 1
+        raise CommandError(engine.load_error, code=1)
     return 0
 
 
