@@ -99,3 +99,40 @@ def ranking_eval_callback(ranking_eval: dict[str, Any], spec: Any, output_dir: s
         scoring=ranking_eval.get("scoring", "generate"), strategy=ranking_eval.get("strategy", "sliding"),
         depth=ranking_eval.get("depth", 10), set_size=ranking_eval.get("set_size", 3),
     )
+
+
+def evaluation_setup(training_args: Any, splits: Any, *, eval_split: str | None, train_split: str,
+                     ranking_eval: dict[str, Any] | None, spec: Any, dataset_path: str, what: str,
+                     stand_in: int) -> tuple[Any, list[Any], Any]:
+    """``(eval_dataset, callbacks, ranking_callback)`` for a trainer. A missing or empty eval split (`dear prep
+    --eval-fraction 0`) means no ``what`` evaluation, not a crash inside the Trainer ("eval_strategy ... but you
+    didn't pass an eval_dataset"); with a ranking eval the first ``stand_in`` training records stand in as the
+    eval set, since the Trainer only calls ``on_evaluate`` when there is one."""
+    eval_ds = splits.get(eval_split) if eval_split and eval_strategy_on(training_args) else None
+    if eval_ds is None and eval_strategy_on(training_args) and not ranking_eval:
+        import logging
+
+        from transformers.trainer_utils import IntervalStrategy
+
+        logging.getLogger(__name__).warning("no %r split with records in %s: training without %s evaluation",
+                                            eval_split, dataset_path, what)
+        training_args.eval_strategy = IntervalStrategy.NO
+        training_args.do_eval = False
+    if not ranking_eval:
+        return eval_ds, [], None
+    rank_cb = ranking_eval_callback(ranking_eval, spec, training_args.output_dir)
+    if eval_ds is None:
+        eval_ds = splits[train_split].select(range(min(stand_in, len(splits[train_split]))))
+    return eval_ds, [rank_cb], rank_cb
+
+
+def model_init_kwargs(training_args: Any, *, revision: str | None, dtype: str,
+                      attn_implementation: str | None) -> dict[str, Any]:
+    """The keyword arguments the trainers load the model with: the config's ``model_init_kwargs`` plus the
+    model options (each only where the config did not set it)."""
+    init_kwargs = dict(training_args.model_init_kwargs or {})
+    init_kwargs.setdefault("revision", revision)
+    init_kwargs.setdefault("dtype", dtype)
+    if attn_implementation:
+        init_kwargs.setdefault("attn_implementation", attn_implementation)
+    return init_kwargs

@@ -19,7 +19,8 @@ from typing import Any
 from data_prep.schema import DataError
 from dear_train.ranking_eval_options import (
     RankingEvalArguments,
-    eval_strategy_on,
+    evaluation_setup,
+    model_init_kwargs,
     ranking_eval_settings,
     validate_ranking_eval,
 )
@@ -160,32 +161,11 @@ def train_listwise(
                               fix="keep check_lengths: true, or set packing: true")
         training_args.max_length = None
 
-    init_kwargs = dict(training_args.model_init_kwargs or {})
-    init_kwargs.setdefault("revision", model_revision)
-    init_kwargs.setdefault("dtype", model_dtype)
-    if attn_implementation:
-        init_kwargs.setdefault("attn_implementation", attn_implementation)
-    training_args.model_init_kwargs = init_kwargs
-
-    eval_ds = splits.get(eval_split) if eval_split and eval_strategy_on(training_args) else None
-    if eval_ds is None and eval_strategy_on(training_args) and not ranking_eval:
-        # a missing or empty eval split (`dear prep --eval-fraction 0`) means no evaluation, not a crash
-        # inside the Trainer ("eval_strategy ... but you didn't pass an eval_dataset")
-        from transformers.trainer_utils import IntervalStrategy
-
-        logger.warning("no %r split with records in %s: training without loss evaluation", eval_split,
-                       dataset_path)
-        training_args.eval_strategy = IntervalStrategy.NO
-        training_args.do_eval = False
-    callbacks = []
-    rank_cb = None
-    if ranking_eval:
-        from dear_train.ranking_eval_options import ranking_eval_callback
-
-        rank_cb = ranking_eval_callback(ranking_eval, spec, training_args.output_dir)
-        callbacks.append(rank_cb)
-        if eval_ds is None:  # the Trainer only calls on_evaluate when there is an eval set
-            eval_ds = splits[train_split].select(range(min(4, len(splits[train_split]))))
+    training_args.model_init_kwargs = model_init_kwargs(training_args, revision=model_revision, dtype=model_dtype,
+                                                        attn_implementation=attn_implementation)
+    eval_ds, callbacks, rank_cb = evaluation_setup(training_args, splits, eval_split=eval_split,
+                                                   train_split=train_split, ranking_eval=ranking_eval, spec=spec,
+                                                   dataset_path=dataset_path, what="loss", stand_in=4)
 
     from transformers import set_seed
 

@@ -96,7 +96,7 @@ def train_grpo(
     )
     from dear_train.grpo.data import check_adapter_spec, check_prompt_lengths, load_grpo_splits
     from dear_train.grpo.rewards import reward_functions, reward_names
-    from dear_train.ranking_eval_options import eval_strategy_on
+    from dear_train.ranking_eval_options import evaluation_setup, model_init_kwargs
 
     setup_generation(training_args)
     splits, spec = load_grpo_splits(dataset_path, train_split=train_split, eval_split=eval_split or None,
@@ -127,29 +127,11 @@ def train_grpo(
     if resume is None and int(os.environ.get("RANK", "0")) == 0:  # every check passed: record the fresh start
         record_run_settings(training_args.output_dir, settings)
 
-    init_kwargs = dict(training_args.model_init_kwargs or {})
-    init_kwargs.setdefault("revision", model_revision)
-    init_kwargs.setdefault("dtype", model_dtype)
-    if attn_implementation:
-        init_kwargs.setdefault("attn_implementation", attn_implementation)
-
-    eval_ds = splits.get(eval_split) if eval_split and eval_strategy_on(training_args) else None
-    if eval_ds is None and eval_strategy_on(training_args) and not ranking_eval:
-        from transformers.trainer_utils import IntervalStrategy
-
-        logger.warning("no %r split with records in %s: training without reward evaluation", eval_split,
-                       dataset_path)
-        training_args.eval_strategy = IntervalStrategy.NO
-        training_args.do_eval = False
-    callbacks = []
-    rank_cb = None
-    if ranking_eval:
-        from dear_train.ranking_eval_options import ranking_eval_callback
-
-        rank_cb = ranking_eval_callback(ranking_eval, spec, training_args.output_dir)
-        callbacks.append(rank_cb)
-        if eval_ds is None:  # the Trainer only calls on_evaluate when there is an eval set
-            eval_ds = splits[train_split].select(range(min(2, len(splits[train_split]))))
+    init_kwargs = model_init_kwargs(training_args, revision=model_revision, dtype=model_dtype,
+                                    attn_implementation=attn_implementation)
+    eval_ds, callbacks, rank_cb = evaluation_setup(training_args, splits, eval_split=eval_split,
+                                                   train_split=train_split, ranking_eval=ranking_eval, spec=spec,
+                                                   dataset_path=dataset_path, what="reward", stand_in=2)
 
     # the LoRA init (new adapter) and the sampling draw from the seeded generators: seed before the model exists
     set_seed(training_args.seed)
