@@ -246,6 +246,10 @@ def test_costs_come_from_the_rerank_summary_and_jsonl(dl19, tmp_path) -> None:
     own = {**records[0], "model_calls": 7, "prompt_tokens": 1234, "generated_tokens": 56, "rounds": 3}
     assert record_cost(own) == {"model_calls": 7.0, "prompt_tokens": 1234.0, "generated_tokens": 56.0,
                                 "rounds": 3.0}
+    # what a strategy other than sliding writes: its totals under "cost", its windows' rounds beside them
+    assert record_cost({"qid": "1", "strategy": "tdpart", "cost": {"model_calls": 4, "prompt_tokens": 900,
+                        "generated_tokens": 30, "rounds": 2}}) == {"model_calls": 4.0, "prompt_tokens": 900.0,
+                                                                  "generated_tokens": 30.0, "rounds": 2.0}
     # without totals: a window of one candidate (raw None) was no model call; its tokens still count
     windows2 = [{"raw": None, "prompt_tokens": 0, "generated_tokens": 0},
                 {"raw": "[1] > [0]", "prompt_tokens": 300, "generated_tokens": 9}]
