@@ -243,15 +243,20 @@ def test_costs_come_from_the_rerank_summary_and_jsonl(dl19, tmp_path) -> None:
     assert cost.generated_tokens == summary["generated_tokens"] / 3
     assert cost.seconds == pytest.approx(summary["wall_s"] / summary["ranked"])
     # a record that carries its own totals (newer `dear rerank`) is read as it is
-    own = {**records[0], "model_calls": 7, "prompt_tokens": 1234, "generated_tokens": 56}
-    assert record_cost(own) == {"model_calls": 7.0, "prompt_tokens": 1234.0, "generated_tokens": 56.0}
+    own = {**records[0], "model_calls": 7, "prompt_tokens": 1234, "generated_tokens": 56, "rounds": 3}
+    assert record_cost(own) == {"model_calls": 7.0, "prompt_tokens": 1234.0, "generated_tokens": 56.0,
+                                "rounds": 3.0}
+    # what a strategy other than sliding writes: its totals under "cost", its windows' rounds beside them
+    assert record_cost({"qid": "1", "strategy": "tdpart", "cost": {"model_calls": 4, "prompt_tokens": 900,
+                        "generated_tokens": 30, "rounds": 2}}) == {"model_calls": 4.0, "prompt_tokens": 900.0,
+                                                                  "generated_tokens": 30.0, "rounds": 2.0}
     # without totals: a window of one candidate (raw None) was no model call; its tokens still count
     windows2 = [{"raw": None, "prompt_tokens": 0, "generated_tokens": 0},
                 {"raw": "[1] > [0]", "prompt_tokens": 300, "generated_tokens": 9}]
     assert record_cost({"qid": "1", "windows": windows2}) == {"model_calls": 1.0, "prompt_tokens": 300.0,
-                                                             "generated_tokens": 9.0}
+                                                             "generated_tokens": 9.0, "rounds": 1.0}
     # a record without windows or totals is unknown, not zero
-    assert record_cost({"qid": "1"}) == dict.fromkeys(("model_calls", "prompt_tokens", "generated_tokens"))
+    assert record_cost({"qid": "1"}) == dict.fromkeys(("model_calls", "prompt_tokens", "generated_tokens", "rounds"))
     # no sidecars: no cost
     assert read_cost(dl19["runs"][0], {"1"}) is None
 
@@ -285,3 +290,69 @@ def test_plots_per_query_differences_and_quality_against_cost(dl19, tmp_path, ca
     rc = cli_eval.main(["--run", bm25, splade, "--qrels", dl19["qrels"], "--plot", str(tmp_path / "p2")])
     err = capsys.readouterr().err
     assert rc == 0 and "needs --baseline" in err and "no run has a rerank summary" in err
+
+
+SMALL = ["--top-k", "12", "--window", "5", "--stride", "2", "--depth", "2", "--max-new-tokens", "10",
+         "--device", "cpu", "--dtype", "float32", "--no-progress"]
+
+
+def test_rounds_and_strategy_of_real_runs_of_two_strategies(dl19, tiny_model_dir, tmp_path, capsys,
+                                                             one_torch_thread) -> None:
+    """`dear rerank` on the tiny model, sliding and tdpart, 3 DL19 queries: rounds/q and the strategy in the
+    table and JSON, equal to what the runs recorded; an old file without them reads "-"."""
+    from _serve_helpers import short_requests
+
+    from data_prep.readers import read_rankgpt_json, write_rankgpt_json
+    from inference import cli_rerank
+    from inference.evaluation.efficiency import read_cost
+
+    reqs = short_requests(read_rankgpt_json(shared_path("trec-dl19", "retrieve_results_dl19_top100.json"))[:3],
+                          16, 150)
+    write_rankgpt_json(tmp_path / "in.json", reqs)
+    runs = {}
+    for strategy in ("sliding", "tdpart"):
+        out = tmp_path / f"{strategy}.trec"
+        assert cli_rerank.main(["--model", str(tiny_model_dir), "--input", str(tmp_path / "in.json"), "--out",
+                                str(out), "--jsonl", f"{out}.jsonl", *SMALL, "--strategy", strategy]) == 0
+        runs[strategy] = out
+    qids = {r.qid for r in reqs}
+    sliding, tdpart = (read_cost(str(runs[s]), qids) for s in ("sliding", "tdpart"))
+    summaries = {s: json.loads(Path(f"{runs[s]}.summary.json").read_text()) for s in runs}
+    # tdpart records cost.rounds; sliding's rounds are its model-call windows, one after another
+    assert tdpart.strategy == "tdpart" and tdpart.rounds == summaries["tdpart"]["sequential_rounds"] / 3
+    assert sliding.strategy == "sliding" and sliding.rounds == summaries["sliding"]["sequential_rounds"] / 3
+    assert sliding.rounds == sliding.model_calls and tdpart.rounds < tdpart.model_calls  # tdpart batches windows
+    # the summary alone (no JSONL) gives the same figures
+    Path(f"{runs['tdpart']}.jsonl").rename(tmp_path / "away.jsonl")
+    alone = read_cost(str(runs["tdpart"]), qids)
+    assert alone.rounds == tdpart.rounds and alone.strategy == "tdpart"
+    Path(tmp_path / "away.jsonl").rename(f"{runs['tdpart']}.jsonl")
+    # an old summary without rounds or strategy, no JSONL: "-"
+    old = tmp_path / "old.trec"
+    old.write_bytes(runs["sliding"].read_bytes())
+    legacy = {k: v for k, v in summaries["sliding"].items() if k not in ("sequential_rounds", "strategy",
+                                                                           "prompt_tokens")}
+    Path(f"{old}.summary.json").write_text(json.dumps(legacy))
+    assert read_cost(str(old), qids).rounds is None and read_cost(str(old), qids).strategy is None
+
+    paths = [str(runs["sliding"]), str(runs["tdpart"]), str(old)]
+    out_json = tmp_path / "e.json"
+    assert cli_eval.main(["--run", *paths, "--qrels", dl19["qrels"], "--metrics", "ndcg@10", "--out",
+                          str(out_json), "--plot", str(tmp_path / "plots")]) == 0
+    table = capsys.readouterr().out
+    report = json.loads(out_json.read_text())
+    got = {Path(p).stem: report["runs"][p]["cost"] for p in paths}
+    assert got["tdpart"]["rounds"] == tdpart.rounds and got["tdpart"]["strategy"] == "tdpart"
+    assert got["old"]["rounds"] is None and got["old"]["strategy"] is None
+    assert "rounds/q" in table and "strategy" in table
+    assert cli_eval.main(["--run", *paths, "--qrels", dl19["qrels"], "--metrics", "ndcg@10",
+                          "--format", "markdown"]) == 0
+    text = capsys.readouterr().out.split("\n\n")[0]  # the runs table (the tests table follows)
+    lines = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    header = [h.strip() for h in lines[0]]
+    rows = {cells[1].strip(): {h: c.strip() for h, c in zip(header, cells, strict=True)} for cells in lines[1:]}
+    assert rows["tdpart.trec"]["strategy"] == "tdpart" and rows["sliding.trec"]["strategy"] == "sliding"
+    assert float(rows["tdpart.trec"]["rounds/q"]) == pytest.approx(tdpart.rounds, abs=0.05)
+    assert float(rows["sliding.trec"]["rounds/q"]) == pytest.approx(sliding.rounds, abs=0.05)
+    assert rows["old.trec"]["strategy"] == "-" and rows["old.trec"]["rounds/q"] == "-"  # old files: unknown
+    assert sorted(Path(p).name for p in report["plots"]) == ["quality_vs_cost.png"]

@@ -127,7 +127,7 @@ def test_langchain_compressor_refuses_bad_input_naming_the_field(reranker):
         compressor.compress_documents([Document(page_content="a"), "b"], QUERY)
     with pytest.raises(ValidationError, match="top_n"):
         DearRerank(reranker=reranker, top_n=0)
-    with pytest.raises(TypeError, match=r"^reranker: expected a ListwiseReranker or a model path, got int"):
+    with pytest.raises(TypeError, match=r"^reranker: expected a ListwiseReranker, a RankingOptions or a model path, got int"):
         DearRerank(reranker=3)
     assert compressor.compress_documents([], QUERY) == []
 
@@ -212,7 +212,7 @@ def test_haystack_ranker_loads_a_model_path_in_warm_up(tiny_model_dir):
 
     from inference.integrations.haystack import DearRanker
 
-    ranker = DearRanker(str(tiny_model_dir), top_k=2, device_map=None, dtype="float32", scoring="first-token")
+    ranker = DearRanker(str(tiny_model_dir), top_k=2, device="cpu", dtype="float32", scoring="first-token")
     assert ranker.reranker is None  # nothing loads at construction: a pipeline calls warm_up
     docs = [Document(content=t) for t in TEXTS]
     out = ranker.run(query=QUERY, documents=docs)["documents"]

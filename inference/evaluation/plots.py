@@ -2,8 +2,8 @@
 
 ``per_query_<metric>.png``: one panel per run, one bar per query, run minus baseline, sorted, green above
 zero and red below, the improved / tied / degraded counts and the corrected p-value in the title.
-``quality_vs_cost.png``: the metric against prompt tokens and seconds per query (one panel each, where every
-costed run recorded it; model calls when neither); runs without recorded costs (first-stage runs) are dashed
+``quality_vs_cost.png``: the metric against prompt tokens, sequential rounds and seconds per query (one panel
+each, where every costed run recorded it; model calls when none); runs without recorded costs (first-stage runs) are dashed
 horizontal lines. Files are written atomically.
 """
 
@@ -18,8 +18,8 @@ from data_prep.io.atomic import atomic_file
 from inference.evaluation.scores import QueryScores
 from inference.evaluation.stats import CORRECTION_NAMES
 
-COST_AXES = (("prompt_tokens", "prompt tokens per query"), ("seconds", "seconds per query"),
-             ("model_calls", "model calls per query"))
+COST_AXES = (("prompt_tokens", "prompt tokens per query"), ("rounds", "sequential rounds per query"),
+             ("seconds", "seconds per query"), ("model_calls", "model calls per query"))
 
 
 def primary_metric(metrics: Sequence[str]) -> str:
@@ -86,7 +86,7 @@ def per_query_chart(scores: QueryScores, runs: Sequence[str], baseline: str, met
 
 
 def cost_axes(costs: Mapping[str, Mapping[str, Any] | None]) -> list[tuple[str, str]]:
-    """The costs every costed run recorded: prompt tokens and seconds where there, else model calls."""
+    """The costs every costed run recorded: prompt tokens, rounds and seconds where there, else model calls."""
     costed = [c for c in costs.values() if c]
     found = [(k, label) for k, label in COST_AXES if costed and all(c.get(k) is not None for c in costed)]
     return [a for a in found if a[0] != "model_calls"] or found[:1]
@@ -106,7 +106,9 @@ def quality_cost_chart(means: Mapping[str, float], costs: Mapping[str, Mapping[s
         xs = [costs[r][key] for r in costed]  # type: ignore[index]
         ax.scatter(xs, [100 * means[r] for r in costed], s=40, color="#1565c0", zorder=3)
         for r, x in zip(costed, xs, strict=True):
-            ax.annotate(names[r], (x, 100 * means[r]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            strategy = costs[r].get("strategy")  # type: ignore[union-attr]
+            label = f"{names[r]} ({strategy})" if strategy else names[r]
+            ax.annotate(label, (x, 100 * means[r]), textcoords="offset points", xytext=(5, 4), fontsize=8)
         for i, r in enumerate(free):
             ax.axhline(100 * means[r], color=f"C{(i + 1) % 10}", linestyle="--", linewidth=1,
                        label=f"{names[r]} (no cost recorded)")

@@ -44,15 +44,20 @@ def has_costs(report: Mapping[str, Any]) -> bool:
     return any(r.get("cost") for r in report["runs"].values())
 
 
+def has_strategies(report: Mapping[str, Any]) -> bool:
+    return any((r.get("cost") or {}).get("strategy") for r in report["runs"].values())
+
+
 def runs_table(report: Mapping[str, Any], style: str = "text") -> tuple[list[str], list[list[str]]]:
     """Header and rows of the runs table; marks in ``style`` (text, markdown, latex)."""
     metrics = report["metrics"]
     comp = report.get("comparison")
     total = report["queries"]
     costs = has_costs(report)
+    strategies = has_strategies(report)
     header = ["", "run", "queries", *metrics, JUDGED_AT_10]
     if costs:
-        header += [COST_LABELS[f] for f in COST_FIELDS]
+        header += (["strategy"] if strategies else []) + [COST_LABELS[f] for f in COST_FIELDS]
     rows = []
     for run in report["runs"].values():
         name = _latex_escape(run["name"]) if style == "latex" else run["name"]
@@ -66,6 +71,8 @@ def runs_table(report: Mapping[str, Any], style: str = "text") -> tuple[list[str
         cells.append(f"{100 * run[JUDGED_AT_10]:.1f}")
         if costs:
             cost = run.get("cost") or {}
+            if strategies:
+                cells.append(cost.get("strategy") or "-")
             cells += [_cost(cost.get(f), f) for f in COST_FIELDS]
         rows.append(cells)
     if style == "latex":
@@ -130,8 +137,9 @@ def notes(report: Mapping[str, Any]) -> list[str]:
         out.append("+/=/-: queries where the run scores above / equal to / below the "
                    + ("baseline" if comp["baseline"] else "second run of the pair") + "; diff x100")
     if has_costs(report):
-        out.append("per query: model calls, prompt and generated tokens, seconds, from the rerank summary and "
-                   "JSONL beside each run ('-': not recorded)")
+        out.append("per query: model calls, prompt and generated tokens, sequential rounds (windows that must "
+                   "run one after another), seconds, from the rerank summary and JSONL beside each run "
+                   "('-': not recorded)")
     return out
 
 

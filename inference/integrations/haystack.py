@@ -23,26 +23,45 @@ from typing import Any
 
 from haystack import Document, component
 
-from inference.integrations.ranking import InputTypeError, check_top_n, load_reranker, rank_texts
+from inference.integrations.ranking import (
+    InputTypeError,
+    check_top_n,
+    checked_options,
+    is_options,
+    load_options,
+    load_reranker,
+    rank_texts,
+    ranking_options,
+)
+from inference.ranking.options import RankingOptions
 
 
 @component
 class DearRanker:
-    """``model``: a loaded ``ListwiseReranker``, or a model folder / Hub id loaded in ``warm_up`` with
-    ``**ranking`` (the keyword arguments of ``ListwiseReranker.from_pretrained``). ``top_k``: how many documents
-    to return (None: all, reordered)."""
+    """``model``: a ``RankingOptions``, or a model folder / Hub id with ``**ranking`` (its fields: ``strategy``,
+    ``window``, ``top_k`` (the candidates reranked), ``scoring``, ...), checked here and loaded in ``warm_up``; or
+    a loaded ``ListwiseReranker``. ``top_k``: how many documents to return (None: all, reordered)."""
 
     def __init__(self, model: Any, top_k: int | None = None, **ranking: Any) -> None:
         self.top_k = check_top_n(top_k, "top_k")
-        self.model = model
-        self.ranking = ranking
-        lazy = isinstance(model, (str, os.PathLike))  # a path loads in warm_up, as Haystack components do
-        self.reranker: Any = None if lazy else load_reranker(model, **ranking)
+        self.reranker: Any = None
+        self.options: Any = None
+        if is_options(model) and not ranking:  # checked now, loaded in warm_up, as Haystack components do
+            self.options = checked_options(model)
+        elif isinstance(model, (str, os.PathLike)):
+            self.options = ranking_options(model, **ranking)
+        else:
+            self.reranker = load_reranker(model, **ranking)
+
+    @classmethod
+    def from_options(cls, options: RankingOptions, top_k: int | None = None) -> DearRanker:
+        """The ranker over the reranker ``options`` describe (checked now, loaded in ``warm_up``)."""
+        return cls(options, top_k=top_k)
 
     def warm_up(self) -> None:
         """Load the model (once)."""
         if self.reranker is None:
-            self.reranker = load_reranker(self.model, **self.ranking)
+            self.reranker = load_options(self.options)
 
     @component.output_types(documents=list[Document])
     def run(self, query: str, documents: list[Document], top_k: int | None = None) -> dict[str, list[Document]]:

@@ -24,11 +24,13 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, field_validator
 
 from inference.integrations.ranking import InputTypeError, load_reranker, rank_texts
+from inference.ranking.options import RankingOptions
 
 
 class DearRerank(BaseDocumentCompressor):
-    """``reranker``: a loaded ``ListwiseReranker`` (or a model path, loaded with the default options; use
-    :meth:`from_pretrained` for others). ``top_n``: how many documents to keep (None: all, reordered)."""
+    """``reranker``: a ``RankingOptions`` (checked, then loaded; or :meth:`from_options`), a loaded
+    ``ListwiseReranker``, or a model path (the default options; :meth:`from_pretrained` takes others).
+    ``top_n``: how many documents to keep (None: all, reordered)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
@@ -42,8 +44,14 @@ class DearRerank(BaseDocumentCompressor):
 
     @classmethod
     def from_pretrained(cls, path: str, *, top_n: int | None = None, **ranking: Any) -> DearRerank:
-        """Load the model at ``path`` with ``**ranking`` (``ListwiseReranker.from_pretrained``'s options)."""
+        """Load the model at ``path`` with ``**ranking`` (``RankingOptions``' fields: ``strategy``, ``window``,
+        ``top_k``, ``scoring``, ...)."""
         return cls(reranker=load_reranker(path, **ranking), top_n=top_n)
+
+    @classmethod
+    def from_options(cls, options: RankingOptions, *, top_n: int | None = None) -> DearRerank:
+        """The compressor over the reranker ``options`` describe (checked before the model loads)."""
+        return cls(reranker=options, top_n=top_n)
 
     def compress_documents(self, documents: Sequence[Document], query: str,
                            callbacks: Callbacks | None = None) -> Sequence[Document]:

@@ -22,11 +22,13 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from inference.integrations.ranking import InputTypeError, load_reranker, rank_texts
+from inference.ranking.options import RankingOptions
 
 
 class DearRerank(BaseNodePostprocessor):
-    """``reranker``: a loaded ``ListwiseReranker`` (or a model path, loaded with the default options; use
-    :meth:`from_pretrained` for others). ``top_n``: how many nodes to keep (None: all, reordered)."""
+    """``reranker``: a ``RankingOptions`` (checked, then loaded; or :meth:`from_options`), a loaded
+    ``ListwiseReranker``, or a model path (the default options; :meth:`from_pretrained` takes others).
+    ``top_n``: how many nodes to keep (None: all, reordered)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -42,10 +44,16 @@ class DearRerank(BaseNodePostprocessor):
 
     @classmethod
     def from_pretrained(cls, path: str, *, top_n: int | None = None, **kwargs: Any) -> DearRerank:
-        """Load the model at ``path``; ``kwargs`` are ``ListwiseReranker.from_pretrained``'s options, plus this
-        class's ``metadata_mode`` and ``keep_retrieval_score``."""
+        """Load the model at ``path``; ``kwargs`` are ``RankingOptions``' fields (``strategy``, ``window``,
+        ``top_k``, ``scoring``, ...), plus this class's ``metadata_mode`` and ``keep_retrieval_score``."""
         own = {k: kwargs.pop(k) for k in ("metadata_mode", "keep_retrieval_score") if k in kwargs}
         return cls(reranker=load_reranker(path, **kwargs), top_n=top_n, **own)
+
+    @classmethod
+    def from_options(cls, options: RankingOptions, *, top_n: int | None = None, **own: Any) -> DearRerank:
+        """The postprocessor over the reranker ``options`` describe (checked before the model loads); ``own``:
+        ``metadata_mode``, ``keep_retrieval_score``."""
+        return cls(reranker=options, top_n=top_n, **own)
 
     @classmethod
     def class_name(cls) -> str:

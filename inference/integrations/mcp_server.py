@@ -21,7 +21,7 @@ from data_prep.cli_options import OptionError, checked, flags_of, option, parse_
 from data_prep.cli_options import build_parser as build_options_parser
 from data_prep.cli_run import CommandError, run_command
 from data_prep.schema import DataError
-from inference.ranking.options import RankingOptions, device_map_for
+from inference.ranking.options import RankingOptions
 
 PROG = "dear mcp"
 
@@ -41,20 +41,18 @@ class McpOptions(RankingOptions):
             raise OptionError("max_documents", f"must be >= 1, got {self.max_documents}",
                               fix="use a positive number")
 
-    def ranking_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of ``ListwiseReranker.from_pretrained`` these options stand for."""
-        return {"base_model": self.base_model, "dtype": self.dtype, "quantization": self.quantization,
-                "device_map": device_map_for(self.device), "prompt": self.prompt,
-                "trust_remote_code": self.trust_remote_code, "backend": self.backend, **self.reranker_kwargs()}
 
 
 def build_server(reranker: Any, *, max_documents: int = 100, name: str = "dear") -> Any:
-    """An ``MCPServer`` with the ``rerank`` tool over ``reranker`` (run it with ``.run("stdio")``)."""
+    """An ``MCPServer`` with the ``rerank`` tool over ``reranker`` (run it with ``.run("stdio")``): a loaded
+    ``ListwiseReranker``, or a ``RankingOptions`` (checked, then loaded, before the server is built)."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from pydantic import BaseModel, Field
 
-    from inference.integrations.ranking import rank_texts
+    from inference.integrations.ranking import load_reranker, rank_texts
+
+    reranker = load_reranker(reranker)
 
     class RankedDocument(BaseModel):
         index: int = Field(description="position of the document in the request's documents")
@@ -107,7 +105,7 @@ def _run(opts: McpOptions) -> int:
 
     check_loadable(describe_source(opts.model), opts.base_model)
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the protocol's: nothing else may reach it
-        reranker = load_reranker(opts.model, **opts.ranking_kwargs())
+        reranker = load_reranker(opts)
     build_server(reranker, max_documents=opts.max_documents).run("stdio")
     return 0
 

@@ -23,18 +23,24 @@ import pyterrier as pt
 
 from data_prep.schema import Candidate, RerankRequest
 from inference.integrations.ranking import check_query, check_text, load_reranker, rerank_requests
+from inference.ranking.options import RankingOptions
 
 
 class DearTransformer(pt.Transformer):
     """Rerank each query's rows of a results frame; other columns ride along unchanged.
 
-    ``reranker``: a loaded ``ListwiseReranker``, or a model folder / Hub id loaded with ``**ranking`` (the keyword
-    arguments of ``ListwiseReranker.from_pretrained``: ``window``, ``stride``, ``top_k``, ``scoring``, ...).
+    ``reranker``: a ``RankingOptions`` (checked, then loaded), a model folder / Hub id with ``**ranking`` (its
+    fields: ``strategy``, ``window``, ``top_k``, ``scoring``, ...), or a loaded ``ListwiseReranker``.
     ``text_field``: the column holding the passage text."""
 
     def __init__(self, reranker: Any, *, text_field: str = "text", **ranking: Any) -> None:
         self.reranker = load_reranker(reranker, **ranking)
         self.text_field = text_field
+
+    @classmethod
+    def from_options(cls, options: RankingOptions, *, text_field: str = "text") -> DearTransformer:
+        """The transformer over the reranker ``options`` describe (checked before the model loads)."""
+        return cls(options, text_field=text_field)
 
     def __repr__(self) -> str:
         return f"DearTransformer(text_field={self.text_field!r})"

@@ -42,21 +42,66 @@ class Ranked:
     run_score: float  # the score `dear rerank` writes to its TREC run (n..1, or first-token probabilities)
 
 
-def load_reranker(reranker: Any, **ranking: Any) -> Any:
-    """``reranker`` itself when it is a loaded reranker, else ``ListwiseReranker.from_pretrained(reranker,
-    **ranking)`` for an adapter folder, merged model folder or Hub id. ``ranking`` takes the keyword arguments of
-    ``from_pretrained`` (model and ranking options as `dear rerank` takes them)."""
-    if isinstance(reranker, (str, os.PathLike)):
-        from inference.reranker import ListwiseReranker
+def ranking_options(model: Any, **ranking: Any) -> Any:
+    """The :class:`~inference.ranking.options.RankingOptions` for a model folder / Hub id and ``ranking`` (its
+    field names: ``strategy``, ``window``, ``top_k``, ``scoring``, ``dtype``, ``device`` ...), checked. A name
+    that is not a field is refused naming it (with the fields there are)."""
+    from dataclasses import fields
 
-        return ListwiseReranker.from_pretrained(os.fspath(reranker), **ranking)
+    from inference.ranking.options import RankingOptions
+
+    known = {f.name for f in fields(RankingOptions)} - {"model"}
+    unknown = sorted(set(ranking) - known)
+    if unknown:
+        raise DataError(f"{unknown[0]}: not a ranking option", field=unknown[0], reason="bad_option",
+                        fix=f"use RankingOptions' fields ({', '.join(sorted(known))})")
+    return checked_options(RankingOptions(model=os.fspath(model), **ranking))
+
+
+def checked_options(options: Any) -> Any:
+    """``options`` after its one ``check()`` (the one `dear rerank` runs): a value that can never work is a
+    ``DataError`` (a ``ValueError``) naming the field and the fix, before any model loads."""
+    from data_prep.cli_options import checked
+
+    return checked(options)
+
+
+def load_options(options: Any) -> Any:
+    """The reranker ``options`` describe, checked first, loaded by :func:`inference.ranking.options.load_reranker`
+    (the loader `dear rerank`, `dear serve` and `dear mcp` use)."""
+    from inference.models import check_loadable, describe_source
+    from inference.ranking.options import load_reranker as load_from_options
+
+    checked_options(options)
+    check_loadable(describe_source(options.model), options.base_model)
+    return load_from_options(options)
+
+
+def is_options(value: Any) -> bool:
+    from inference.ranking.options import RankingOptions
+
+    return isinstance(value, RankingOptions)
+
+
+def load_reranker(reranker: Any, **ranking: Any) -> Any:
+    """The reranker an adapter was given: ``reranker`` itself when it is a loaded reranker; the one a
+    ``RankingOptions`` describes; or, for a model folder / Hub id, the one ``RankingOptions(model=reranker,
+    **ranking)`` describes. Options are checked before any model loads."""
+    if is_options(reranker):
+        if ranking:
+            raise DataError(f"ranking options {sorted(ranking)} were given beside a RankingOptions",
+                            field=sorted(ranking)[0], reason="bad_option",
+                            fix="set them on the RankingOptions (dataclasses.replace(options, ...))")
+        return load_options(reranker)
+    if isinstance(reranker, (str, os.PathLike)):
+        return load_options(ranking_options(reranker, **ranking))
     if not callable(getattr(reranker, "rerank_batch", None)):
-        raise InputTypeError("reranker", "a ListwiseReranker or a model path", reranker,
-                             "pass ListwiseReranker.from_pretrained(...) or the model's folder / Hub id")
+        raise InputTypeError("reranker", "a ListwiseReranker, a RankingOptions or a model path", reranker,
+                             "pass RankingOptions(model=...), the model's folder / Hub id, or a loaded reranker")
     if ranking:
         raise DataError(f"ranking options {sorted(ranking)} were given with a loaded reranker",
                         field="reranker", reason="bad_option",
-                        fix="pass them to ListwiseReranker.from_pretrained, or pass a model path instead")
+                        fix="pass RankingOptions(model=..., ...) or a model path instead of a loaded reranker")
     return reranker
 
 

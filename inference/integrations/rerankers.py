@@ -22,16 +22,23 @@ from rerankers.models.ranker import BaseRanker
 from rerankers.results import RankedResults, Result
 
 from inference.integrations.ranking import InputTypeError, load_reranker, rank_texts
+from inference.ranking.options import RankingOptions
 
 
 class DearRanker(BaseRanker):
-    """``model_name_or_path``: a loaded ``ListwiseReranker``, or a model folder / Hub id loaded with
-    ``**ranking`` (the keyword arguments of ``ListwiseReranker.from_pretrained``)."""
+    """``model_name_or_path``: a ``RankingOptions`` (checked, then loaded), a model folder / Hub id with
+    ``**ranking`` (its fields: ``strategy``, ``window``, ``top_k``, ``scoring``, ...), or a loaded
+    ``ListwiseReranker``."""
 
     def __init__(self, model_name_or_path: Any, verbose: int = 0, **ranking: Any) -> None:
         self.reranker = load_reranker(model_name_or_path, **ranking)
         self.verbose = verbose
         self.ranking_type = "listwise"
+
+    @classmethod
+    def from_options(cls, options: RankingOptions, verbose: int = 0) -> DearRanker:
+        """The ranker over the reranker ``options`` describe (checked before the model loads)."""
+        return cls(options, verbose=verbose)
 
     def rank(self, query: str, docs: str | list[str] | Document | list[Document],
              doc_ids: list[str] | list[int] | None = None, metadata: list[dict[str, Any]] | None = None
