@@ -9,6 +9,8 @@ export WANDB_MODE := offline
 export DS_ACCELERATOR := cpu
 export DS_BUILD_OPS := 0
 export TOKENIZERS_PARALLELISM := false
+# haystack-ai reports usage to a remote service unless told not to (tests and CI have no network for it)
+export HAYSTACK_TELEMETRY_ENABLED := False
 
 .PHONY: venv quickstart test test-fast lint clean
 

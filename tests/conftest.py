@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# haystack-ai reports usage to a remote service on import unless told not to: tests never touch the network
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+
 REPO = Path(__file__).resolve().parents[1]
 # The real data (TREC DL, NovelEval, SciFact, teacher outputs, raw LLM responses) lives beside the checkout;
 # DEAR_SHARED_DATA points elsewhere. It is not shipped (licenses), so a fresh clone skips the tests that read
