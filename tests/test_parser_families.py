@@ -213,7 +213,7 @@ def test_every_repair_kind_is_declared():
     seen = set()
     for text, n in [("[2] > [2] > [9]", 3), ("[Start] [1] [End] then [Start] [2] > [3] [End]", 4),
                     ("We can eliminate passages [1], [2] as not relevant.", 3), ("[3] text\n[1] text", 3),
-                    ("nothing here", 2)]:
+                    ("nothing here", 2), ("[4] > [1]-[3]", 4)]:
         seen |= set(parse_ranking(text, n, base=1).repairs)
     assert seen == set(REPAIR_KINDS)
 
