@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from data_prep.ranking.prose import read_prose
 from data_prep.ranking.repair import repair_ids
-from data_prep.ranking.structured import read_json, read_table
+from data_prep.ranking.structured import mask_reasoning, read_json, read_table
 from data_prep.ranking.tokens import Tok, fold, tokens
 
 _FINAL_RE = re.compile(
@@ -312,6 +312,7 @@ def _read_region(text: str, n: int | None, *, whole_region: bool) -> _Region:
         if after.ids and after.rule in ANSWER_RULES:
             return after
         return _Region(data.ids, data.rule)
+    text = mask_reasoning(text)
     toks = tokens(text)
     runs = _runs(text, toks, n)
     # "we can eliminate passages [1], [2] and [7] as they are not relevant": those go last, not first

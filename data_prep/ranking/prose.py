@@ -60,14 +60,20 @@ def _chains(text: str, toks: list[Tok]) -> list[list[Tok]]:
 def read_prose(text: str, toks: list[Tok]) -> tuple[list[int], list[int]] | None:
     """(ids in order, ids called least relevant) of the last prose chain, or None."""
     found = None
+    id_ends = [t.end for t in toks if t.kind == "id"]
     for chain in _chains(text, toks):
+        # the clause before the first id: from the sentence start or the id before it, whichever is later
         ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, chain[0].start)]
-        lead = text[ends[-1] if ends else 0 : chain[0].start]
+        ends += [e for e in id_ends if e <= chain[0].start]
+        lead = text[max(ends, default=0) : chain[0].start]
         stop = _SENTENCE_END.search(text, chain[-1].end)
         tail = text[chain[-1].end : stop.start() if stop else len(text)]
         gaps = [text[a.end : b.start] for a, b in zip(chain, chain[1:], strict=False)]
         inner = " ".join([*gaps, tail])
-        if not (_TOP_CUE.search(lead + " " + (gaps[0] if gaps else "")) and _NEXT_CUE.search(inner)):
+        # the top cue belongs to the first id: "[3] is the most relevant, ..." or "the most relevant is [3]"
+        cues = list(_TOP_CUE.finditer(lead))
+        top = bool(_TOP_CUE.search(gaps[0])) or bool(cues and _gap_ok(lead[cues[-1].end():]))
+        if not (top and _NEXT_CUE.search(inner)):
             continue
         is_least = [False] * len(chain)
         for k in reversed(range(len(chain))):

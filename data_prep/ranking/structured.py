@@ -152,10 +152,23 @@ def _decoded(text: str) -> list[tuple[Any, int, int]]:
             except ValueError:
                 pos = m.start() + 1
                 continue
-            if isinstance(value, dict) or (isinstance(value, list) and len(value) >= 2):
+            # "[3]" alone is a bracketed id, not an array
+            if isinstance(value, dict) or (isinstance(value, list) and value
+                                           and (len(value) >= 2 or fences or not isinstance(value[0], int))):
                 out.append((value, lo + m.start(), close if fences else lo + end))
             pos = end
     return out
+
+
+_SKIP_VALUE = re.compile(r'"([^"\n]{1,40})"\s*:\s*"(?:[^"\\]|\\.)*(?:"|\Z)', re.DOTALL)
+
+
+def mask_reasoning(text: str) -> str:
+    """``text`` with the string values of JSON reasoning fields blanked (same length), so that no rule reads
+    the numbers in ``{"reasoning": "[1] > [2] ..."}``, even when the JSON is cut off."""
+    def blank(m: re.Match[str]) -> str:
+        return " " * len(m.group()) if _SKIP_KEY.search(m.group(1)) else m.group()
+    return _SKIP_VALUE.sub(blank, text) if '"' in text else text
 
 
 _PARTIAL_KEY = re.compile(r'"([^"\n]{1,40})"\s*:\s*(?=\[)')
