@@ -155,6 +155,46 @@ def test_a_rank_that_vanished_is_reported_not_waited_for():
         g0.close()
 
 
+def test_a_live_rank_that_is_slow_to_report_is_waited_for():
+    """Heartbeats that keep coming mean the rank is alive, however long past ``stale_s`` its key takes: only a
+    heartbeat that stops counts as a vanished rank."""
+    g0, g1 = _groups(2)
+    g0.stale_s = 0.3
+    timer = threading.Timer(1.2, g1.publish, args=("status/1", {"ok": True}))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        assert g0.wait({"status/1": 1}) == [{"ok": True}]
+        assert time.monotonic() - t0 >= 1.0  # four times stale_s went by with rank 1 beating
+    finally:
+        timer.cancel()
+        g0.close()
+        g1.close()
+
+
+def test_the_merge_refuses_a_job_whose_ranks_left_queries_unwritten(tmp_path):
+    """Rank 0's merge: a query no part holds (a rank that reported success without writing it) stops the
+    job with the fix, and the summary is not written as if the run were whole."""
+    import argparse
+
+    from data_prep.schema import Candidate, DataError, RerankRequest
+    from inference.parallel.rerank import _finish
+
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    p0, j0 = part_paths(out, 0)
+    p0.write_text(_block("q0", 2))
+    j0.write_text(_record("q0"))
+    requests = [RerankRequest(qid=q, query="x", candidates=(Candidate("d0", "a"), Candidate("d1", "b")))
+                for q in ("q0", "q1")]
+    args = argparse.Namespace(out=str(out), jsonl=str(jl), qrels=None)
+    status = {"rank": 0, "queries": 2, "ranked": 2, "windows": 2, "model_calls": 2, "generated_tokens": 2,
+              "repairs": {}, "wall_s": 1.0, "backend": {}}
+    with pytest.raises(DataError, match="1 queries missing after the merge: \\['q1'\\]"):
+        _finish(args, {"done": [], "start": time.time()}, [status], requests)
+    assert out.read_text() == _block("q0", 2)  # what was ranked is kept, for the rerun
+    assert not Path(str(out) + ".summary.json").exists()
+
+
 def test_merge_summary_totals_and_imbalance():
     ranks = [{"rank": 0, "queries": 3, "ranked": 3, "windows": 9, "model_calls": 9, "generated_tokens": 70,
               "repairs": {"missing": 2}, "wall_s": 3.0, "backend": {"prefill_s": 1.0, "prefills": 9}},
