@@ -23,7 +23,7 @@ module_spec() {  # prints: files-to-mutate (globs) | test files | mutant-name gl
         prompts) echo "data_prep/prompts.py|tests/test_prompts.py tests/test_windows.py|" ;;
         first_token_loss) echo "dear_train/first_token_loss.py|tests/test_first_token_loss.py|" ;;
         distill_losses) echo "dear_train/distill_losses.py|tests/test_distill_losses.py|" ;;
-        serve_schemas) echo "inference/serve/schemas.py inference/serve/engine.py|tests/test_serve_units.py|" ;;
+        serve_schemas) echo "inference/serve/schemas.py inference/serve/engine.py|tests/test_serve_units.py|inference.serve.schemas.* *_cut_tokens__mutmut_*" ;;
         runfiles) echo "inference/runfiles.py|tests/test_rerank_distributed.py tests/test_infer_cli.py|" ;;
         readers) echo "data_prep/readers.py|tests/test_infer_metrics.py tests/test_prep_formats.py tests/test_bad_input.py|data_prep.readers.x*run* data_prep.readers.x*qrels*" ;;
         parallel) echo "inference/parallel/*.py|tests/test_rerank_distributed.py|" ;;
