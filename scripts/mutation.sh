@@ -20,13 +20,13 @@ module_spec() {  # prints: files-to-mutate (globs) | test files | mutant-name gl
     case $1 in
         parser) echo "data_prep/ranking/*.py|tests/test_parser_families.py tests/test_parser_properties.py tests/test_parser_reference.py|" ;;
         windows) echo "data_prep/windows.py|tests/test_windows.py|" ;;
-        prompts) echo "data_prep/prompts.py|tests/test_prompts.py tests/test_windows.py|" ;;
-        first_token_loss) echo "dear_train/first_token_loss.py|tests/test_first_token_loss.py|" ;;
+        prompts) echo "data_prep/prompts.py|tests/test_prompts.py|" ;;
+        first_token_loss) echo "dear_train/first_token_loss.py|tests/test_first_token_loss.py|dear_train.first_token_loss.x_ranknet_weighted* dear_train.first_token_loss.x_completion_targets* *FirstTokenObjective*" ;;
         distill_losses) echo "dear_train/distill_losses.py|tests/test_distill_losses.py|" ;;
         serve_schemas) echo "inference/serve/schemas.py inference/serve/engine.py|tests/test_serve_units.py|inference.serve.schemas.* *_cut_tokens__mutmut_*" ;;
         runfiles) echo "inference/runfiles.py|tests/test_rerank_distributed.py tests/test_infer_cli.py|" ;;
         readers) echo "data_prep/readers.py|tests/test_infer_metrics.py tests/test_prep_formats.py tests/test_bad_input.py|data_prep.readers.x*run* data_prep.readers.x*qrels*" ;;
-        parallel) echo "inference/parallel/*.py|tests/test_rerank_distributed.py|" ;;
+        parallel) echo "inference/parallel/*.py|tests/test_rerank_distributed.py|inference.parallel.group.* inference.parallel.x_shard* inference.parallel.rerank.x__finish* inference.parallel.rerank.x_merge_summary*" ;;
         *) return 1 ;;
     esac
 }
