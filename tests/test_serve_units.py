@@ -109,3 +109,24 @@ def test_max_tokens_per_doc_is_an_exact_token_limit(tiny_tokenizer):
     assert RerankV2Request(model="m", query="q", documents=["a"], max_tokens_per_doc=1).max_tokens_per_doc == 1
     with pytest.raises(ValidationError):
         RerankV2Request(model="m", query="q", documents=["a"], max_tokens_per_doc=0)
+
+
+def test_limits_are_inclusive_and_refusals_say_the_size_and_the_limit():
+    """A query, a document list and a document exactly at the server's limit are accepted; one more is refused
+    with a message naming the size, the limit and (for documents) the fix."""
+    cfg = ServeConfig(max_documents=2, max_document_chars=5, max_query_chars=4)
+    ok = prepare(RerankV1Request(query="abcd", documents=["abcde", "x"], top_n=1, return_documents=True), cfg)
+    assert ok.query == "abcd" and ok.texts == ("abcde", "x") and ok.truncated == frozenset()
+    assert ok.top_n == 1 and ok.return_documents is True
+    assert prepare(RerankV1Request(query="q", documents=["a", "b"]), cfg).top_n == 2
+    cases = [(RerankV1Request(query="abcde", documents=["a"]), "query: is 5 characters; the limit is 4"),
+             (RerankV1Request(query="q", documents=["a", "b", "c"]), "documents: holds 3 documents; the limit is 2"),
+             (RerankV1Request(query="q", documents=["abcdef"]),
+              "documents.0: is 6 characters; the limit is 5 (send truncate: true to cut it instead)"),
+             (RerankV1Request(query=" ", documents=["a"]), "query: must not be empty"),
+             (RerankV1Request(query="q", documents=[]), "documents: must hold at least one document")]
+    for body, message in cases:
+        with pytest.raises(InputError) as err:
+            prepare(body, cfg)
+        assert str(err.value) == message
+    assert error_field(()) == "body" and error_field(("query",)) == "query"
