@@ -425,3 +425,70 @@ def test_prose_needs_a_top_cue_and_a_sequence_and_stops_at_content_words():
 def test_fullwidth_folding_keeps_superscript_footnotes():
     assert ids("［７］¹ ＞ ［２］ ＞ ［９］", 9)[:3] == [7, 2, 9]
     assert ids("【2】、【1】、【3】", 3) == [2, 1, 3]
+
+
+# --------------------------------------------------- edges that mutation testing found unguarded (docs/mutation.md)
+
+def test_json_field_choice_strings_percent_scores_and_spaced_keys():
+    assert ids('{"ranking": [1, 2, 3], "final_ranking": [3, 1, 2]}', 3) == [3, 1, 2]  # the final one wins
+    assert ids('{"answer": [1, 2, 3], "final_answer": [3, 1, 2]}', 3) == [3, 1, 2]
+    assert ids('{"ranking": ["[3] > [1] > [2]"]}', 3) == [3, 1, 2]  # a ranking string inside the array
+    assert ids('{"ranking": "[2] > [3] > [1]"}', 3) == [2, 3, 1]
+    assert ids('[{"id": 1, "score": "40%"}, {"id": 2, "score": "85%"}]', 2) == [2, 1]
+    assert ids('[{"Passage ID": 1, "Relevance Score": 0.1}, {"Passage ID": 2, "Relevance Score": 0.9}]', 2) == [2, 1]
+    r = parse_ranking('[{"id": 1, "rank": 2}, {"id": 2, "rank": 1}]', 2, base=1)
+    assert [i + 1 for i in r.order] == [2, 1] and r.rule == "json"  # ordered by rank, not by a score
+    assert parse_ranking('{"3": 0.9}', 3, base=1).rule != "json_scores"  # one score orders nothing
+    table = "| Passage | Score |\n|---|---|\n| [1] | 40% |\n| [2] | 85% |\n| [3] | 60% |"
+    assert ids(table, 3) == [2, 3, 1]
+
+
+def test_bare_chains_need_distinct_small_numbers_and_stay_bare():
+    assert parse_ranking("It reached 1,250,300 people.", 3, base=1).rule == "none"  # thousands, not ids
+    assert parse_ranking("Mix 2-2-1 parts.", 3, base=1).rule == "none"  # a repeated value: no ranking
+    r = parse_ranking("Apply steps 1-2-3 daily.", 3, base=1)  # bare numbers inside a sentence are prose
+    assert r.rule != "answer_run" and r.repairs.get("unparseable") == 1
+    assert ids("Ranking: 3,1,2", 3) == [3, 1, 2] and ids("3-1-2", 3) == [3, 1, 2]
+
+
+def test_prose_chains_edges():
+    assert ids("[3] is the most relevant, followed by [1].", 3) == [3, 1, 2]  # two ids are a chain
+    assert parse_ranking("[3] is the most relevant, followed by [1].", 3, base=1).rule == "prose_order"
+    for text in ("[3] is the most relevant, then 4, then [1].",  # a number between ids breaks the chain
+                 "[3] is the most relevant,\n\nfollowed by [1].",  # so does a paragraph
+                 "[3] is the most relevant" + ", and then" * 20 + " [1]."):  # and a long stretch
+        assert parse_ranking(text, 4, base=1).rule != "prose_order", text
+    # a chain without a top cue does not stop the search for a later one that has it
+    text = "Passages [1] and [2] mention it. [3] is the most relevant, followed by [4]."
+    assert ids(text, 4) == [3, 4, 1, 2]
+    # "the least relevant is [3]" before the id, not only "[3] is the least" after it
+    assert ids("The most relevant is [2], then [4] and [1]; the least relevant is [3].", 5) == [2, 4, 1, 5, 3]
+
+
+def test_an_exclusion_is_read_within_its_own_sentence():
+    text = "Passages [1] and [2] are not relevant. Among the rest, [3], [4] and [5] matter."
+    r = parse_ranking(text, 5, base=1)
+    assert [i + 1 for i in r.order] == [3, 4, 5, 1, 2] and r.repairs == {"excluded_last": 2}
+
+
+def test_extract_ids_and_is_complete_ranking_pass_cot_and_the_window_size_on():
+    assert extract_ids("[2] > [1] > [3]", cot=True) == ([], "none")  # no marker: reasoning, not an answer
+    assert extract_ids("1998 2004 2011", num_candidates=3) == ([], "none")  # years, not ids of a 3-window
+    assert extract_ids("3 1 2", num_candidates=3) == ([3, 1, 2], "run")
+    assert not is_complete_ranking("[2] > [1] > [3]", 3, base=1, cot=True)
+    assert is_complete_ranking("### Final Reranking: [2] > [1] > [3]", 3, base=1, cot=True)
+    assert is_complete_ranking("1 2 3", 3, base=1) and not is_complete_ranking("1 2 3", 4, base=1)
+    assert not is_complete_ranking("1998 2004 2011 2012 1 2 3", 3, base=1)  # mostly years: no ranking line
+
+
+def test_format_target_defaults_and_modes():
+    from data_prep.ranking import format_target
+
+    assert format_target([1, 0]) == "[1] > [0]"  # 0-based ids, no reasoning, no marker by default
+    assert format_target([1, 0], reasoning="why") == "[1] > [0]"  # reasoning only with cot
+    assert format_target([1, 0], final_marker=True) == "[1] > [0]"  # the marker only with cot
+    assert format_target([1, 0], cot=True) == "[1] > [0]" and format_target([1, 0], cot=True, reasoning=" ") == "[1] > [0]"
+    assert format_target([1, 0], cot=True, reasoning=" why ") == "<think>\nwhy\n</think>\n[1] > [0]"
+    assert format_target([1, 0], cot=True, final_marker=True, reasoning="why") == "why\n### Final Reranking: [1] > [0]"
+    assert format_target([1, 0], cot=True, final_marker=True) == "### Final Reranking: [1] > [0]"
+    assert format_target([1, 0], base=1) == "[2] > [1]"

@@ -27,7 +27,7 @@ _TOP_CUE = re.compile(r"\b(?:most\s+(?:relevant|useful|helpful|important|informa
                       re.IGNORECASE)
 _NEXT_CUE = re.compile(r"\b(?:followed\s+by|then|next|after\s+that|second|third|finally|lastly|least|lowest)\b",
                        re.IGNORECASE)
-_LEAST_AFTER = re.compile(r"^[\W_]*(?:(?:is|are|being|comes?|ranks?|ranked|as)\s+)*(?:the\s+)?(?:least|lowest|last)\b",
+_LEAST_AFTER = re.compile(r"^[\s,:(\-–—]*(?:(?:is|are|being|comes?|ranks?|ranked|as)\s+)*(?:the\s+)?(?:least|lowest|last)\b",
                           re.IGNORECASE)
 _LEAST_BEFORE = re.compile(r"\b(?:least|lowest)(?:\s+\w+){0,2}\s+(?:is|are)[\s:]*$", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n\s*\n")
@@ -79,7 +79,9 @@ def read_prose(text: str, toks: list[Tok]) -> tuple[list[int], list[int]] | None
         for k in reversed(range(len(chain))):
             after = gaps[k] if k < len(gaps) else tail
             before = gaps[k - 1] if k else lead
-            is_least[k] = bool(_LEAST_AFTER.match(after) or _LEAST_BEFORE.search(before)
+            # "[3] is the least", "the least relevant is [3]"; not "[1]; the least relevant is [3]" for [1]
+            is_least[k] = bool((_LEAST_AFTER.match(after) and not (k < len(gaps) and _LEAST_BEFORE.search(after)))
+                               or _LEAST_BEFORE.search(before)
                                or (k < len(gaps) and is_least[k + 1] and _JUST_AND.match(after)))
         found = ([t.value for t, x in zip(chain, is_least, strict=True) if not x], [t.value for t, x in zip(chain, is_least, strict=True) if x])
     return found
