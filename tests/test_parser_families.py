@@ -492,3 +492,16 @@ def test_format_target_defaults_and_modes():
     assert format_target([1, 0], cot=True, final_marker=True, reasoning="why") == "why\n### Final Reranking: [1] > [0]"
     assert format_target([1, 0], cot=True, final_marker=True) == "### Final Reranking: [1] > [0]"
     assert format_target([1, 0], base=1) == "[2] > [1]"
+
+
+def test_rule_strength_boundaries_and_range_counts():
+    for text, n in (("[2] > [1]", 2), ("2 > 1", 2), ("[3]-[1]-[2]", 3), ("[2] < [1]", 2)):
+        r = parse_ranking(text, n, base=1)
+        assert r.rule in ("answer_run", "reversed_run") and r.ok and is_complete_ranking(text, n, base=1), text
+    r = parse_ranking("[7] > [1]-[3] > [4]-[6]", 7, base=1)
+    assert [i + 1 for i in r.order] == [7, 1, 2, 3, 4, 5, 6] and r.repairs == {"expanded_range": 2}
+    # a range spans at most 50 ids: a longer one is two ids joined by a hyphen
+    assert parse_ranking("[60] > [1]-[51]", 60, base=1).repairs == {"expanded_range": 1, "missing": 8}
+    r = parse_ranking("[60] > [1]-[52]", 60, base=1)
+    assert "expanded_range" not in r.repairs and [i + 1 for i in r.order[:3]] == [60, 1, 52]
+    assert "expanded_range" not in parse_ranking("[2]-[2] > [1]", 2, base=1).repairs
