@@ -100,10 +100,11 @@ def test_max_tokens_per_doc_is_an_exact_token_limit(tiny_tokenizer):
     assert len(tiny_tokenizer.encode(exact, add_special_tokens=False)) == k
     longer = tiny_tokenizer.decode(ids[1][: k + 1])
     assert len(tiny_tokenizer.encode(longer, add_special_tokens=False)) == k + 1
-    job = Job(key=0, request=RerankRequest(qid="q", query="q", candidates=(
+    job = Job(key=0, request=RerankRequest(qid="q7", query="the query", candidates=(
         Candidate("a", exact), Candidate("b", longer))), deadline=time.monotonic() + 60, max_tokens_per_doc=k)
     out = engine._cut_tokens(job)
-    assert job.cut == {1}
+    assert job.cut == {1} and (out.qid, out.query) == ("q7", "the query")
+    assert [c.docid for c in out.candidates] == ["a", "b"]
     assert out.candidates[0].text == exact
     assert tiny_tokenizer.encode(out.candidates[1].text, add_special_tokens=False) == ids[1][:k]
     assert RerankV2Request(model="m", query="q", documents=["a"], max_tokens_per_doc=1).max_tokens_per_doc == 1
