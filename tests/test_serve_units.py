@@ -129,5 +129,5 @@ def test_limits_are_inclusive_and_refusals_say_the_size_and_the_limit():
     for body, message in cases:
         with pytest.raises(InputError) as err:
             prepare(body, cfg)
-        assert str(err.value) == message
+        assert str(err.value) == message and err.value.status == 422
     assert error_field(()) == "body" and error_field(("query",)) == "query"
