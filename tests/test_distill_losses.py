@@ -111,3 +111,25 @@ def test_bad_shapes_and_arguments_raise():
         distill_loss(torch.zeros(1, 2), torch.zeros(1, 2), alpha=1.5)
     with pytest.raises(ValueError, match="unknown rank loss"):
         distill_loss(torch.zeros(1, 2), torch.zeros(1, 2), kind="listnet")  # type: ignore[arg-type]
+
+
+def test_defaults_are_deans_and_the_alpha_and_temperature_bounds_are_exact():
+    """DeAR's stage 1: L_rank = softmax CE, alpha 0.1, T = 2, the mix 0.5/0.5; alpha may be exactly 0 or 1 and
+    any positive temperature (below 1 too) is accepted; at alpha = 1 only the KL term is left."""
+    s, t = torch.tensor(STUDENT), torch.tensor(TEACHER)
+    sn, tn = np.array(STUDENT), np.array(TEACHER)
+    assert distill_loss(s, t).item() == pytest.approx(0.9 * _np_ce(sn) + 0.1 * _np_kl(sn, tn, 2.0), rel=1e-5)
+    assert kl_distill_loss(s, t).item() == pytest.approx(_np_kl(sn, tn, 2.0), rel=1e-5)
+    assert rank_loss(s, t).item() == pytest.approx(_np_ce(sn), rel=1e-5)
+    assert rank_loss(s, t, "mix").item() == pytest.approx(0.5 * _np_ranknet(sn, tn) + 0.5 * _np_ce(sn), rel=1e-5)
+    mixed = distill_loss(s, t, kind="mix", alpha=0.0, mix_weight=0.25).item()
+    assert mixed == pytest.approx(0.25 * _np_ranknet(sn, tn) + 0.75 * _np_ce(sn), rel=1e-5)
+    assert distill_loss(s, t, alpha=0.0).item() == pytest.approx(_np_ce(sn), rel=1e-5)
+    assert distill_loss(s, t, alpha=1.0, temperature=3.0).item() == pytest.approx(_np_kl(sn, tn, 3.0), rel=1e-5)
+    assert distill_loss(s, t, temperature=0.5).item() == pytest.approx(
+        0.9 * _np_ce(sn) + 0.1 * _np_kl(sn, tn, 0.5), rel=1e-5)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be positive"):
+            distill_loss(s, t, temperature=bad)
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        distill_loss(s, t, alpha=-0.01)

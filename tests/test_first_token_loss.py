@@ -48,6 +48,48 @@ def test_completion_targets_finds_every_completion_and_its_first_id():
     assert completion_targets(labels, ids) == [(0, 4, [2, 0, 1]), (1, 3, [1, 0]), (1, 12, [0])]
 
 
+def test_the_batch_loss_is_the_mean_over_completions_not_the_sum():
+    """Two completions give the mean of their two RankNet values, and the loss of a batch does not grow with
+    its size: the same completion twice costs what it costs once (a sum would double it, and the weight's
+    meaning would change with the batch size and packing)."""
+    import torch
+
+    from dear_train.first_token_loss import FirstTokenObjective, ranknet_weighted
+
+    x = -100
+    labels = torch.tensor([[x, 7, 102, 9, 100, 9, 101, 5],  # first id at position 2, order [2] > [0] > [1]
+                           [x, x, 7, 101, 9, 102, 100, 5]])  # first id at position 3, order [1] > [2] > [0]
+    torch.manual_seed(0)
+    logits = torch.randn(2, 8, 110)
+    objective = FirstTokenObjective(10.0, [100, 101, 102])
+    loss, n = objective.loss(logits, labels, project=lambda h: h)
+    a = ranknet_weighted(logits[0, 1, [100, 101, 102]], [2, 0, 1])
+    b = ranknet_weighted(logits[1, 2, [100, 101, 102]], [1, 2, 0])
+    assert n == 2 and loss.item() == pytest.approx(((a + b) / 2).item(), rel=1e-6)
+    twice, n2 = objective.loss(torch.cat([logits[:1], logits[:1]]), torch.cat([labels[:1], labels[:1]]),
+                               project=lambda h: h)
+    once, n1 = objective.loss(logits[:1], labels[:1], project=lambda h: h)
+    assert (n1, n2) == (1, 2) and twice.item() == pytest.approx(once.item(), rel=1e-6) and once.item() > 0
+
+
+def test_completion_targets_edges_and_the_loss_accumulates_in_fp32():
+    """A completion whose first id directly follows one masked position; a completion at position 0 has no
+    position before it to predict its first id (skipped, not read from its second id); bf16 hidden states
+    still give an fp32 loss."""
+    import torch
+
+    from dear_train.first_token_loss import FirstTokenObjective, completion_targets
+
+    ids = {100: 0, 101: 1, 102: 2}
+    x = -100
+    assert completion_targets(torch.tensor([[x, 100, 9, 101]]), ids) == [(0, 1, [0, 1])]
+    assert completion_targets(torch.tensor([[100, 9, 101, 5]]), ids) == []
+    labels = torch.tensor([[x, 7, 102, 9, 100, 9, 101, 5]])
+    hidden = torch.randn(1, 8, 110).to(torch.bfloat16)
+    loss, n = FirstTokenObjective(10.0, [100, 101, 102]).loss(hidden, labels, project=lambda h: h)
+    assert n == 1 and loss.dtype == torch.float32
+
+
 def _records(tokenizer, spec_name="dear-card", n=5, orders=((3, 0, 4, 1, 2), (1, 2, 0, 4, 3))):
     spec = get_prompt_spec(spec_name, truncate_length=40)
     recs = []

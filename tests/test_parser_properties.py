@@ -1,6 +1,9 @@
-"""Property tests: any permutation written in any supported style parses back exactly, with no repair."""
+"""Property tests: any permutation written in any supported style parses back exactly, with no repair
+(a range style counts only its ``expanded_range`` repairs)."""
 
 from __future__ import annotations
+
+import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -41,22 +44,102 @@ def write(order: list[int], base: int, style: str, sizes: list[int]) -> str:
         return "\n".join(" > ".join(f"[{i}]" for i in part) for part in _chunks(ids, sizes))
     if style == "start_end":
         return "[Start] " + " > ".join(f"[{i}]" for i in ids) + " [End]"
+    return _write_new(ids, style, sizes)
+
+
+def _scrambled(items: list, sizes: list[int]) -> list:
+    """``items`` in another order drawn from ``sizes`` (rows or array items written out of rank order)."""
+    out = list(items)
+    for k, s in enumerate(sizes):
+        a, b = s % len(out), (s * 7 + k) % len(out)
+        out[a], out[b] = out[b], out[a]
+    return out
+
+
+_FW = {ord(c): chr(ord(c) + 0xFEE0) for c in "0123456789[]>"}
+
+
+def _write_new(ids: list[str], style: str, sizes: list[int]) -> str:
+    """The families added in issue 20 (docs/parser.md)."""
+    n = len(ids)
+    if style == "json_object":
+        return json.dumps({"reasoning": f"Passage [{ids[-1]}] cites 1999 and {n} studies; [1] > [2] first.",
+                           "ranking": [int(i) for i in ids]}, indent=2)
+    if style == "json_fenced_strings":
+        return "```json\n" + json.dumps({"ranked_passages": [f"[{i}]" for i in ids]}) + "\n```"
+    if style == "json_scored":  # items out of order, each with its score: the scores order them
+        items = [{"id": int(i), "score": round(1 - k / (n + 1), 3)} for k, i in enumerate(ids)]
+        return "```json\n" + json.dumps(_scrambled(items, sizes)) + "\n```"
+    if style == "table":
+        rows = [f"| {k} | {i} | mentions {k + 1990} |" for k, i in enumerate(ids, 1)]
+        return "| Rank | Passage | Reason |\n|---|---|---|\n" + "\n".join(_scrambled(rows, sizes))
+    if style == "fullwidth":
+        return " > ".join(f"[{i}]" for i in ids).translate(_FW)
+    if style == "doc_words":
+        return " > ".join(f"doc{i}" for i in ids)
+    if style == "cjk":
+        return " > ".join(f"第{i}段" for i in ids)
+    if style == "hyphen":
+        return "Ranking: " + "-".join(ids)
+    if style == "tight_comma":
+        return ",".join(ids)
+    if style == "mixed":
+        return " > ".join(f"[{i}]" if k % 2 == 0 else i for k, i in enumerate(ids))
+    if style == "ascending":
+        return "From least to most relevant: " + " < ".join(f"[{i}]" for i in reversed(ids))
+    if style == "prose":
+        words = ["followed by", "then", "next"]
+        out = f"[{ids[0]}] is the most relevant"
+        for k, i in enumerate(ids[1:-1]):
+            out += f", {words[k % 3]} [{i}]"
+        return out + f", and finally [{ids[-1]}]." if n > 1 else out + "."
+    if style == "bullets_note":
+        return "\n".join([f"- [{ids[0]}] — the only one naming the year", *(f"- [{i}]" for i in ids[1:])])
+    if style == "range":
+        return " > ".join(f"[{a}]-[{b}]" if a != b else f"[{a}]" for a, b in _stretches([int(i) for i in ids]))
     raise ValueError(style)
 
 
-STYLES = ["brackets", "comma", "space", "passage", "numbered", "numbered_brackets", "bullets", "multiline",
-          "start_end"]
+def _stretches(ids: list[int]) -> list[tuple[int, int]]:
+    """Ascending runs of consecutive ids of length >= 3 as (first, last); other ids as (i, i)."""
+    out, k = [], 0
+    while k < len(ids):
+        j = k
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        if j - k >= 2:
+            out.append((ids[k], ids[j]))
+        else:
+            out.extend((i, i) for i in ids[k : j + 1])
+        k = j + 1
+    return out
+
+
+def expected_repairs(order: list[int], base: int, style: str) -> dict[str, int]:
+    if style != "range":
+        return {}
+    ranges = sum(a != b for a, b in _stretches([i + base for i in order]))
+    return {"expanded_range": ranges} if ranges else {}
+
+
+OLD_STYLES = ["brackets", "comma", "space", "passage", "numbered", "numbered_brackets", "bullets", "multiline",
+              "start_end"]
+NEW_STYLES = ["json_object", "json_fenced_strings", "json_scored", "table", "fullwidth", "doc_words", "cjk", "hyphen",
+              "tight_comma", "mixed", "ascending", "prose", "bullets_note", "range"]
+STYLES = OLD_STYLES + NEW_STYLES
+# chains of bare numbers need three ids ("2-1" is a range in prose); a prose order and a list need two
+MIN_N = {"hyphen": 3, "tight_comma": 3, "prose": 2, "bullets_note": 2}
 MARKERS = ["### Final Reranking:", "## Final Reranking:", "# Final Reranking:", "**Final Reranking:**",
            "**Final Ranking**:", "Final Reranking:", "Final Ranking:", "Final Answer:", "### Final Answer:",
            "**Final Answer:**"]
 
 
 @st.composite
-def rankings(draw):
-    n = draw(st.integers(1, 30))
+def rankings(draw, styles: list[str] = STYLES):
+    style = draw(st.sampled_from(styles))
+    n = draw(st.integers(MIN_N.get(style, 1), 30))
     order = draw(st.permutations(list(range(n))))
     base = draw(st.sampled_from([0, 1]))
-    style = draw(st.sampled_from(STYLES))
     sizes = draw(st.lists(st.integers(1, 8), min_size=1, max_size=6))
     return n, list(order), base, style, sizes
 
@@ -82,7 +165,18 @@ def test_any_style_parses_back_exactly(case):
     n, order, base, style, sizes = case
     text = write(order, base, style, sizes)
     r = parse_ranking(text, n, base=base)
-    assert r.order == order and r.repairs == {}, (text, r)
+    assert r.order == order and r.repairs == expected_repairs(order, base, style), (text, r)
+    assert is_complete_ranking(text, n, base=base)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rankings(NEW_STYLES))
+def test_any_new_family_parses_back_exactly(case):
+    """The issue-20 families on their own, so each gets examples whatever the draw above."""
+    n, order, base, style, sizes = case
+    text = write(order, base, style, sizes)
+    r = parse_ranking(text, n, base=base)
+    assert r.order == order and r.repairs == expected_repairs(order, base, style), (text, r)
     assert is_complete_ranking(text, n, base=base)
 
 
@@ -94,7 +188,7 @@ def test_any_style_under_any_final_marker_after_reasoning_with_digits(case, mark
     text = f"{prose}\n{marker}{chr(10) if newline else ' '}{write(order, base, style, sizes)}"
     for cot in (False, True):
         r = parse_ranking(text, n, base=base, cot=cot)
-        assert r.order == order and r.repairs == {} and r.source == "marker", (text, r)
+        assert r.order == order and r.repairs == expected_repairs(order, base, style) and r.source == "marker", (text, r)
         assert is_complete_ranking(text, n, base=base, cot=cot)
 
 
@@ -107,11 +201,11 @@ def test_any_style_after_think_tags_or_plain_reasoning(case, data):
     think = f"<think>\n{prose}\n</think>\n{answer}"
     for cot in (False, True):
         r = parse_ranking(think, n, base=base, cot=cot)
-        assert r.order == order and r.repairs == {} and r.source == "think", (think, r)
+        assert r.order == order and r.repairs == expected_repairs(order, base, style) and r.source == "think", (think, r)
     if n >= 2:  # no marker at all: the answer is the ranking after the prose, not the prose's digits
         plain = f"{prose}\n\n{answer}"
         r = parse_ranking(plain, n, base=base)
-        assert r.order == order and r.repairs == {}, (plain, r)
+        assert r.order == order and r.repairs == expected_repairs(order, base, style), (plain, r)
 
 
 @settings(max_examples=100, deadline=None)

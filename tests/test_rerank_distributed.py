@@ -5,6 +5,7 @@ torchrun / accelerate on CPU (one thread per process) with the tiny model on the
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -148,11 +149,97 @@ def test_a_rank_that_vanished_is_reported_not_waited_for():
     g1.close()  # its heartbeat stops, as when the process is killed without a launcher to notice
     t0 = time.monotonic()
     try:
-        with pytest.raises(PeerFailed, match="rank 1 stopped responding"):
+        with pytest.raises(PeerFailed, match="rank 1 stopped responding") as err:
             g0.wait({"status/1": 1})
         assert time.monotonic() - t0 < 5
+        assert {k: err.value.info[k] for k in ("rank", "host", "pid", "code")} == {"rank": 1, "host": "?",
+                                                                                   "pid": None, "code": 1}
     finally:
         g0.close()
+
+
+def test_a_live_rank_that_is_slow_to_report_is_waited_for():
+    """Heartbeats that keep coming mean the rank is alive, however long past ``stale_s`` its key takes: only a
+    heartbeat that stops counts as a vanished rank."""
+    g0, g1 = _groups(2)
+    g0.stale_s = 0.3
+    timer = threading.Timer(1.2, g1.publish, args=("status/1", {"ok": True}))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        assert g0.wait({"status/1": 1}) == [{"ok": True}]
+        assert time.monotonic() - t0 >= 1.0  # four times stale_s went by with rank 1 beating
+    finally:
+        timer.cancel()
+        g0.close()
+        g1.close()
+
+
+def test_the_merge_refuses_a_job_whose_ranks_left_queries_unwritten(tmp_path):
+    """Rank 0's merge: a query no part holds (a rank that reported success without writing it) stops the
+    job with the fix, and the summary is not written as if the run were whole."""
+    import argparse
+
+    from data_prep.schema import Candidate, DataError, RerankRequest
+    from inference.parallel.rerank import _finish
+
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    p0, j0 = part_paths(out, 0)
+    p0.write_text(_block("q0", 2))
+    j0.write_text(_record("q0"))
+    requests = [RerankRequest(qid=q, query="x", candidates=(Candidate("d0", "a"), Candidate("d1", "b")))
+                for q in ("q0", "q1")]
+    args = argparse.Namespace(out=str(out), jsonl=str(jl), qrels=None)
+    status = {"rank": 0, "queries": 2, "ranked": 2, "windows": 2, "model_calls": 2, "generated_tokens": 2,
+              "repairs": {}, "wall_s": 1.0, "backend": {}}
+    with pytest.raises(DataError, match="1 queries missing after the merge: \\['q1'\\]"):
+        _finish(args, {"done": [], "start": time.time()}, [status], requests)
+    assert out.read_text() == _block("q0", 2)  # what was ranked is kept, for the rerun
+    assert not Path(str(out) + ".summary.json").exists()
+
+
+def test_the_merge_of_a_whole_job_writes_the_run_and_its_summary(tmp_path):
+    """Rank 0's merge when every query is there: the parts become the run, and the summary counts the job
+    (queries, resumed, merge and job times, versions, metrics against the qrels)."""
+    import argparse
+
+    from data_prep.schema import Candidate, RerankRequest
+    from inference.parallel.rerank import _finish
+
+    out, jl = tmp_path / "run.trec", tmp_path / "run.jsonl"
+    for rank, q in enumerate(("q0", "q1")):
+        p, j = part_paths(out, rank)
+        p.write_text(_block(q, 2))
+        j.write_text(_record(q))
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("q0 0 d0 1\nq1 0 d1 1\n")
+    requests = [RerankRequest(qid=q, query="x", candidates=(Candidate("d0", "a"), Candidate("d1", "b")))
+                for q in ("q0", "q1")]
+    args = argparse.Namespace(out=str(out), jsonl=str(jl), qrels=str(qrels), metrics=["ndcg@10"])
+    status = {"rank": 0, "queries": 2, "ranked": 1, "windows": 2, "model_calls": 2, "generated_tokens": 2,
+              "repairs": {}, "wall_s": 1.0, "backend": {}}
+    _finish(args, {"done": ["q9"], "start": time.time() - 30}, [status, {**status, "rank": 1}], requests)
+    assert out.read_text() == _block("q0", 2) + _block("q1", 2) and existing_parts(out) == []
+    s = json.loads(Path(str(out) + ".summary.json").read_text())
+    assert (s["queries"], s["resumed"], s["ranked"], s["world_size"]) == (2, 1, 2, 2)
+    assert 0 <= s["merge_s"] < 10 and 30 <= s["job_wall_s"] < 300
+    assert "torch" in s["versions"]
+    assert s["metrics"]["ndcg@10"] == pytest.approx((1.0 + 1 / math.log2(3)) / 2, abs=1e-4)
+
+
+def test_the_first_failure_is_published_at_once_with_its_details():
+    g0, g1 = _groups(2)
+    try:
+        t0 = time.monotonic()
+        info = g1.fail("boom", code=3)
+        assert time.monotonic() - t0 < 2  # no waiting for a failure that is already its own
+        assert info == g0.failure() and {k: info[k] for k in ("rank", "message", "code")} == {
+            "rank": 1, "message": "boom", "code": 3}
+        assert info["host"] and info["pid"] == os.getpid()
+        assert str(PeerFailed(info)) == "boom" and str(PeerFailed({})) == "a rank failed"
+    finally:
+        g0.close()
+        g1.close()
 
 
 def test_merge_summary_totals_and_imbalance():
@@ -165,6 +252,31 @@ def test_merge_summary_totals_and_imbalance():
     assert s["repairs"] == {"duplicate": 4, "missing": 3} and s["backend"] == {"prefill_s": 1.5, "prefills": 14}
     assert s["wall_s"] == 3.0 and s["queries_per_s"] == round(5 / 3, 3)
     assert s["imbalance"] == {"queries": [3, 2], "wall_s": [3.0, 1.0], "max_over_mean": 1.5, "idle_s": 2.0}
+
+
+def test_merge_summary_edges_cpu_per_rank_fields_and_stages():
+    """Sub-second and zero wall times, CPU seconds summed, each rank's own fields (only those it reported), and
+    the two-stage timings summed over ranks."""
+    ranks = [{"rank": 0, "host": "a", "device": "cpu", "queries": 2, "ranked": 2, "windows": 4, "model_calls": 4,
+              "generated_tokens": 9, "wall_s": 0.5, "cpu_s": 0.25, "load_s": 1.5, "pointwise_s": 0.2, "pairs": 40,
+              "total_s": 2.5, "backend": {"decode_s": 0.123456}},
+             {"rank": 1, "host": "b", "device": "cpu", "queries": 1, "ranked": 1, "windows": 2, "model_calls": 2,
+              "generated_tokens": 5, "wall_s": 0.25, "cpu_s": 0.5, "load_s": 1.25, "pointwise_s": 0.3, "pairs": 20,
+              "total_s": 2.0}]
+    s = merge_summary(ranks, queries=3, resumed=0)
+    assert s["wall_s"] == 0.5 and s["queries_per_s"] == 6.0 and s["cpu_s"] == 0.75
+    assert s["imbalance"]["max_over_mean"] == round(0.5 / 0.375, 4) and s["imbalance"]["idle_s"] == 0.25
+    assert s["backend"] == {"decode_s": 0.1235} and s["world_size"] == 2
+    assert s["ranks"][1] == {k: ranks[1][k] for k in ("rank", "host", "device", "queries", "windows",
+                                                      "generated_tokens", "load_s", "pointwise_s", "wall_s",
+                                                      "cpu_s", "total_s")}
+    assert s["stages"]["pointwise"]["wall_s"] == 0.5 and s["stages"]["pointwise"]["pairs"] == 60
+    assert s["stages"]["listwise"]["wall_s"] == 0.75 and s["stages"]["summed_over_ranks"] is True
+    idle = merge_summary([{**ranks[1], "wall_s": 0.0, "ranked": 0}], queries=1, resumed=1)
+    assert idle["queries_per_s"] is None and idle["imbalance"]["max_over_mean"] is None
+    assert "stages" not in merge_summary([{k: v for k, v in ranks[0].items() if k != "pointwise_s"}],
+                                         queries=2, resumed=0)
+    assert merge_summary([], queries=0, resumed=0)["wall_s"] == 0.0
 
 
 def test_dear_rerank_refuses_an_out_another_job_writes(tiny_model_dir, tmp_path, capsys):

@@ -92,3 +92,56 @@ def test_cli_defaults_to_loopback_and_refuses_what_cannot_serve(monkeypatch, cap
     assert "DEAR_TEST_KEY" in capsys.readouterr().err
     assert cli.main(["--model", str(tmp_path / "missing")]) == 2  # no weights: refused before serving
     assert "error" in capsys.readouterr().err
+
+
+def test_max_tokens_per_doc_is_an_exact_token_limit(tiny_tokenizer):
+    """Cohere v2's limit: a document of exactly k tokens is kept whole and not reported as cut; one token
+    more is cut to exactly its first k tokens and reported; the limit must be at least 1."""
+    import time
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from data_prep.schema import Candidate, RerankRequest
+    from inference.serve.engine import Job, RerankEngine
+
+    engine = RerankEngine(lambda: None, max_queue=1, request_timeout=1.0)
+    engine.reranker = SimpleNamespace(tokenizer=tiny_tokenizer)
+    k = 4
+    texts = ["alpha beta gamma delta epsilon zeta eta theta iota kappa", "one two three four five six seven"]
+    ids = [tiny_tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    exact = tiny_tokenizer.decode(ids[0][:k])
+    assert len(tiny_tokenizer.encode(exact, add_special_tokens=False)) == k
+    longer = tiny_tokenizer.decode(ids[1][: k + 1])
+    assert len(tiny_tokenizer.encode(longer, add_special_tokens=False)) == k + 1
+    job = Job(key=0, request=RerankRequest(qid="q7", query="the query", candidates=(
+        Candidate("a", exact), Candidate("b", longer))), deadline=time.monotonic() + 60, max_tokens_per_doc=k)
+    out = engine._cut_tokens(job)
+    assert job.cut == {1} and (out.qid, out.query) == ("q7", "the query")
+    assert [c.docid for c in out.candidates] == ["a", "b"]
+    assert out.candidates[0].text == exact
+    assert tiny_tokenizer.encode(out.candidates[1].text, add_special_tokens=False) == ids[1][:k]
+    assert RerankV2Request(model="m", query="q", documents=["a"], max_tokens_per_doc=1).max_tokens_per_doc == 1
+    with pytest.raises(ValidationError):
+        RerankV2Request(model="m", query="q", documents=["a"], max_tokens_per_doc=0)
+
+
+def test_limits_are_inclusive_and_refusals_say_the_size_and_the_limit():
+    """A query, a document list and a document exactly at the server's limit are accepted; one more is refused
+    with a message naming the size, the limit and (for documents) the fix."""
+    cfg = ServeConfig(max_documents=2, max_document_chars=5, max_query_chars=4)
+    ok = prepare(RerankV1Request(query="abcd", documents=["abcde", "x"], top_n=1, return_documents=True), cfg)
+    assert ok.query == "abcd" and ok.texts == ("abcde", "x") and ok.truncated == frozenset()
+    assert ok.top_n == 1 and ok.return_documents is True
+    assert prepare(RerankV1Request(query="q", documents=["a", "b"]), cfg).top_n == 2
+    cases = [(RerankV1Request(query="abcde", documents=["a"]), "query: is 5 characters; the limit is 4"),
+             (RerankV1Request(query="q", documents=["a", "b", "c"]), "documents: holds 3 documents; the limit is 2"),
+             (RerankV1Request(query="q", documents=["abcdef"]),
+              "documents.0: is 6 characters; the limit is 5 (send truncate: true to cut it instead)"),
+             (RerankV1Request(query=" ", documents=["a"]), "query: must not be empty"),
+             (RerankV1Request(query="q", documents=[]), "documents: must hold at least one document")]
+    for body, message in cases:
+        with pytest.raises(InputError) as err:
+            prepare(body, cfg)
+        assert str(err.value) == message and err.value.status == 422
+    assert error_field(()) == "body" and error_field(("query",)) == "query"

@@ -90,6 +90,37 @@ def test_variable_windows_cover_every_position():
     assert len(lengths) > 5  # lengths really vary
 
 
+def test_the_defaults_are_deans_window_20_and_stride_10():
+    assert window_plan(100) == window_plan(100, 20, 10) and window_plan(100, 20) == window_plan(100, 20, 10)
+
+
+def test_errors_name_the_value_and_the_fix():
+    with pytest.raises(ValueError, match="k must be >= 0, got -1"):
+        window_plan(-1)
+    with pytest.raises(ValueError, match=r"window order \[0, 0\] is not a permutation of 2 items"):
+        apply_window([0, 1, 2], (0, 2), [0, 0])
+    with pytest.raises(ValueError, match="min_window must be between 2 and the window \\(20\\), got 21"):
+        variable_window_plan(50, 20, 10, 21, random.Random(0))
+
+
+def test_variable_windows_boundaries():
+    """min_window may be exactly 2 or exactly the window, not 1 or more; an empty list has no window, a list
+    of one a window of one; and exactly one window (the last) ends at the list's end, even when a drawn
+    window reaches it exactly."""
+    rng = random.Random(0)
+    assert variable_window_plan(10, 5, 5, 2, rng) and variable_window_plan(10, 5, 5, 5, rng)
+    for bad in (1, 6):
+        with pytest.raises(ValueError, match="min_window"):
+            variable_window_plan(10, 5, 5, bad, rng)
+    assert variable_window_plan(0, 20, 10, 4, rng) == []
+    assert variable_window_plan(1, 20, 10, 4, rng) == [(0, 1)]
+    assert variable_window_plan(10, 5, 5, 5, random.Random(0)) == [(0, 5), (5, 10)]
+    for seed in range(200):
+        n = 5 + seed % 40
+        wins = variable_window_plan(n, 6, 6, 2, random.Random(seed))
+        assert [e for _, e in wins].count(n) == 1 and wins[-1][1] == n, (seed, wins)
+
+
 # -- prep, teacher and inference show the model the same windows -------------------------------------
 
 def _inference_spans(k: int, window: int, stride: int) -> list[tuple[int, int]]:

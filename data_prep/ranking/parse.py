@@ -18,7 +18,10 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from data_prep.ranking.prose import read_prose
 from data_prep.ranking.repair import repair_ids
+from data_prep.ranking.structured import mask_reasoning, read_json, read_table
+from data_prep.ranking.tokens import Tok, fold, tokens
 
 _FINAL_RE = re.compile(
     r"(?:#{1,6}[ \t]*)?(?:[*_]{1,2}[ \t]*)?\bfinal[ \t]+(?:re-?rank(?:ing|ed)?|rank(?:ing|ed)?|answer|order)"
@@ -27,50 +30,26 @@ _FINAL_RE = re.compile(
 )
 _THINK_END = "</think>"
 
-_TOKEN_RE = re.compile(
-    r"""
-     (?P<nl>\n)
-    |(?P<start>\[\s*start\s*\])
-    |(?P<end>\[\s*end\s*\])
-    |\[\s*(?P<bid>\d+)\s*\]
-    |(?P<pword>\b(?:passages?|docs?|documents?|candidates?|ids?)\b\s*(?:\#|no\.)?\s*)
-        (?:\[\s*(?P<pidb>\d+)\s*\]|(?P<pidn>\d+)(?![\w%]|[.,:/]\d))
-    |(?P<item>^[ \t]*(?:\d{1,3}[.)]|[-*•])(?=[ \t])|\[\s*rank\s*\d+\s*\])
-    |(?P<gt>->|=>|>+|≻|→)
-    |(?P<eq>=)
-    |(?P<comma>[,;|]|\band\b)
-    |(?P<note>\([^()\n]{0,80}\)|[*†‡¹²³⁴⁵⁶⁷⁸⁹⁰_`]+|\^\d+|\[\^?[a-z*]\])
-    |(?P<colon>:)
-    |(?P<score>(?<![\w.])\d+\.\d+(?![\w.]))
-    |(?P<bare>(?<![\w.\-/$\#%])\d+(?![\w%°]|[.,:/\-]\d))
-    |(?P<other>[^\s\[\]()<>=,;:|*_`]+|\S)
-    """,
-    re.IGNORECASE | re.MULTILINE | re.VERBOSE,
-)
-_JOINERS = {"gt", "eq", "comma", "note", "item"}
+_JOINERS = {"gt", "lt", "eq", "comma", "note", "item", "dash"}
+_ORDER_JOINS = {"gt", "lt", "eq"}
 _LINE_PREFIX_OK = re.compile(r"^\s*(?:\[\s*start\s*\]|[-*•]|\d{1,3}[.)]|[^\n]*:)?[\s*_]*$", re.IGNORECASE)
 _LINE_SUFFIX_OK = re.compile(r"^[\s.*_)]*(?:\[\s*end\s*\])?[\s.*_]*$", re.IGNORECASE)
-
-
-@dataclass
-class _Tok:
-    kind: str  # id | nl | start | end | gt | eq | comma | note | item | colon | score | other
-    start: int
-    end: int
-    value: int = -1
-    bare: bool = False
+# the rules whose reading is an answer the model stated (not a weaker cue)
+ANSWER_RULES = ("answer_run", "merged_parts", "reversed_run", "json", "json_scores", "table", "prose_order")
 
 
 @dataclass
 class _Run:
     ids: list[int] = field(default_factory=list)
     spans: list[tuple[int, int]] = field(default_factory=list)  # char offsets of each id
+    seps: list[set[str]] = field(default_factory=list)  # the joiners before each id (empty for the first)
     joins: set[str] = field(default_factory=set)
     after_start: bool = False
     before_end: bool = False
     all_bare: bool = True
     line_whole: bool = False
     label_before: bool = False
+    ranges: int = 0  # "[1]-[3]" ranges expanded
 
     @property
     def first(self) -> int:
@@ -92,24 +71,52 @@ class _Run:
     def standalone(self) -> bool:
         return self.wrapped or self.line_whole
 
+    @property
+    def reversed(self) -> bool:
+        """A chain written from least to most relevant: ``[2] < [4] < [1]``."""
+        return "lt" in self.joins and "gt" not in self.joins
 
-def _tokens(text: str) -> list[_Tok]:
-    out: list[_Tok] = []
-    for m in _TOKEN_RE.finditer(text):
-        kind = m.lastgroup or "other"
-        if kind in ("bid", "pidb", "pidn"):
-            out.append(_Tok("id", m.start(), m.end(), int(m.group(kind))))
-        elif kind == "pword":  # "Passage 4", "passage [4]": the id is the number inside the match
-            num = m.group("pidb") or m.group("pidn")
-            out.append(_Tok("id", m.start(), m.end(), int(num)))
-        elif kind == "bare":
-            out.append(_Tok("id", m.start(), m.end(), int(m.group(kind)), bare=True))
-        else:
-            out.append(_Tok(kind, m.start(), m.end()))
-    return out
+    @property
+    def ordered(self) -> list[int]:
+        return self.ids[::-1] if self.reversed else self.ids
+
+    def take(self, lo: int, hi: int | None = None) -> _Run:
+        """A run of ids ``lo:hi`` of this one (the echo-line split)."""
+        seps = [set(), *self.seps[lo + 1 : hi]]
+        return _Run(ids=self.ids[lo:hi], spans=self.spans[lo:hi], seps=seps, joins=set().union(*seps),
+                    all_bare=self.all_bare, after_start=self.after_start if lo == 0 else False)
 
 
-def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]:
+def _expand_ranges(r: _Run) -> None:
+    """``[5] > [1]-[3] > [4]`` reads 5 1 2 3 4: a hyphen between two ascending ids of a run that orders with
+    other joiners (or a run of just those two) is a range, unless the ids inside it are named in the run.
+    A run joined only by hyphens (``[4]-[2]-[1]-[3]``) uses them as separators."""
+    kinds = set().union(*r.seps) - {"nl", "note", "item"}
+    if "dash" not in kinds or (kinds == {"dash"} and len(r.ids) > 2):
+        return
+    ids, spans = [r.ids[0]], [r.spans[0]]
+    for k in range(1, len(r.ids)):
+        a, b = r.ids[k - 1], r.ids[k]
+        inner = range(a + 1, b)
+        if "dash" in r.seps[k] and not r.seps[k] & (_ORDER_JOINS | {"comma"}) and a < b \
+                and not set(inner) & set(r.ids) and b - a <= 50:
+            ids.extend(inner)
+            spans.extend([r.spans[k - 1]] * len(inner))
+            r.ranges += 1
+        ids.append(b)
+        spans.append(r.spans[k])
+    r.ids, r.spans = ids, spans
+
+
+def _next_sig(toks: list[Tok], k: int) -> Tok | None:
+    """The first token after ``k`` that is not a note."""
+    k += 1
+    while k < len(toks) and toks[k].kind == "note":
+        k += 1
+    return toks[k] if k < len(toks) else None
+
+
+def _runs(text: str, toks: list[Tok], num_candidates: int | None) -> list[_Run]:
     """Group ids joined only by separators, notes and single line breaks into runs."""
     runs: list[_Run] = []
     cur: _Run | None = None
@@ -117,6 +124,8 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
     newlines = 0
     line_start_len = 0  # len(cur.ids) when the current line began (for echo lines "[3] passage text")
     prev_sig = ""  # kind of the last significant (non-nl, non-note) token before the current run
+    item_line = False  # the current line opened with a list marker ("- ", "1. ")
+    line_ids = 0  # ids on the current line so far
 
     def close() -> None:
         nonlocal cur
@@ -124,20 +133,34 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
             runs.append(cur)
         cur = None
 
+    def joins_run(k: int, t: Tok) -> bool:
+        if cur is None or newlines > 1:
+            return False
+        if cur.all_bare == t.bare:
+            return True
+        # "[4] > 2 > [1] > 3": bare and bracketed ids mix only across ">", "<" or "=", and a bare id only
+        # when nothing but a separator follows it (not "[3] > 2 passages mention ...")
+        nxt = _next_sig(toks, k)
+        return bool(pending & _ORDER_JOINS) and (
+            not t.bare or nxt is None or nxt.kind in (_JOINERS | {"nl", "end"}) - {"note"})
+
     k = 0
     while k < len(toks):
         t = toks[k]
         if t.kind == "id":
-            if cur is not None and newlines <= 1 and cur.all_bare == t.bare:
-                cur.joins |= pending
+            if joins_run(k, t):
+                cur.joins |= pending  # type: ignore[union-attr]
             else:
                 close()
                 cur = _Run(after_start=prev_sig == "start")
                 line_start_len = 0
-            cur.ids.append(t.value)
-            cur.spans.append((t.start, t.end))
-            cur.all_bare &= t.bare
+                pending = set()
+            cur.ids.append(t.value)  # type: ignore[union-attr]
+            cur.spans.append((t.start, t.end))  # type: ignore[union-attr]
+            cur.seps.append(pending if cur.ids[1:] else set())  # type: ignore[union-attr]
+            cur.all_bare &= t.bare  # type: ignore[union-attr]
             pending, newlines = set(), 0
+            line_ids += 1
             # a score right after an id ("[3]: 0.9", "[3] 0.92") is a note, not an id
             if k + 2 < len(toks) and toks[k + 1].kind == "colon" and (toks[k + 2].kind == "score" or toks[k + 2].bare):
                 pending.add("note")
@@ -147,12 +170,24 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
                 pending.add("note")
                 k += 2
                 continue
+            # "- [4] — the only passage naming the year": on a list item, words after a dash or colon that
+            # follows the item's id are a note on it, not an echoed passage
+            nxt = _next_sig(toks, k)
+            if item_line and line_ids == 1 and nxt is not None and nxt.kind in ("dash", "colon"):
+                after = _next_sig(toks, toks.index(nxt, k))
+                if after is not None and after.kind == "other":
+                    while k + 1 < len(toks) and toks[k + 1].kind != "nl":
+                        k += 1
+                    pending.add("note")
         elif t.kind == "nl":
             newlines += 1
+            item_line, line_ids = False, 0
             if cur is not None:
                 pending.add("nl")
                 line_start_len = len(cur.ids)
         elif t.kind in _JOINERS:
+            if t.kind == "item" and line_ids == 0:
+                item_line = True
             if cur is not None:
                 pending.add(t.kind)
         else:
@@ -162,10 +197,8 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
                 elif t.kind == "other" and "nl" in cur.joins and 0 < line_start_len < len(cur.ids) \
                         and newlines == 0:
                     # the ids on this line start an echoed passage, not the run
-                    tail = _Run(ids=cur.ids[line_start_len:], spans=cur.spans[line_start_len:],
-                                all_bare=cur.all_bare)
-                    cur.ids, cur.spans = cur.ids[:line_start_len], cur.spans[:line_start_len]
-                    runs.append(cur)
+                    tail = cur.take(line_start_len)
+                    runs.append(cur.take(0, line_start_len))
                     cur = tail
                 close()
             pending, newlines = set(), 0
@@ -183,6 +216,7 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
         r.label_before = prefix.rstrip(" \t*_").endswith(":") or (not prefix.strip() and prev_line_end.endswith(":"))
         if not r.after_start and re.search(r"\[\s*start\s*\]\s*$", prefix, re.IGNORECASE):
             r.after_start = True
+        _expand_ranges(r)
     if num_candidates is not None:  # bare numbers mostly above the window are prose (years, doses)
         runs = [r for r in runs if not r.all_bare or sum(i > num_candidates for i in r.ids) * 2 <= len(r.ids)]
     return runs
@@ -190,8 +224,10 @@ def _runs(text: str, toks: list[_Tok], num_candidates: int | None) -> list[_Run]
 
 def _strong(r: _Run, alone: bool) -> bool:
     """A run a reader takes as an answer, not as ids mentioned in passing."""
-    if len(r.ids) >= 2 and r.joins & {"gt", "eq"}:
+    if len(r.ids) >= 2 and r.joins & _ORDER_JOINS:
         return True
+    if r.size >= 3 and "dash" in r.joins and (not r.all_bare or r.line_whole or r.label_before):
+        return True  # "[4]-[2]-[1]-[3]", "Ranking: 4-2-1-3"
     if r.wrapped:
         return True
     if len(r.ids) >= 2 and ("item" in r.joins or r.line_whole):
@@ -207,13 +243,18 @@ class Reading:
 
     ids: list[int]
     source: str  # marker | think | run | brackets | none
-    rule: str  # answer_run | merged_parts | list_run | line_items | brackets | bare_ids | excluded_only | none
+    rule: str  # one of RULES
     parts: int = 1
     excluded: tuple[int, ...] = ()  # ids the text names as irrelevant (ranked last, in the order named)
+    ranges: int = 0  # "[1]-[3]" ranges expanded into their ids
 
 
-def _pick(runs: list[_Run], n: int | None) -> tuple[list[int], int] | None:
-    """(ids, parts) of the answer among ``runs``: the last nearly-longest one, joined with its parts."""
+RULES = (*ANSWER_RULES, "list_run", "line_items", "brackets", "bare_ids", "excluded_only", "none")
+
+
+def _pick(runs: list[_Run], n: int | None) -> tuple[list[_Run], _Run] | None:
+    """(the runs read, the main one) of the answer among ``runs``: the last nearly-longest one, joined with
+    its disjoint standalone parts."""
     if not runs:
         return None
     longest = max(r.size for r in runs)
@@ -232,7 +273,7 @@ def _pick(runs: list[_Run], n: int | None) -> tuple[list[int], int] | None:
                 acc |= set(r.ids)
                 k += step
     chosen.sort()
-    return [i for k in chosen for i in runs[k].ids], len(chosen)
+    return [runs[k] for k in chosen], runs[best]
 
 
 _EXCLUDE_RE = re.compile(
@@ -251,9 +292,28 @@ def _sentence(text: str, r: _Run) -> str:
     return text[start : m.start() if m else len(text)]
 
 
-def _read_region(text: str, n: int | None, *, whole_region: bool) -> tuple[list[int], str, int, list[int]]:
-    """(ids, rule, parts, excluded) for one region of text."""
-    toks = _tokens(text)
+@dataclass
+class _Region:
+    ids: list[int]
+    rule: str
+    parts: int = 1
+    excluded: list[int] = field(default_factory=list)
+    ranges: int = 0
+
+
+def _read_region(text: str, n: int | None, *, whole_region: bool) -> _Region:
+    """What one region of (folded) text states: ids, rule, parts, excluded ids, ranges expanded."""
+    # JSON or a Markdown table is the answer unless an answer run follows it
+    found = [x for x in (read_json(text, lambda s: _read_region(s, n, whole_region=True).ids), read_table(text))
+             if x is not None]
+    if found:
+        data = max(found, key=lambda x: x.end)
+        after = _read_region(text[data.end:], n, whole_region=False)
+        if after.ids and after.rule in ANSWER_RULES:
+            return after
+        return _Region(data.ids, data.rule)
+    text = mask_reasoning(text)
+    toks = tokens(text)
     runs = _runs(text, toks, n)
     # "we can eliminate passages [1], [2] and [7] as they are not relevant": those go last, not first
     excluded_runs = [r for r in runs if not r.all_bare and not _strong(r, False) and len(r.ids) >= 2
@@ -266,33 +326,41 @@ def _read_region(text: str, n: int | None, *, whole_region: bool) -> tuple[list[
     strong = [r for r in runs if _strong(r, len(runs) == 1)]
     picked = _pick(strong, n)
     if picked:
-        ids, parts = picked
-        return ids, ("merged_parts" if parts > 1 else "answer_run"), parts, excluded
+        chosen, main = picked
+        rule = "merged_parts" if len(chosen) > 1 else "reversed_run" if main.reversed else "answer_run"
+        return _Region([i for r in chosen for i in r.ordered], rule, len(chosen), excluded,
+                       sum(r.ranges for r in chosen))
+    prose = read_prose(text, toks)
+    if prose:  # "[2] is the most relevant, followed by [4], then [1]; [3] is the least"
+        ordered, least = prose
+        if n is not None and len(set(ordered) | set(least)) >= n:
+            return _Region(ordered + least, "prose_order", 1, excluded)
+        return _Region(ordered, "prose_order", 1, [*least, *(i for i in excluded if i not in least)])
     weak = [r for r in runs if len(r.ids) >= 2 and not r.all_bare]
     picked = _pick(weak, n)
     if picked:
-        return picked[0], "list_run", 1, excluded
+        return _Region(picked[1].ordered, "list_run", 1, excluded, picked[1].ranges)
     # a [Start] opening a line (not one wrapping an echoed passage "[6] [Start] text [End]")
     starts = [k for k, t in enumerate(toks) if t.kind == "start" and (k == 0 or toks[k - 1].kind != "id")]
     block = toks[starts[-1] + 1:] if starts else []
     block_end = next((k for k, t in enumerate(block) if t.kind == "end"), None)
     if block_end is not None and not any(t.kind == "id" and not t.bare for t in block[:block_end]):
-        return [], "none", 1, excluded  # "[Start] None of the passages are relevant [End]": an empty answer
+        return _Region([], "none", 1, excluded)  # "[Start] None of the passages are relevant [End]"
     for scope in ((block[:block_end] if block_end is not None else block), toks):
         items = [t.value for k, t in enumerate(scope) if t.kind == "id" and not t.bare
                  and (k == 0 or scope[k - 1].kind in ("nl", "item", "start"))]
         if items:
-            return items, "line_items", 1, excluded
+            return _Region(items, "line_items", 1, excluded)
     brackets = [t.value for t in toks if t.kind == "id" and not t.bare]
     if brackets:
-        return brackets, "brackets", 1, excluded
+        return _Region(brackets, "brackets", 1, excluded)
     if whole_region:
         bare = [t.value for t in toks if t.kind == "id"]
         if bare:
-            return bare, "bare_ids", 1, excluded
+            return _Region(bare, "bare_ids", 1, excluded)
     if excluded:
-        return [], "excluded_only", 1, excluded
-    return [], "none", 1, excluded
+        return _Region([], "excluded_only", 1, excluded)
+    return _Region([], "none", 1, excluded)
 
 
 def _segments(text: str) -> list[tuple[str, str]]:
@@ -304,14 +372,18 @@ def _segments(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _reading(reg: _Region, source: str) -> Reading:
+    return Reading(reg.ids, source, reg.rule, reg.parts, tuple(i for i in reg.excluded if i not in reg.ids),
+                   reg.ranges)
+
+
 def read_ranking(text: str, *, cot: bool = False, num_candidates: int | None = None) -> Reading:
     """Where the final ranking of ``text`` is, and its raw ids (before repair)."""
-    segments = _segments(text)
+    text = fold(text)
     first: Reading | None = None
-    for segment, source in segments:
-        ids, rule, parts, excluded = _read_region(segment, num_candidates, whole_region=True)
-        reading = Reading(ids, source, rule, parts, tuple(i for i in excluded if i not in ids))
-        if ids and rule in ("answer_run", "merged_parts"):
+    for segment, source in _segments(text):
+        reading = _reading(_read_region(segment, num_candidates, whole_region=True), source)
+        if reading.ids and reading.rule in ANSWER_RULES:
             return reading
         if first is None:
             first = reading
@@ -319,9 +391,10 @@ def read_ranking(text: str, *, cot: bool = False, num_candidates: int | None = N
         return first
     if cot:
         return Reading([], "none", "none")
-    ids, rule, parts, excluded = _read_region(text, num_candidates, whole_region=False)
-    source = {"line_items": "brackets", "brackets": "brackets", "none": "none", "excluded_only": "none"}.get(rule, "run")
-    return Reading(ids, source, rule, parts, tuple(i for i in excluded if i not in ids))
+    reg = _read_region(text, num_candidates, whole_region=False)
+    source = {"line_items": "brackets", "brackets": "brackets", "none": "none", "excluded_only": "none"}.get(
+        reg.rule, "run")
+    return _reading(reg, source)
 
 
 @dataclass(frozen=True)
@@ -363,10 +436,18 @@ def parse_ranking(text: str, num_candidates: int, *, base: int = 0, cot: bool = 
         repairs["no_final_run"] += 1
     if reading.parts > 1:
         repairs["merged_parts"] += reading.parts - 1
+    if reading.ranges:
+        repairs["expanded_range"] += reading.ranges
     return ParsedRanking(order=order, repairs=dict(repairs), source=reading.source, rule=reading.rule)
 
 
 _ANY_INT = re.compile(r"\d+")
+_DASH = re.compile(r"\d\s*\]?\s*[-–—]")
+
+
+def _has_range(text: str) -> bool:
+    """Whether ``text`` may hold a range (``[1]-[3]``), whose inner ids are not written out."""
+    return _DASH.search(text) is not None
 
 
 def is_complete_ranking(text: str, num_candidates: int, *, base: int = 0, cot: bool = False) -> bool:
@@ -378,7 +459,7 @@ def is_complete_ranking(text: str, num_candidates: int, *, base: int = 0, cot: b
     the full reading only once it passes.
     """
     wanted = set(range(base, base + num_candidates))
-    if not wanted.issubset(int(x) for x in _ANY_INT.findall(text)):
+    if not wanted.issubset(int(x) for x in _ANY_INT.findall(text)) and not _has_range(text):
         return False
     reading = read_ranking(text, cot=cot, num_candidates=num_candidates)
-    return reading.rule in ("answer_run", "merged_parts") and wanted.issubset(reading.ids)
+    return reading.rule in ANSWER_RULES and wanted.issubset(reading.ids)

@@ -11,7 +11,9 @@ Repair kinds (``REPAIR_KINDS``):
 - ``excluded_last``: ids the text itself named as irrelevant ("we can eliminate [1], [2] ...") when that
   list is not the answer: they are placed after the ids never named, in the order named;
 - ``merged_parts``: the answer was given in several disjoint parts that were joined in text order
-  (counts the extra parts).
+  (counts the extra parts);
+- ``expanded_range``: a range written inside a run (``[5] > [1]-[3] > [4]``) was read as every id in it, in
+  ascending order (counts the ranges: the model did not order the ids inside).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 REPAIR_KINDS = ("duplicate", "out_of_range", "missing", "no_final_run", "unparseable", "merged_parts",
-                "excluded_last")
+                "excluded_last", "expanded_range")
 
 
 def repair_ids(
