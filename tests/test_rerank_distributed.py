@@ -215,7 +215,8 @@ def test_the_merge_of_a_whole_job_writes_the_run_and_its_summary(tmp_path):
     qrels.write_text("q0 0 d0 1\nq1 0 d1 1\n")
     requests = [RerankRequest(qid=q, query="x", candidates=(Candidate("d0", "a"), Candidate("d1", "b")))
                 for q in ("q0", "q1")]
-    args = argparse.Namespace(out=str(out), jsonl=str(jl), qrels=str(qrels), metrics=["ndcg@10"])
+    args = argparse.Namespace(out=str(out), jsonl=str(jl), qrels=str(qrels), metrics=["ndcg@10"],
+                              strategy="sliding")
     status = {"rank": 0, "queries": 2, "ranked": 1, "windows": 2, "model_calls": 2, "generated_tokens": 2,
               "repairs": {}, "wall_s": 1.0, "backend": {}}
     _finish(args, {"done": ["q9"], "start": time.time() - 30}, [status, {**status, "rank": 1}], requests)
