@@ -133,10 +133,12 @@ def test_a_failed_rank_stops_the_waiters_and_rank_0_reports_it_once():
 
 def test_rank_0_reports_a_failure_while_busy_through_its_heartbeat_thread():
     seen = threading.Event()
-    g0, g1 = _groups(2, on_failure=lambda info: seen.set())
+    reported = []
+    g0, g1 = _groups(2, on_failure=lambda info: (reported.append(info), seen.set()))
     try:
         g1.fail("boom", code=1)
         assert seen.wait(5)  # rank 0 never called wait() or check(): its heartbeat thread saw the flag
+        assert [i["message"] for i in reported] == ["boom"]
         assert g1.wait_reported(timeout_s=5)
     finally:
         g0.close()
@@ -144,8 +146,7 @@ def test_rank_0_reports_a_failure_while_busy_through_its_heartbeat_thread():
 
 
 def test_a_rank_that_vanished_is_reported_not_waited_for():
-    g0, g1 = _groups(2)
-    g0.stale_s = 0.5
+    g0, g1 = _groups(2, stale_s=0.5)
     g1.close()  # its heartbeat stops, as when the process is killed without a launcher to notice
     t0 = time.monotonic()
     try:
@@ -192,8 +193,10 @@ def test_the_merge_refuses_a_job_whose_ranks_left_queries_unwritten(tmp_path):
     args = argparse.Namespace(out=str(out), jsonl=str(jl), qrels=None)
     status = {"rank": 0, "queries": 2, "ranked": 2, "windows": 2, "model_calls": 2, "generated_tokens": 2,
               "repairs": {}, "wall_s": 1.0, "backend": {}}
-    with pytest.raises(DataError, match="1 queries missing after the merge: \\['q1'\\]"):
+    with pytest.raises(DataError, match="1 queries missing after the merge: \\['q1'\\]") as err:
         _finish(args, {"done": [], "start": time.time()}, [status], requests)
+    assert (str(err.value.path), err.value.reason) == (str(out), "merge_incomplete")
+    assert err.value.fix == "run the same command again to rank them"
     assert out.read_text() == _block("q0", 2)  # what was ranked is kept, for the rerun
     assert not Path(str(out) + ".summary.json").exists()
 
