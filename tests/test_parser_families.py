@@ -505,3 +505,14 @@ def test_rule_strength_boundaries_and_range_counts():
     r = parse_ranking("[60] > [1]-[52]", 60, base=1)
     assert "expanded_range" not in r.repairs and [i + 1 for i in r.order[:3]] == [60, 1, 52]
     assert "expanded_range" not in parse_ranking("[2]-[2] > [1]", 2, base=1).repairs
+
+
+def test_repair_bounds_sources_and_a_text_without_ids():
+    r = parse_ranking("[1] > [4] > [2]", 3, base=1)  # one past the last id is out of range
+    assert r.order == [0, 1, 2] and r.repairs == {"out_of_range": 1, "missing": 1}
+    assert repair_ids([2, 0, 1], 3) == ([2, 0, 1], {})  # 0-based by default
+    assert parse_ranking("nothing here", 2, base=1).repairs == {"missing": 2, "unparseable": 1}
+    assert parse_ranking("[3] text\n[1] text", 3, base=1).source == "brackets"  # line items
+    r = parse_ranking("We can eliminate passages [1], [2] as not relevant.", 3, base=1)
+    assert (r.rule, r.source) == ("excluded_only", "none")
+    assert parse_ranking("3 1 2", 3, base=1).source == "run"

@@ -146,7 +146,8 @@ def test_rank_0_reports_a_failure_while_busy_through_its_heartbeat_thread():
 
 
 def test_a_rank_that_vanished_is_reported_not_waited_for():
-    g0, g1 = _groups(2, stale_s=0.5)
+    seen = []
+    g0, g1 = _groups(2, stale_s=0.5, on_failure=seen.append)
     g1.close()  # its heartbeat stops, as when the process is killed without a launcher to notice
     t0 = time.monotonic()
     try:
@@ -155,6 +156,7 @@ def test_a_rank_that_vanished_is_reported_not_waited_for():
         assert time.monotonic() - t0 < 5
         assert {k: err.value.info[k] for k in ("rank", "host", "pid", "code")} == {"rank": 1, "host": "?",
                                                                                    "pid": None, "code": 1}
+        assert [i["rank"] for i in seen] == [1]  # rank 0 reported it (once)
     finally:
         g0.close()
 
@@ -226,7 +228,7 @@ def test_the_merge_of_a_whole_job_writes_the_run_and_its_summary(tmp_path):
     assert out.read_text() == _block("q0", 2) + _block("q1", 2) and existing_parts(out) == []
     s = json.loads(Path(str(out) + ".summary.json").read_text())
     assert (s["queries"], s["resumed"], s["ranked"], s["world_size"]) == (2, 1, 2, 2)
-    assert 0 <= s["merge_s"] < 10 and 30 <= s["job_wall_s"] < 300
+    assert 0 <= s["merge_s"] < 2 and 30 <= s["job_wall_s"] < 300
     assert "torch" in s["versions"]
     assert s["metrics"]["ndcg@10"] == pytest.approx((1.0 + 1 / math.log2(3)) / 2, abs=1e-4)
 
@@ -276,11 +278,13 @@ def test_merge_summary_edges_cpu_per_rank_fields_and_stages():
                                                       "cpu_s", "total_s")}
     assert s["stages"]["pointwise"]["wall_s"] == 0.5 and s["stages"]["pointwise"]["pairs"] == 60
     assert s["stages"]["listwise"]["wall_s"] == 0.75 and s["stages"]["summed_over_ranks"] is True
+    assert s["stages"]["queries"] == 3
     idle = merge_summary([{**ranks[1], "wall_s": 0.0, "ranked": 0}], queries=1, resumed=1)
     assert idle["queries_per_s"] is None and idle["imbalance"]["max_over_mean"] is None
     assert "stages" not in merge_summary([{k: v for k, v in ranks[0].items() if k != "pointwise_s"}],
                                          queries=2, resumed=0)
-    assert merge_summary([], queries=0, resumed=0)["wall_s"] == 0.0
+    empty = merge_summary([], queries=0, resumed=0)
+    assert empty["wall_s"] == 0.0 and empty["imbalance"]["max_over_mean"] is None
 
 
 def test_dear_rerank_refuses_an_out_another_job_writes(tiny_model_dir, tmp_path, capsys):
