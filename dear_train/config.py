@@ -306,3 +306,21 @@ def keep_token_out(args: Any) -> None:
     if token:
         os.environ["HF_TOKEN"] = str(token)
         args.hub_token = None
+
+
+def quantization_for(model_args: Any, *, qlora: bool, model_dtype: str) -> Any:
+    """The bitsandbytes config the trainers load the base with: 8-bit, 4-bit as asked, or QLoRA's nf4 with
+    double quantization in the compute dtype; None for full-precision weights."""
+    if not (qlora or model_args.load_in_4bit or model_args.load_in_8bit):
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if model_args.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=model_args.bnb_4bit_quant_type if model_args.load_in_4bit else "nf4",
+        bnb_4bit_use_double_quant=True if qlora else model_args.use_bnb_nested_quant,
+        bnb_4bit_compute_dtype=getattr(torch, model_dtype),
+    )

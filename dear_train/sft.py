@@ -204,24 +204,11 @@ def run(script: ListwiseScriptArguments, training_args: Any, model_args: Any) ->
     from trl import get_peft_config
 
     from dear_train.artifacts import resolved_config
-    from dear_train.config import resolve_model_dtype
+    from dear_train.config import quantization_for, resolve_model_dtype
 
     validate(script, training_args, model_args)
     model_dtype = resolve_model_dtype(model_args.dtype, bf16=bool(training_args.bf16), fp16=bool(training_args.fp16))
-    quantization_config = None
-    if script.qlora or model_args.load_in_4bit or model_args.load_in_8bit:
-        import torch
-        from transformers import BitsAndBytesConfig
-
-        if model_args.load_in_8bit:
-            quantization_config = BitsAndBytesConfig(load_in_8bit=True)
-        else:
-            quantization_config = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type=model_args.bnb_4bit_quant_type if model_args.load_in_4bit else "nf4",
-                bnb_4bit_use_double_quant=True if script.qlora else model_args.use_bnb_nested_quant,
-                bnb_4bit_compute_dtype=getattr(torch, model_dtype),
-            )
+    quantization_config = quantization_for(model_args, qlora=script.qlora, model_dtype=model_dtype)
     ranking_eval = ranking_eval_settings(script)
     resolved = resolved_config(script, model_args, training_args)
     resolved["model_dtype"] = model_dtype

@@ -102,3 +102,40 @@ def load_adapter_tensors(folder: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def train_in_process(method: str, argv: list[str], callbacks=()):
+    """Parse like `dear train [--method grpo]` and train in-process with extra Trainer ``callbacks``; returns
+    the trainer."""
+    from dear_train.config import parse_config
+
+    if method == "grpo":
+        from dear_train.grpo import config as method_config
+        from dear_train.grpo import train as runner
+    else:
+        from dear_train import sft as method_config
+        from dear_train import sft as runner
+    script, training_args, model_args = parse_config(method_config.config_classes(), argv)
+    if not callbacks:
+        return runner.run(script, training_args, model_args)
+    import transformers
+
+    orig = transformers.Trainer.__init__
+
+    def patched(self, *a, **kw):
+        kw["callbacks"] = list(kw.get("callbacks") or []) + list(callbacks)
+        orig(self, *a, **kw)
+
+    transformers.Trainer.__init__ = patched
+    try:
+        return runner.run(script, training_args, model_args)
+    finally:
+        transformers.Trainer.__init__ = orig
+
+
+def train_sft_adapter(model_dir: Path, data_dir: Path, out_dir: Path) -> Path:
+    """A tiny adapter SFT-trained until its low-temperature samples are ranking-shaped (ids, '>'), so GRPO's
+    rewards vary within a group."""
+    train_in_process("sft", tiny_args(model_dir, data_dir, out_dir, "--max_steps", "20", "--learning_rate", "1e-2",
+                                      "--per_device_train_batch_size", "8", "--lora_dropout", "0.0"))
+    return out_dir

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests._train_helpers import DL19_JSON, DL19_QRELS, build_prep_folder, tiny_args, tiny_grpo_args
+from tests._train_helpers import (
+    DL19_JSON,
+    DL19_QRELS,
+    build_prep_folder,
+    tiny_grpo_args,
+    train_in_process,
+    train_sft_adapter,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,40 +32,12 @@ def prep_dir(tmp_path_factory, shared_data) -> Path:
 
 @pytest.fixture(scope="module")
 def sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory) -> Path:
-    """A tiny adapter SFT-trained until its low-temperature samples are ranking-shaped (ids, '>')."""
-    from dear_train import sft
-    from dear_train.config import parse_config
-
-    out = tmp_path_factory.mktemp("sft") / "out"
-    parsed = parse_config(sft.config_classes(), tiny_args(
-        tiny_model_dir, prep_dir, out, "--max_steps", "20", "--learning_rate", "1e-2",
-        "--per_device_train_batch_size", "8", "--lora_dropout", "0.0"))
-    sft.run(*parsed)
-    return out
+    return train_sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory.mktemp("sft") / "out")
 
 
 def _grpo(argv: list[str], callbacks=()):
     """Parse like `dear train --method grpo` and train in-process; returns the trainer."""
-    from dear_train.config import parse_config
-    from dear_train.grpo import train
-    from dear_train.grpo.config import config_classes
-
-    script, training_args, model_args = parse_config(config_classes(), argv)
-    if not callbacks:
-        return train.run(script, training_args, model_args)
-    import transformers
-
-    orig = transformers.Trainer.__init__
-
-    def patched(self, *a, **kw):
-        kw["callbacks"] = list(kw.get("callbacks") or []) + list(callbacks)
-        orig(self, *a, **kw)
-
-    transformers.Trainer.__init__ = patched
-    try:
-        return train.run(script, training_args, model_args)
-    finally:
-        transformers.Trainer.__init__ = orig
+    return train_in_process("grpo", argv, callbacks)
 
 
 class _Snapshot:

@@ -21,7 +21,7 @@ from tests._train_helpers import (
     fail_msg,
     load_adapter_tensors,
     run_cmd,
-    tiny_args,
+    train_sft_adapter,
 )
 from tests._train_helpers import tiny_grpo_args as grpo_args
 
@@ -36,15 +36,7 @@ def prep_dir(tmp_path_factory, shared_data) -> Path:
 
 @pytest.fixture(scope="module")
 def sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory) -> Path:
-    """A briefly SFT-trained tiny adapter: its samples parse often enough that rewards vary within a group."""
-    from dear_train import sft
-    from dear_train.config import parse_config
-
-    out = tmp_path_factory.mktemp("sft") / "out"
-    sft.run(*parse_config(sft.config_classes(), tiny_args(
-        tiny_model_dir, prep_dir, out, "--max_steps", "20", "--learning_rate", "1e-2",
-        "--per_device_train_batch_size", "8", "--lora_dropout", "0.0")))
-    return out
+    return train_sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory.mktemp("sft") / "out")
 
 
 def _port() -> str:
@@ -60,7 +52,7 @@ def test_ddp_two_processes_share_the_groups_and_end_identical(tiny_model_dir, pr
                                                                subprocess_env):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _port(),
-           str(REPO / "tests" / "_grpo_worker.py"),
+           str(REPO / "tests" / "_train_worker.py"), "--method", "grpo",
            *grpo_args(tiny_model_dir, prep_dir, out, "--use_cpu", "true", "--sft_adapter", str(sft_adapter),
                       "--max_steps", "2")]
     proc = run_cmd(cmd, subprocess_env)

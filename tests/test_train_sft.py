@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._train_helpers import build_prep_folder, tiny_args
+from tests._train_helpers import build_prep_folder, tiny_args, train_in_process
 
 
 @pytest.fixture(scope="module")
@@ -18,25 +18,7 @@ def prep_dir(tmp_path_factory, shared_data) -> Path:
 
 def _train(argv: list[str], callbacks=()):
     """Parse like `dear train` and train in-process; returns the trainer."""
-    from dear_train import sft
-    from dear_train.config import parse_config
-
-    script, training_args, model_args = parse_config(sft.config_classes(), argv)
-    if callbacks:
-        import transformers
-
-        orig = transformers.Trainer.__init__
-
-        def patched(self, *a, **kw):
-            kw["callbacks"] = list(kw.get("callbacks") or []) + list(callbacks)
-            orig(self, *a, **kw)
-
-        transformers.Trainer.__init__ = patched
-        try:
-            return sft.run(script, training_args, model_args)
-        finally:
-            transformers.Trainer.__init__ = orig
-    return sft.run(script, training_args, model_args)
+    return train_in_process("sft", argv, callbacks)
 
 
 class _Snapshot:
