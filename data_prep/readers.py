@@ -380,7 +380,8 @@ def read_run(path: str | Path) -> Run:
                                 fix="use TREC run format") from None
             if not math.isfinite(score):
                 raise DataError(f"score {parts[4]!r} is not a finite number", path=str(path), line=lineno,
-                                qid=parts[0], fix="every score must be a real number (NaN/inf order nothing)")
+                                qid=parts[0], reason="bad_score",
+                                fix="every score must be a real number (NaN/inf order nothing)")
             qid = check_id(parts[0], "qid", path=path, line=lineno)
             docid = check_id(parts[2], "docid", path=path, line=lineno, qid=qid)
             docs = seen.setdefault(qid, set())
