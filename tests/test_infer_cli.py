@@ -131,8 +131,9 @@ def test_trec_run_input_and_bad_inputs(tiny_model_dir, tmp_path, capsys):
         return ["--input", str(inp), "--model", str(model), "--corpus", str(corpus), "--topics", str(topics),
                 "--out", str(to), "--max-new-tokens", "4", "--no-progress", "--device", "cpu"]
 
-    assert cli_rerank.main(args(run)) == 0
+    assert cli_rerank.main([*args(run), "--tag", "bm25>dear"]) == 0
     assert sorted(d for d, _ in read_run(out)["7"]) == ["a", "b", "c"]
+    assert [line.split()[5] for line in out.read_text().splitlines()] == ["bm25>dear"] * 3
     # an unknown docid in the run: a clear error before any work; the finished run is kept
     bad = tmp_path / "bad.trec"
     bad.write_text("7 Q0 zz 1 3.0 bm25\n")

@@ -516,3 +516,46 @@ def test_repair_bounds_sources_and_a_text_without_ids():
     r = parse_ranking("We can eliminate passages [1], [2] as not relevant.", 3, base=1)
     assert (r.rule, r.source) == ("excluded_only", "none")
     assert parse_ranking("3 1 2", 3, base=1).source == "run"
+
+
+# ------------------------------------------------------ single-quoted JSON: a model printing a Python dict
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("{'ranking': [3, 1, 2]}", [3, 1, 2]),
+    ("Here it is:\n{'ranking': ['[2]', '[3]', '[1]'], 'reasoning': \"[1] > [2] > [3] isn't right\"}", [2, 3, 1]),
+    ("[{'id': 2, 'score': 0.1}, {'id': 3, 'score': 0.9}, {'id': 1, 'score': 0.5}]", [3, 1, 2]),
+    ("{'result': {'order': [2, 1, 3], 'notes': 'doc 3 is off topic'}, 'done': True}", [2, 1, 3]),
+    ("Output: {'outer': 1, 'x': {'ranking': [2, 3, 1]}", [2, 3, 1]),  # the outer dict is cut off: the inner one
+])
+def test_single_quoted_json_is_read_as_json(text, want):
+    r = parse_ranking(text, 3, base=1)
+    assert [i + 1 for i in r.order] == want and r.rule in ("json", "json_scores") and r.ok, r
+
+
+def test_a_quoted_bracket_or_code_is_not_run_and_unbalanced_text_falls_back():
+    # a string holding brackets does not close the value; names and calls are not literals: text rules read it
+    for text in ("{'ranking': [2, 1], 'why': 'see ] and } here'}", "{'ranked': [{'id': 2, 'why': 'it\\'s ] best'}, {'id': 1}]}"):
+        r = parse_ranking(text, 2, base=1)
+        assert [i + 1 for i in r.order] == [2, 1] and r.rule == "json", text
+    r = parse_ranking("{'ranking': [__import__('os').getpid()]} [2] > [1]", 2, base=1)
+    assert [i + 1 for i in r.order] == [2, 1] and r.rule == "answer_run"
+    assert parse_ranking("{'{'" * 2000, 3, base=1).rule == "none"  # nothing balances: no ranking, no hang
+
+
+def test_the_teachers_ranked_passages_read_the_same_as_json_and_as_python_dicts():
+    """The 500 GPT-4 teacher outputs of listwise-cot-reason-to-rank (msmarco_500.jsonl) state their ranking as a
+    ``ranked_passages`` list with a reasoning string per passage; printed as JSON or as a Python dict, every one
+    reads as the teacher's ``re_rank_id``."""
+    import ast
+    import json
+
+    from conftest import shared_path
+
+    rows = [json.loads(line) for line in
+            shared_path("listwise-cot-reason-to-rank", "msmarco_500.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 500
+    for row in rows:
+        want = row["re_rank_id"] if isinstance(row["re_rank_id"], list) else ast.literal_eval(row["re_rank_id"])
+        for text in (json.dumps(row["reason"]), str(row["reason"])):
+            r = parse_ranking(text, len(want), base=1)
+            assert [i + 1 for i in r.order] == want and r.rule == "json" and r.ok, (row["qid"], text[:120])

@@ -10,6 +10,7 @@ has one, else by a numeric ``Score`` column, else by row order.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Callable
@@ -138,6 +139,7 @@ def _decoded(text: str) -> list[tuple[Any, int, int]]:
     """Every JSON value in ``text`` (fenced blocks, else objects and arrays in prose): (value, start, end)."""
     dec = json.JSONDecoder()
     out: list[tuple[Any, int, int]] = []
+    budget = 8 * len(text) + 10_000  # characters all single-quoted tries may scan: linear time on any text
     fences = list(_FENCE_RE.finditer(text))
     spans = [(m.start(1), m.end(1), m.end()) for m in fences] or [(0, len(text), len(text))]
     for lo, hi, close in spans:
@@ -150,14 +152,56 @@ def _decoded(text: str) -> list[tuple[Any, int, int]]:
             try:
                 value, end = dec.raw_decode(body, m.start())
             except ValueError:
-                pos = m.start() + 1
-                continue
+                found = None
+                if budget > 0 and _PY_START.match(body, m.start()):
+                    found = _python_literal(body, m.start(), budget)
+                    budget -= (found[1] if found else len(body)) - m.start()
+                if found is None:
+                    pos = m.start() + 1
+                    continue
+                value, end = found
             # "[3]" alone is a bracketed id, not an array
             if isinstance(value, dict) or (isinstance(value, list) and value
                                            and (len(value) >= 2 or fences or not isinstance(value[0], int))):
                 out.append((value, lo + m.start(), close if fences else lo + end))
             pos = end
     return out
+
+
+_PY_START = re.compile(r"[\[{]\s*(?:\{\s*)?'")  # {'key': ...}, ['[3]', ...], [{'id': 3}, ...]
+
+
+def _python_literal(body: str, start: int, limit: int) -> tuple[Any, int] | None:
+    """(value, end) of a single-quoted, JSON-like value at ``start`` (``{'ranking': [2, 1], 'why': 'x'}``: what a
+    model writes when it prints a Python dict), read with :func:`ast.literal_eval` (literals only, nothing is
+    run), or None. The value ends at the bracket that balances the opening one, outside quoted strings; the
+    search stops after ``limit`` characters."""
+    close = {"{": "}", "[": "]"}
+    stack: list[str] = []
+    quote = ""
+    k = start
+    while k < len(body) and k - start < limit:
+        c = body[k]
+        if quote:
+            if c == "\\":
+                k += 1
+            elif c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c in close:
+            stack.append(close[c])
+        elif c in "}]":
+            if not stack or stack.pop() != c:
+                return None
+            if not stack:
+                try:
+                    value = ast.literal_eval(body[start:k + 1])
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                    return None
+                return (value, k + 1) if isinstance(value, (dict, list)) else None
+        k += 1
+    return None
 
 
 _SKIP_VALUE = re.compile(r'"([^"\n]{1,40})"\s*:\s*"(?:[^"\\]|\\.)*(?:"|\Z)', re.DOTALL)
