@@ -25,7 +25,7 @@ module_spec() {  # prints: files-to-mutate (globs) | test files (pytest argument
         first_token_loss) echo "dear_train/first_token_loss.py|tests/test_first_token_loss.py --deselect tests/test_first_token_loss.py::test_first_token_objective_raises_first_token_agreement_more_than_lm_only|dear_train.first_token_loss.x_ranknet_weighted* dear_train.first_token_loss.x_completion_targets* *FirstTokenObjective*" ;;
         distill_losses) echo "dear_train/distill_losses.py|tests/test_distill_losses.py|" ;;
         serve_schemas) echo "inference/serve/schemas.py inference/serve/engine.py|tests/test_serve_units.py|inference.serve.schemas.* *_cut_tokens__mutmut_*" ;;
-        runfiles) echo "inference/runfiles.py|tests/test_rerank_distributed.py tests/test_infer_cli.py tests/test_boundaries_files.py|" ;;
+        runfiles) echo "inference/runfiles.py|tests/test_runfiles.py tests/test_rerank_distributed.py tests/test_infer_cli.py tests/test_boundaries_files.py|" ;;
         readers) echo "data_prep/readers.py|tests/test_trec_readers.py tests/test_infer_metrics.py tests/test_prep_formats.py tests/test_bad_input.py|data_prep.readers.x*run* data_prep.readers.x*qrels* data_prep.readers.x_check_score*" ;;
         parallel) echo "inference/parallel/*.py|tests/test_rerank_distributed.py|inference.parallel.group.* inference.parallel.x_shard* inference.parallel.rerank.x__finish* inference.parallel.rerank.x_merge_summary*" ;;
         *) return 1 ;;
