@@ -518,7 +518,7 @@ def test_repair_bounds_sources_and_a_text_without_ids():
     assert parse_ranking("3 1 2", 3, base=1).source == "run"
 
 
-# ------------------------------------------------------ single-quoted JSON: a model printing a Python dict
+# ------------------------------- JSON as models print it: single-quoted (a Python dict), raw line breaks
 
 @pytest.mark.parametrize(("text", "want"), [
     ("{'ranking': [3, 1, 2]}", [3, 1, 2]),
@@ -526,8 +526,10 @@ def test_repair_bounds_sources_and_a_text_without_ids():
     ("[{'id': 2, 'score': 0.1}, {'id': 3, 'score': 0.9}, {'id': 1, 'score': 0.5}]", [3, 1, 2]),
     ("{'result': {'order': [2, 1, 3], 'notes': 'doc 3 is off topic'}, 'done': True}", [2, 1, 3]),
     ("Output: {'outer': 1, 'x': {'ranking': [2, 3, 1]}", [2, 3, 1]),  # the outer dict is cut off: the inner one
+    ('{"reasoning": "first line\n[1] > [2] > [3]", "ranking": "[2]\n[3]\n[1]"}', [2, 3, 1]),  # raw line breaks
 ])
-def test_single_quoted_json_is_read_as_json(text, want):
+def test_json_as_models_print_it_is_read_as_json(text, want):
+    """Single-quoted (a printed Python dict), or with raw line breaks inside its strings."""
     r = parse_ranking(text, 3, base=1)
     assert [i + 1 for i in r.order] == want and r.rule in ("json", "json_scores") and r.ok, r
 

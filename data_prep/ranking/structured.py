@@ -137,7 +137,7 @@ def _read_value(v: Any, read_text: ReadText, depth: int = 0) -> tuple[list[int],
 
 def _decoded(text: str) -> list[tuple[Any, int, int]]:
     """Every JSON value in ``text`` (fenced blocks, else objects and arrays in prose): (value, start, end)."""
-    dec = json.JSONDecoder()
+    dec = json.JSONDecoder(strict=False)  # a raw line break inside a string, as models write it
     out: list[tuple[Any, int, int]] = []
     budget = 8 * len(text) + 10_000  # characters all single-quoted tries may scan: linear time on any text
     fences = list(_FENCE_RE.finditer(text))
