@@ -561,3 +561,23 @@ def test_the_teachers_ranked_passages_read_the_same_as_json_and_as_python_dicts(
         for text in (json.dumps(row["reason"]), str(row["reason"])):
             r = parse_ranking(text, len(want), base=1)
             assert [i + 1 for i in r.order] == want and r.rule == "json" and r.ok, (row["qid"], text[:120])
+
+
+# ------------------------------------------------ the tokenizer's contract: kinds, values and offsets into the text
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("3-1-2", [("id", "3", 3), ("dash", "-", None), ("id", "1", 1), ("dash", "-", None), ("id", "2", 2)]),
+    ("3,1,2", [("id", "3", 3), ("comma", ",", None), ("id", "1", 1), ("comma", ",", None), ("id", "2", 2)]),
+    ("1,2,345", [("id", "1", 1), ("comma", ",", None), ("id", "2", 2), ("comma", ",", None), ("id", "345", 345)]),
+    ("12-4-100", [("id", "12", 12), ("dash", "-", None), ("id", "4", 4), ("dash", "-", None), ("id", "100", 100)]),
+    ("2-2-1", [("other", "2-2-1", None)]),  # a repeated value: no ranking
+    ("1,250,300", [("other", "1,250,300", None)]),  # thousands groups: one number
+    ("Passage 4", [("id", "Passage 4", 4)]),
+    ("doc12", [("id", "doc12", 12)]),
+    ("第3段", [("id", "第3段", 3)]),
+])
+def test_tokens_name_their_kind_value_and_exact_span(text, want):
+    from data_prep.ranking.tokens import tokens
+
+    got = [(t.kind, text[t.start:t.end], t.value if t.kind == "id" else None) for t in tokens(text)]
+    assert got == want

@@ -99,10 +99,8 @@ def tokens(text: str) -> list[Tok]:
     out: list[Tok] = []
     for m in _TOKEN_RE.finditer(text):
         kind = m.lastgroup or "other"
-        if kind in ("bid", "pidb", "pidn"):
+        if kind in ("bid", "pidb", "pidn"):  # "[4]"; "Passage 4", "passage [4]", "doc4" (the last group is the number)
             out.append(Tok("id", m.start(), m.end(), int(m.group(kind))))
-        elif kind == "pword":  # "Passage 4", "passage [4]", "doc4": the id is the number inside the match
-            out.append(Tok("id", m.start(), m.end(), int(m.group("pidb") or m.group("pidn"))))
         elif kind == "cjk":
             out.append(Tok("id", m.start(), m.end(), int(m.group("cjkn") or m.group("cjkb") or m.group("cjkd"))))
         elif kind == "chain":
