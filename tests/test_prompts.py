@@ -221,7 +221,7 @@ def _tokens(tok, text: str) -> int:
 def _budget_cases(tok):
     """Every budget from the empty-passages overhead up to the full prompt, for passages of unequal length."""
     spec = get_prompt_spec("dear-card")
-    docs = ["short one", "a middle sized passage about things " * 3, "long passage text with many words " * 8]
+    docs = ["«short» one", "a middle sized passage about things " * 3, "long passage text with many words " * 8]
     full = _tokens(tok, render_prompt(spec, "query", docs).text)
     empty = _tokens(tok, render_prompt(spec, "query", ["", "", ""]).text)
     return spec, docs, empty, full
@@ -263,3 +263,15 @@ def test_water_fill_is_the_largest_cap_within_the_budget(lengths):
         assert sum(min(n, cap) for n in lengths) <= budget or cap == 0
         best = max((c for c in range(max(lengths, default=0) + 1) if sum(min(n, c) for n in lengths) <= budget), default=0)
         assert cap == best, (lengths, budget)
+
+
+def test_a_token_cut_spec_cuts_each_passage_to_its_first_tokens(tiny_tokenizer):
+    from data_prep.prompt_tokens import encode_plain
+
+    spec = get_prompt_spec("dear-card", truncate_unit="tokens", truncate_length=5)
+    long = "the quick brown fox jumps over the lazy dog again and again"
+    p = render_prompt(spec, "q", [long, "short"], tokenizer=tiny_tokenizer)
+    assert p.passages == (tiny_tokenizer.decode(encode_plain(tiny_tokenizer, long)[:5]), "short")
+    assert len(encode_plain(tiny_tokenizer, p.passages[0])) == 5
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        render_prompt(spec, "q", [long])
