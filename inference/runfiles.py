@@ -199,7 +199,6 @@ def prepare_resume(
             was = recorded.get(q)
             queries[q] = was if isinstance(was, dict) else {"lines": None, "fingerprint": None}
     jsonl_name = str(Path(jsonl).resolve()) if jsonl else (old or {}).get("jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(meta_path(out), {"settings": dict(settings), "jsonl": jsonl_name, "queries": queries})
     return {q for q in expected if q in done}
 

@@ -20,11 +20,11 @@ def test_run_lines_come_back_in_rank_order_ties_broken_by_the_higher_score(tmp_p
     run = _write(tmp_path, "run.trec", [
         "q1 Q0 dC 3 0.5 t",
         "q1 Q0 dA 1 0.9 t",
-        "q1 Q0 dZ 2 0.1 t",  # rank 2 twice: the higher score first, whatever the docid or line order
-        "q1 Q0 dB 2 0.7 t",
+        "q1 Q0 dB 2 0.1 t",  # rank 2 twice: the higher score first, whatever the docid or line order
+        "q1 Q0 dZ 2 0.7 t",
         "q2 Q0 x 1 1.0 t",
     ])
-    assert read_run(run) == {"q1": [("dA", 0.9), ("dB", 0.7), ("dZ", 0.1), ("dC", 0.5)], "q2": [("x", 1.0)]}
+    assert read_run(run) == {"q1": [("dA", 0.9), ("dZ", 0.7), ("dB", 0.1), ("dC", 0.5)], "q2": [("x", 1.0)]}
 
 
 def test_blank_lines_anywhere_are_skipped_not_the_end_of_the_file(tmp_path):
@@ -41,7 +41,8 @@ def test_grades_are_read_over_the_whole_c_int_range_and_refused_past_it(tmp_path
         path = _write(tmp_path, "bad.txt", ["q1 0 a 1", f"q1 0 b {bad}"])
         with pytest.raises(DataError) as err:
             read_qrels(path)
-        assert (err.value.reason, err.value.line, err.value.qid) == ("bad_grade", 2, "q1")
+        assert (err.value.reason, err.value.path, err.value.line, err.value.qid) == ("bad_grade", str(path), 2, "q1")
+        assert f"relevance '{bad}' is out of range" in err.value.message and "small integers" in err.value.fix
 
 
 # (file kind, lines, line at fault, qid named, reason, words the message must hold)
@@ -96,6 +97,11 @@ def test_check_score_reads_numbers_and_numeric_text():
     assert err.value.message.startswith("score ")  # no location prefix when none is given
 
 
-def test_written_runs_carry_the_dear_tag_by_default(tmp_path):
+def test_written_runs_carry_their_tag_dear_by_default(tmp_path):
+    from data_prep.readers import run_lines
+
     write_run(tmp_path / "r.trec", {"q1": [("a", 2.0), ("b", 1.0)]})
     assert (tmp_path / "r.trec").read_text() == "q1 Q0 a 1 2.000000 dear\nq1 Q0 b 2 1.000000 dear\n"
+    write_run(tmp_path / "t.trec", {"q1": [("a", 2.0)]}, tag="bm25")
+    assert (tmp_path / "t.trec").read_text() == "q1 Q0 a 1 2.000000 bm25\n"
+    assert run_lines("q2", [("d", 0.5)]) == "q2 Q0 d 1 0.500000 dear\n"
