@@ -581,3 +581,32 @@ def test_tokens_name_their_kind_value_and_exact_span(text, want):
 
     got = [(t.kind, text[t.start:t.end], t.value if t.kind == "id" else None) for t in tokens(text)]
     assert got == want
+
+
+# ------------------------------------ answers that tell apart the parser mutants the other tests let through
+# (found by running each surviving mutmut mutant over variants of this file's answers; docs/mutation.md)
+
+@pytest.mark.parametrize(("text", "n", "want", "repairs", "rule"), [
+    ("[1]-[3]\n[3] is about cats.", 3, [1, 2, 3], {"expanded_range": 1}, "answer_run"),  # an echo line after it
+    ("[2] < [1]\n[3] is about cats.", 3, [1, 2, 3], {"missing": 1}, "reversed_run"),
+    ("I think 2 > 1", 3, [2, 1, 3], {"missing": 1}, "answer_run"),
+    ("I think [1]-[3]", 3, [1, 2, 3], {"expanded_range": 1}, "answer_run"),
+    ("The ranking is: 4-2-1-3-5 because [1] is best.", 5, [4, 2, 1, 3, 5], {}, "answer_run"),
+    ("1998 2004 2011", 3, [1, 2, 3], {"missing": 3, "unparseable": 1}, "none"),  # years, not a 3-window's ids
+    ("I think  [1].", 3, [1, 2, 3], {"missing": 2, "no_final_run": 1}, "brackets"),
+    ("4 2 7 1 3 5 6", 5, [4, 2, 1, 3, 5], {"out_of_range": 2}, "answer_run"),
+    ("[2]-[2]-[1]", 3, [2, 1, 3], {"duplicate": 1, "missing": 1}, "answer_run"),
+    # an excluded id past the window is no candidate: it never enters the order
+    ("We can eliminate passages [1], [2] and [4] as they do not relate to the query.", 3, [3, 1, 2],
+     {"missing": 1, "excluded_last": 2}, "excluded_only"),
+    ("[3] is the most relevant, followed by [1]. Because [1] is best.", 3, [3, 1, 2], {"missing": 1}, "prose_order"),
+    ("The most relevant is [2], then [4] and [1], while [3] is the least. [End]", 4, [2, 4, 1, 3], {}, "prose_order"),
+    ("The most relevant is [2], then [4] and [1], while [3] is the least.\n[3] is about cats.", 5, [2, 4, 1, 3, 5],
+     {"missing": 1}, "prose_order"),
+    ('{"ranking": "[2]-[3]-[1]"}', 3, [2, 3, 1], {}, "json"),
+    ('{"1": 0.1, "2": 0.9, "3": 0.5}', 3, [2, 3, 1], {}, "json_scores"),
+    ("- [4]\n- [2]\n- [1]\n- [3]", 4, [4, 2, 1, 3], {}, "answer_run"),
+])
+def test_answers_that_single_line_faults_would_misread(text, n, want, repairs, rule):
+    r = parse_ranking(text, n, base=1)
+    assert ([i + 1 for i in r.order], r.repairs, r.rule) == (want, repairs, rule)
