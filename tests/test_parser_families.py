@@ -606,7 +606,27 @@ def test_tokens_name_their_kind_value_and_exact_span(text, want):
     ('{"ranking": "[2]-[3]-[1]"}', 3, [2, 3, 1], {}, "json"),
     ('{"1": 0.1, "2": 0.9, "3": 0.5}', 3, [2, 3, 1], {}, "json_scores"),
     ("- [4]\n- [2]\n- [1]\n- [3]", 4, [4, 2, 1, 3], {}, "answer_run"),
+    ("[4] > 2 > [1] > 3\n[3] is about cats.", 4, [4, 2, 1, 3], {}, "answer_run"),
+    ("[4] > 2 > [1] > 3 [End]", 4, [4, 2, 1, 3], {}, "answer_run"),
+    ("[3]: 0.92 > [1]: 0.80 > [2]: 0.10.", 3, [3, 1, 2], {}, "answer_run"),  # scores, and a full stop
+    ("[3]: 0.92-[1]: 0.80-[2]: 0.10", 3, [3, 1, 2], {}, "answer_run"),  # hyphens between scored ids: no range
+    ("- 3-1-2", 3, [3, 1, 2], {}, "answer_run"),
+    ("Ranking: 4,2,1,3,6,5", 6, [4, 2, 1, 3, 6, 5], {}, "answer_run"),
+    ("3,1,2\n\nThe rest: [5] > [4].", 5, [3, 1, 2, 5, 4], {"merged_parts": 1}, "merged_parts"),
+    ("[Start] [2] > [3] [End]\nthe rest: [Start] [1] > [4] [End]", 4, [2, 3, 1, 4], {"merged_parts": 1}, "merged_parts"),
 ])
 def test_answers_that_single_line_faults_would_misread(text, n, want, repairs, rule):
     r = parse_ranking(text, n, base=1)
     assert ([i + 1 for i in r.order], r.repairs, r.rule) == (want, repairs, rule)
+
+
+@pytest.mark.parametrize(("text", "n", "want"), [
+    ("[4] > 2 > [1] > 3.", 4, [4, 2, 1, 3]),  # the bare last id before the stop
+    ("1. [2]: defines the term\n2. [5]\n3. [1]\n4. [4]: mentions 2 studies\n5. [3].", 5, [2, 5, 1, 4, 3]),
+    ("- [2]\n- [1]\n- [3].", 3, [2, 1, 3]),
+    ("3 1 2.", 3, [3, 1, 2]),
+])
+def test_a_full_stop_that_ends_the_answer_is_no_passage_text(text, n, want):
+    """Before: the stop made the last id an echoed passage (dropped, then appended as ``missing``)."""
+    r = parse_ranking(text, n, base=1)
+    assert [i + 1 for i in r.order] == want and r.repairs == {} and r.rule == "answer_run"

@@ -116,8 +116,20 @@ def _next_sig(toks: list[Tok], k: int) -> Tok | None:
     return toks[k] if k < len(toks) else None
 
 
+def _line_end_stops(text: str, toks: list[Tok]) -> list[Tok]:
+    """``toks`` with a full stop that ends a line (``[4] > 2 > [1] > 3.``, ``5. [3].``) as a note: it closes the
+    answer, it is not a word of an echoed passage."""
+    out = list(toks)
+    for k, t in enumerate(toks):
+        if t.kind == "other" and text[t.start:t.end] in (".", "。", "!") and k > 0 and toks[k - 1].kind == "id" \
+                and (k + 1 == len(toks) or toks[k + 1].kind == "nl"):
+            out[k] = Tok("note", t.start, t.end)
+    return out
+
+
 def _runs(text: str, toks: list[Tok], num_candidates: int | None) -> list[_Run]:
     """Group ids joined only by separators, notes and single line breaks into runs."""
+    toks = _line_end_stops(text, toks)
     runs: list[_Run] = []
     cur: _Run | None = None
     pending: set[str] = set()
