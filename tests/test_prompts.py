@@ -275,3 +275,11 @@ def test_a_token_cut_spec_cuts_each_passage_to_its_first_tokens(tiny_tokenizer):
     assert len(encode_plain(tiny_tokenizer, p.passages[0])) == 5
     with pytest.raises(ValueError, match="needs a tokenizer"):
         render_prompt(spec, "q", [long])
+
+
+def test_a_plain_spec_numbers_from_its_id_base_and_gives_its_text_as_model_input():
+    spec = get_prompt_spec("dear-card", id_base=1)
+    p = render_prompt(spec, "q", ["a", "b"])
+    assert "\n[1] a\n[2] b\n" in p.text and p.as_model_input() == p.text
+    chat = render_prompt(get_prompt_spec("rankgpt"), "q", ["a"])
+    assert chat.as_model_input() == [dict(m) for m in chat.messages]
