@@ -614,6 +614,10 @@ def test_tokens_name_their_kind_value_and_exact_span(text, want):
     ("Ranking: 4,2,1,3,6,5", 6, [4, 2, 1, 3, 6, 5], {}, "answer_run"),
     ("3,1,2\n\nThe rest: [5] > [4].", 5, [3, 1, 2, 5, 4], {"merged_parts": 1}, "merged_parts"),
     ("[Start] [2] > [3] [End]\nthe rest: [Start] [1] > [4] [End]", 4, [2, 3, 1, 4], {"merged_parts": 1}, "merged_parts"),
+    ("[Start] [3] text\n[1] text", 3, [3, 1, 2], {"missing": 1, "no_final_run": 1}, "line_items"),
+    ("We can eliminate passages [1], [2] as not relevant.\n[3] is about cats.", 3, [3, 1, 2],
+     {"excluded_last": 2, "no_final_run": 1}, "line_items"),
+    ("I think 第3段", 3, [3, 1, 2], {"missing": 2, "no_final_run": 1}, "brackets"),
 ])
 def test_answers_that_single_line_faults_would_misread(text, n, want, repairs, rule):
     r = parse_ranking(text, n, base=1)
