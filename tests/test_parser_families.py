@@ -618,6 +618,9 @@ def test_tokens_name_their_kind_value_and_exact_span(text, want):
     ("We can eliminate passages [1], [2] as not relevant.\n[3] is about cats.", 3, [3, 1, 2],
      {"excluded_last": 2, "no_final_run": 1}, "line_items"),
     ("I think 第3段", 3, [3, 1, 2], {"missing": 2, "no_final_run": 1}, "brackets"),
+    ('[Start] {"reasoning": "Passage 3 has 4 facts and passage 1 has 2", "ranking": [3, 1, 4', 4, [3, 1, 4, 2],
+     {"missing": 1}, "json"),  # cut off: the ranking field as far as it goes, never the reasoning's numbers
+    ('{"ranking": [2, 1, 3}', 3, [2, 1, 3], {}, "json"),  # a wrong closing bracket
 ])
 def test_answers_that_single_line_faults_would_misread(text, n, want, repairs, rule):
     r = parse_ranking(text, n, base=1)
