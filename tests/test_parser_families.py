@@ -384,8 +384,12 @@ def test_a_bracketed_id_is_not_a_json_array_and_prose_lists_of_numbers_stay_pros
 
 
 def test_a_text_answer_after_json_or_a_table_wins():
-    text = '```json\n{"ranking": [1, 2, 3]}\n```\nOn reflection: [3] > [2] > [1]'
-    assert ids(text, 3) == [3, 2, 1] and parse_ranking(text, 3, base=1).rule == "answer_run"
+    for text in ('```json\n{"ranking": [1, 2, 3]}\n```\nOn reflection: [3] > [2] > [1]',
+                 '{"ranking": [1, 2, 3]}\nOn reflection: [3] > [2] > [1]',  # not fenced
+                 "{'ranking': [1, 2, 3]}\nOn reflection: [3] > [2] > [1]"):
+        assert ids(text, 3) == [3, 2, 1] and parse_ranking(text, 3, base=1).rule == "answer_run", text
+    r = parse_ranking("[3, 1]", 3, base=1)  # two bare numbers in brackets: an array
+    assert [i + 1 for i in r.order] == [3, 1, 2] and r.rule == "json"
 
 
 def test_a_score_only_text_answer_is_read_in_the_order_written_and_flagged():
@@ -527,6 +531,9 @@ def test_repair_bounds_sources_and_a_text_without_ids():
     ("{'result': {'order': [2, 1, 3], 'notes': 'doc 3 is off topic'}, 'done': True}", [2, 1, 3]),
     ("Output: {'outer': 1, 'x': {'ranking': [2, 3, 1]}", [2, 3, 1]),  # the outer dict is cut off: the inner one
     ('{"reasoning": "first line\n[1] > [2] > [3]", "ranking": "[2]\n[3]\n[1]"}', [2, 3, 1]),  # raw line breaks
+    ('Answer: {{"2": 0.1, "3": 0.9, "1": 0.5}', [3, 1, 2]),  # a stray brace right before it
+    ("{'ranked': [{'id': 2, 'why': 'C:\\\\'}, {'id': 3}, {'id': 1}]}", [2, 3, 1]),  # an escaped backslash, then the quote
+    ("Here: {'ranking': [3, 1, 2]}, as asked.", [3, 1, 2]),
 ])
 def test_json_as_models_print_it_is_read_as_json(text, want):
     """Single-quoted (a printed Python dict), or with raw line breaks inside its strings."""
@@ -632,6 +639,9 @@ def test_answers_that_single_line_faults_would_misread(text, n, want, repairs, r
     ("1. [2]: defines the term\n2. [5]\n3. [1]\n4. [4]: mentions 2 studies\n5. [3].", 5, [2, 5, 1, 4, 3]),
     ("- [2]\n- [1]\n- [3].", 3, [2, 1, 3]),
     ("3 1 2.", 3, [3, 1, 2]),
+    ("[4] > 2 > [1] > 3.\nThis order puts the dated passage first.", 4, [4, 2, 1, 3]),  # a line break after it
+    ("- [2]\n- [1]\n- [3]。", 3, [2, 1, 3]),
+    ("[4] > 2 > [1] > 3!", 4, [4, 2, 1, 3]),
 ])
 def test_a_full_stop_that_ends_the_answer_is_no_passage_text(text, n, want):
     """Before: the stop made the last id an echoed passage (dropped, then appended as ``missing``)."""

@@ -135,10 +135,10 @@ def _read_value(v: Any, read_text: ReadText, depth: int = 0) -> tuple[list[int],
     return None
 
 
-def _decoded(text: str) -> list[tuple[Any, int, int]]:
-    """Every JSON value in ``text`` (fenced blocks, else objects and arrays in prose): (value, start, end)."""
+def _decoded(text: str) -> list[tuple[Any, int]]:
+    """Every JSON value in ``text`` (fenced blocks, else objects and arrays in prose): (value, where it ends)."""
     dec = json.JSONDecoder(strict=False)  # a raw line break inside a string, as models write it
-    out: list[tuple[Any, int, int]] = []
+    out: list[tuple[Any, int]] = []
     budget = 8 * len(text) + 10_000  # characters all single-quoted tries may scan: linear time on any text
     fences = list(_FENCE_RE.finditer(text))
     spans = [(m.start(1), m.end(1), m.end()) for m in fences] or [(0, len(text), len(text))]
@@ -163,7 +163,7 @@ def _decoded(text: str) -> list[tuple[Any, int, int]]:
             # "[3]" alone is a bracketed id, not an array
             if isinstance(value, dict) or (isinstance(value, list) and value
                                            and (len(value) >= 2 or fences or not isinstance(value[0], int))):
-                out.append((value, lo + m.start(), close if fences else lo + end))
+                out.append((value, close if fences else lo + end))
             pos = end
     return out
 
@@ -220,7 +220,7 @@ _PARTIAL_KEY = re.compile(r'"([^"\n]{1,40})"\s*:\s*(?=\[)')
 
 def read_json(text: str, read_text: ReadText) -> Structured | None:
     """The last JSON value in ``text`` that holds a ranking; a truncated one is read from its ranking field."""
-    for value, _start, end in reversed(_decoded(text)):
+    for value, end in reversed(_decoded(text)):
         got = _read_value(value, read_text)
         if got and got[0]:
             return Structured(got[0], "json_scores" if got[1] else "json", end)
