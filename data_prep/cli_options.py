@@ -172,8 +172,8 @@ def flag_message(err: Exception, flags: dict[str, str], *, renames: dict[str, st
         # a field name at the start ("window must be ..."), the field the error says is at fault, or an
         # identifier with an underscore anywhere ("raise max_tokens"); other plain words are left alone
         text = re.sub(rf"^{re.escape(name)}(?=[\s:])", flag, text)
-        if "_" in name or name == named:
-            text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+        if "_" in name or name == named:  # never inside a path or file name ("/data/out/input.trec")
+            text = re.sub(rf"(?<![\w\-/\\.]){re.escape(name)}(?![\w\-/\\]|\.\w)", flag, text)
     return text
 
 

@@ -768,6 +768,14 @@ def test_library_field_names_become_the_commands_flags() -> None:
     msg = flag_message(err, flags_of(RerankOptions), renames=RENAMES)
     assert "--max-prompt-tokens" in msg and "max_tokens" not in msg and "--max-tokens" not in msg
     assert flag_message(ValueError("window must be >= 2"), flags_of(RerankOptions)) == "--window must be >= 2"
+    # a field's name inside a path or a file name stays as it is; at a sentence's end it is still the flag
+    err = DataError("the run has no settings file", path="/data/out/input.trec", field="input",
+                    fix="check input.")
+    assert flag_message(err, flags_of(RerankOptions)) == \
+        "/data/out/input.trec: the run has no settings file -- fix: check --input."
+    err = DataError("bad", path="C:\\runs\\max_tokens\\a.trec", fix="raise max_tokens")
+    assert flag_message(err, flags_of(RerankOptions), renames=RENAMES) == \
+        "C:\\runs\\max_tokens\\a.trec: bad -- fix: raise --max-prompt-tokens"
 
 
 def test_help_shows_defaults() -> None:
