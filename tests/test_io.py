@@ -81,3 +81,38 @@ def test_a_killed_holder_never_blocks_a_rerun(tmp_path):
     assert lock_path(out).exists()  # the stale file is still there ...
     with OutputLock(out):  # ... but the kernel dropped the lock with the process
         pass
+
+
+def test_atomic_writes_give_a_new_file_the_umask_mode_and_keep_an_old_files_mode(tmp_path):
+    """mkstemp makes 0600 files: a run or adapter written that way was unreadable for the rest of a team."""
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        new = write_lines_atomic(tmp_path / "new.trec", ["a\n"])
+        assert stat.S_IMODE(new.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+    kept = tmp_path / "kept.trec"
+    kept.write_text("x\n")
+    kept.chmod(0o604)
+    write_lines_atomic(kept, ["b\n"])
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o604 and kept.read_text() == "b\n"
+
+
+def test_the_umask_is_read_without_changing_it_with_or_without_proc(monkeypatch):
+    import os
+    from pathlib import Path
+
+    from data_prep.io import atomic
+
+    old = os.umask(0o037)
+    try:
+        assert atomic._umask() == 0o037
+        real = Path.read_text
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (_ for _ in ()).throw(OSError("no /proc"))
+                            if str(self) == "/proc/self/status" else real(self, *a, **k))
+        assert atomic._umask() == 0o037 and os.umask(0o037) == 0o037  # read, and left as it was
+    finally:
+        os.umask(old)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,14 +33,38 @@ def naming(path: str | Path) -> Iterator[None]:
         raise
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else set and restored."""
+    try:
+        m = re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.MULTILINE)
+        if m:
+            return int(m.group(1), 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(target: Path) -> int:
+    """The permissions ``target`` keeps when replaced, or those a plain ``open(target, "w")`` would give it
+    (the temporary file is private, 0600, until it takes its place: teammates must be able to read a run)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file next to ``path``; on a clean exit it replaces ``path`` in one step."""
+    """Open a temporary file next to ``path``; on a clean exit it replaces ``path`` in one step, with the
+    permissions ``path`` had (or a new file's)."""
     target = Path(path)
     with naming(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
+            os.fchmod(fd, _file_mode(target))
             with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
                 yield f
                 f.flush()
