@@ -104,3 +104,20 @@ def pytest_sessionfinish(session, exitstatus):
         return
     if _shared_data_skips(reporter) and session.exitstatus == 0:
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="module")
+def prep_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """The training tests' listwise prep folder (DL19 BM25 windows in qrels order; 8 train records: with 2 per
+    device and 2 processes an epoch is 2 optimizer steps), built once per test module."""
+    from tests._train_helpers import build_prep_folder
+
+    return build_prep_folder(tmp_path_factory.mktemp("prep"), shared_data)
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tiny_model_dir: Path, prep_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short SFT run's adapter on ``prep_dir``: where GRPO starts from."""
+    from tests._train_helpers import train_sft_adapter
+
+    return train_sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory.mktemp("sft") / "out")

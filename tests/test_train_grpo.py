@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -19,20 +18,9 @@ from tests._train_helpers import (
     build_prep_folder,
     tiny_grpo_args,
     train_in_process,
-    train_sft_adapter,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def prep_dir(tmp_path_factory, shared_data) -> Path:
-    return build_prep_folder(tmp_path_factory.mktemp("prep"), shared_data)
-
-
-@pytest.fixture(scope="module")
-def sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory) -> Path:
-    return train_sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory.mktemp("sft") / "out")
 
 
 def _grpo(argv: list[str], callbacks=()):

@@ -17,26 +17,13 @@ from tests._train_helpers import (
     DL19_JSON,
     DL19_QRELS,
     REPO,
-    build_prep_folder,
     fail_msg,
     load_adapter_tensors,
     run_cmd,
-    train_sft_adapter,
 )
 from tests._train_helpers import tiny_grpo_args as grpo_args
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
-
-
-@pytest.fixture(scope="module")
-def prep_dir(tmp_path_factory, shared_data) -> Path:
-    # 8 train windows: 2 processes x 8 per device / 4 generations = 4 windows per step, 2 steps per epoch
-    return build_prep_folder(tmp_path_factory.mktemp("prep"), shared_data)
-
-
-@pytest.fixture(scope="module")
-def sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory) -> Path:
-    return train_sft_adapter(tiny_model_dir, prep_dir, tmp_path_factory.mktemp("sft") / "out")
 
 
 def _port() -> str:

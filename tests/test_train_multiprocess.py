@@ -17,7 +17,6 @@ from tests._train_helpers import (
     DL19_JSON,
     DL19_QRELS,
     REPO,
-    build_prep_folder,
     fail_msg,
     load_adapter_tensors,
     run_cmd,
@@ -25,12 +24,6 @@ from tests._train_helpers import (
 )
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
-
-
-@pytest.fixture(scope="module")
-def prep_dir(tmp_path_factory, shared_data) -> Path:
-    # 8 train records: with 2 per device and 2 processes an epoch is 2 optimizer steps (4 in one process)
-    return build_prep_folder(tmp_path_factory.mktemp("prep"), shared_data)
 
 
 def _port() -> str:

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-from tests._train_helpers import build_prep_folder, tiny_args, train_in_process
-
-
-@pytest.fixture(scope="module")
-def prep_dir(tmp_path_factory, shared_data) -> Path:
-    return build_prep_folder(tmp_path_factory.mktemp("prep"), shared_data)
+from tests._train_helpers import tiny_args, train_in_process
 
 
 def _train(argv: list[str], callbacks=()):
