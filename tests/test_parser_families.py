@@ -582,6 +582,8 @@ def test_the_teachers_ranked_passages_read_the_same_as_json_and_as_python_dicts(
     ("Passage 4", [("id", "Passage 4", 4)]),
     ("doc12", [("id", "doc12", 12)]),
     ("第3段", [("id", "第3段", 3)]),
+    ("9" * 5000, [("other", "9" * 5000, None)]),  # no id, and no crash (int() refuses 4,300+ digits)
+    ("[1234567890]", [("other", "[1234567890]", None)]),
 ])
 def test_tokens_name_their_kind_value_and_exact_span(text, want):
     from data_prep.ranking.tokens import tokens

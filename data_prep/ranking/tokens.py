@@ -94,20 +94,25 @@ def _chain(m: re.Match[str]) -> list[Tok] | None:
     return out
 
 
+_MAX_ID_DIGITS = 9  # a longer number is no passage id (and int() refuses past 4,300 digits)
+
+
 def tokens(text: str) -> list[Tok]:
     """``text`` (already folded) as tokens."""
     out: list[Tok] = []
     for m in _TOKEN_RE.finditer(text):
         kind = m.lastgroup or "other"
-        if kind in ("bid", "pidb", "pidn"):  # "[4]"; "Passage 4", "passage [4]", "doc4" (the last group is the number)
-            out.append(Tok("id", m.start(), m.end(), int(m.group(kind))))
-        elif kind == "cjk":
-            out.append(Tok("id", m.start(), m.end(), int(m.group("cjkn") or m.group("cjkb") or m.group("cjkd"))))
+        digits = m.group(kind) if kind in ("bid", "pidb", "pidn", "bare") else \
+            (m.group("cjkn") or m.group("cjkb") or m.group("cjkd")) if kind == "cjk" else ""
+        if len(digits) > _MAX_ID_DIGITS:
+            out.append(Tok("other", m.start(), m.end()))
+        elif kind in ("bid", "pidb", "pidn", "cjk"):  # "[4]"; "Passage 4", "passage [4]", "doc4"; "第4段"
+            out.append(Tok("id", m.start(), m.end(), int(digits)))
         elif kind == "chain":
             split = _chain(m)
             out.extend(split if split is not None else [Tok("other", m.start(), m.end())])
         elif kind == "bare":
-            out.append(Tok("id", m.start(), m.end(), int(m.group(kind)), bare=True))
+            out.append(Tok("id", m.start(), m.end(), int(digits), bare=True))
         else:
             out.append(Tok(kind, m.start(), m.end()))
     return out
