@@ -237,9 +237,11 @@ def test_query_records_hold_the_final_permutation(fake, tmp_path, dl19_small):
 
 
 def test_retries_on_429_500_truncated_garbage_and_timeouts(fake, tmp_path, dl19_small):
-    fake.plan.extend([("429", 0.3), ("500",), ("truncated",), ("garbage",), ("slow", 1.5)])
+    # The timed-out request hangs instead of sleeping a set time, so the timeout can be long enough that no
+    # other answer reaches it on a loaded 2-core CI machine (0.5 s once turned "garbage" into a timeout there).
+    fake.plan.extend([("429", 0.3), ("500",), ("truncated",), ("garbage",), ("hang",)])
     out = tmp_path / "r.jsonl"
-    rc = run(fake, out, "--input", str(dl19_small), "--limit", "4", "--concurrency", "1", "--timeout", "0.5")
+    rc = run(fake, out, "--input", str(dl19_small), "--limit", "4", "--concurrency", "1", "--timeout", "3")
     assert rc == 0
     rep = report_of(out)
     assert rep["requests"]["retries"] == {"rate_limited": 1, "http_500": 1, "truncated_json": 1,
