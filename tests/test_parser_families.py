@@ -35,6 +35,31 @@ def test_a_note_after_an_id_keeps_the_top_pick_on_top(text):
     assert r.repairs == {} and r.rule == "answer_run"
 
 
+@pytest.mark.parametrize("text", [
+    "- [4] — the only one naming the year - [2] - [1] - [3]",
+    "• [4]: names the year • [2] • [1] • [3]",
+    "* [4] — best match * [2] * [1] * [3]",
+    "1. [4] — names the year 2. [2] 3. [1] 4. [3]",
+    "1) [4]: names the year 2) [2] 3) [1] 4) [3]",
+    "Ranking: - [4] (covers it) - [2] - [1] - [3]",
+    "- Passage 4 — names the year - Passage 2 - Passage 1 - Passage 3",
+    "Here is the order. - [4] — best - [2] - [1] - [3]",
+])
+def test_a_list_written_on_one_line_is_read_as_its_items(text):
+    """The note after the first item ends where the next item starts, as on separate lines."""
+    r = parse_ranking(text, 4, base=1)
+    assert [i + 1 for i in r.order] == [4, 2, 1, 3] and r.repairs == {} and r.rule == "answer_run", r
+
+
+@pytest.mark.parametrize("text", [
+    "1. [4] covers 1990 - 2000 3. [2] 4. [3]",  # numbers out of sequence: not items
+    "- [4] — covers ages 5 - [2] and up",  # the bullet comes back once: a note, not a list
+])
+def test_a_marker_that_does_not_recur_in_order_is_no_inline_list(text):
+    r = parse_ranking(text, 4, base=1)
+    assert [i + 1 for i in r.order] == [4, 1, 2, 3] and r.rule == "line_items"
+
+
 def test_a_tie_note_inside_the_run():
     assert ids("[5] > [4] (tie) > [1] > [2] > [3]", 5) == [5, 4, 1, 2, 3]
 

@@ -127,6 +127,38 @@ def _line_end_stops(text: str, toks: list[Tok]) -> list[Tok]:
     return out
 
 
+_ITEM_ID = r"(?=\[[ \t]*\d{1,9}[ \t]*\]|(?:passage|document|doc)[ \t]*\d)"
+# a list opening a line, or opening after a sentence or a label on it ("Here is the order: - [4] ...")
+_INLINE_OPEN = re.compile(r"(?:^|[.:!?]([ \t]))[ \t]*(?:([-*•])|(\d{1,3})([.)]))[ \t]+" + _ITEM_ID, re.IGNORECASE)
+
+
+def _inline_items(text: str) -> str:
+    """``text`` with a list written on one line (``- [4] — best - [2] - [1] - [3]``, ``1. [4] note 2. [2] 3. [1]``)
+    put on its own lines, one character for one: an item's note ends where the next item starts. A line holds
+    such a list when a bullet or ``1.`` before an id opens it (or follows a sentence or label on it) and the same
+    bullet, or the next numbers in order, comes back before an id at least twice."""
+    out: list[str] | None = None
+    for line in re.finditer(r"[^\n]+", text):
+        for m in _INLINE_OPEN.finditer(line.group()):
+            if m.group(2):
+                marker = re.compile(r"[ \t]" + re.escape(m.group(2)) + r"[ \t]+" + _ITEM_ID, re.IGNORECASE)
+                hits = [h.start() for h in marker.finditer(line.group(), m.end())]
+            else:
+                hits, want = [], int(m.group(3)) + 1
+                number = re.compile(r"[ \t](\d{1,3})" + re.escape(m.group(4)) + r"[ \t]+" + _ITEM_ID, re.IGNORECASE)
+                for h in number.finditer(line.group(), m.end()):
+                    if int(h.group(1)) == want:
+                        hits.append(h.start())
+                        want += 1
+            if len(hits) < 2:
+                continue
+            out = out if out is not None else list(text)
+            for h in ([m.start(1)] if m.group(1) else []) + hits:
+                out[line.start() + h] = "\n"
+            break
+    return text if out is None else "".join(out)
+
+
 def _runs(text: str, toks: list[Tok], num_candidates: int | None) -> list[_Run]:
     """Group ids joined only by separators, notes and single line breaks into runs."""
     toks = _line_end_stops(text, toks)
@@ -324,7 +356,7 @@ def _read_region(text: str, n: int | None, *, whole_region: bool) -> _Region:
         if after.ids and after.rule in ANSWER_RULES:
             return after
         return _Region(data.ids, data.rule)
-    text = mask_reasoning(text)
+    text = _inline_items(mask_reasoning(text))
     toks = tokens(text)
     runs = _runs(text, toks, n)
     # "we can eliminate passages [1], [2] and [7] as they are not relevant": those go last, not first
