@@ -220,6 +220,33 @@ def test_haystack_ranker_loads_a_model_path_in_warm_up(tiny_model_dir):
     assert [d.id for d in out] == [docs[i].id for i in order[:2]]
 
 
+def test_haystack_ranker_saves_and_loads_with_its_pipeline(tiny_model_dir, reranker):
+    """A pipeline saved as YAML (Pipeline.dumps, what Hayhooks serves) loads back to the same ranker."""
+    pytest.importorskip("haystack")
+    from haystack import Document, Pipeline
+    from haystack.core.errors import SerializationError
+
+    from inference.integrations.haystack import DearRanker
+    from inference.ranking.options import RankingOptions
+
+    ranker = DearRanker(str(tiny_model_dir), top_k=2, device="cpu", dtype="float32", scoring="first-token")
+    assert ranker.to_dict() == {"type": "inference.integrations.haystack.DearRanker", "init_parameters": {
+        "model": str(tiny_model_dir), "top_k": 2, "scoring": "first-token", "dtype": "float32", "device": "cpu"}}
+    opts = RankingOptions(model=str(tiny_model_dir), window=4, stride=2, device="cpu")
+    assert DearRanker.from_options(opts).to_dict()["init_parameters"] == {
+        "model": str(tiny_model_dir), "top_k": None, "window": 4, "stride": 2, "device": "cpu"}
+    pipe = Pipeline()
+    pipe.add_component("ranker", ranker)
+    loaded = Pipeline.loads(pipe.dumps(), allowed_modules=["inference.integrations.haystack"])
+    twin = loaded.get_component("ranker")
+    assert isinstance(twin, DearRanker) and twin.reranker is None and twin.options == ranker.options
+    docs = [Document(content=t) for t in TEXTS]
+    got = loaded.run({"ranker": {"query": QUERY, "documents": docs}})["ranker"]["documents"]
+    assert [d.id for d in got] == [d.id for d in ranker.run(query=QUERY, documents=docs)["documents"]]
+    with pytest.raises(SerializationError, match="loaded reranker cannot be saved .* -- fix: build it from a"):
+        DearRanker(reranker).to_dict()
+
+
 def test_haystack_ranker_refuses_bad_input_naming_the_field(reranker):
     pytest.importorskip("haystack")
     from haystack import Document

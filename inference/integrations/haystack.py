@@ -12,16 +12,19 @@
 ``run(query, documents, top_k)`` returns ``{"documents": [...]}``: copies of the given ``Document`` objects
 (``dataclasses.replace``, as Haystack's own rankers do: ``id``, ``content`` and ``meta`` kept), best first,
 ``top_k`` of them (all when None), with ``score`` the relevance in [0, 1] `dear serve` reports. A model path is
-loaded in ``warm_up()`` (the pipeline calls it; ``run`` does too when needed). Needs the ``haystack`` extra.
+loaded in ``warm_up()`` (the pipeline calls it; ``run`` does too when needed). A ranker built from a model path
+or ``RankingOptions`` saves with its pipeline (``Pipeline.dumps()`` / ``loads()``, the YAML Hayhooks serves).
+Needs the ``haystack`` extra.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
-from haystack import Document, component
+from haystack import Document, component, default_to_dict
+from haystack.core.errors import SerializationError
 
 from inference.integrations.ranking import (
     InputTypeError,
@@ -57,6 +60,18 @@ class DearRanker:
     def from_options(cls, options: RankingOptions, top_k: int | None = None) -> DearRanker:
         """The ranker over the reranker ``options`` describe (checked now, loaded in ``warm_up``)."""
         return cls(options, top_k=top_k)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The component as a saved pipeline holds it: the model, ``top_k`` and the ranking options that differ
+        from their defaults. A ranker over an already loaded reranker has no such description: refused."""
+        if self.options is None:
+            raise SerializationError(
+                "DearRanker over a loaded reranker cannot be saved with its pipeline -- fix: build it from a "
+                "model folder or Hub id (DearRanker('runs/listwise', window=20, ...)) or from a RankingOptions")
+        defaults = RankingOptions(model=self.options.model)
+        ranking = {f.name: getattr(self.options, f.name) for f in fields(RankingOptions)
+                   if f.name != "model" and getattr(self.options, f.name) != getattr(defaults, f.name)}
+        return default_to_dict(self, model=str(self.options.model), top_k=self.top_k, **ranking)
 
     def warm_up(self) -> None:
         """Load the model (once)."""
