@@ -43,7 +43,9 @@ def test_a_note_after_an_id_keeps_the_top_pick_on_top(text):
     "1) [4]: names the year 2) [2] 3) [1] 4) [3]",
     "Ranking: - [4] (covers it) - [2] - [1] - [3]",
     "- Passage 4 — names the year - Passage 2 - Passage 1 - Passage 3",
+    "1. Passage 4 — names the year 2. Passage 2 3. Passage 1 4. Passage 3",
     "Here is the order. - [4] — best - [2] - [1] - [3]",
+    "Top pick: * [4] clearly. Full order: - [4] — best - [2] - [1] - [3]",  # the first opener has no list
 ])
 def test_a_list_written_on_one_line_is_read_as_its_items(text):
     """The note after the first item ends where the next item starts, as on separate lines."""
@@ -51,13 +53,19 @@ def test_a_list_written_on_one_line_is_read_as_its_items(text):
     assert [i + 1 for i in r.order] == [4, 2, 1, 3] and r.repairs == {} and r.rule == "answer_run", r
 
 
-@pytest.mark.parametrize("text", [
-    "1. [4] covers 1990 - 2000 3. [2] 4. [3]",  # numbers out of sequence: not items
-    "- [4] — covers ages 5 - [2] and up",  # the bullet comes back once: a note, not a list
+def test_each_line_of_a_list_written_on_two_lines_is_split():
+    r = parse_ranking("- [4] — names the year - [2] - [1]\n- [3] — older - [5] - [6] - [7]", 7, base=1)
+    assert [i + 1 for i in r.order] == [4, 2, 1, 3, 5, 6, 7] and r.repairs == {}
+
+
+@pytest.mark.parametrize(("text", "order", "rule"), [
+    ("1. [4] covers 1990 - 2000 3. [2] 4. [3]", [4, 1, 2, 3], "line_items"),  # numbers out of sequence
+    ("- [4] — covers ages 5 - [2] and up", [4, 1, 2, 3], "line_items"),  # the bullet comes back once: a note
+    ("Order: - [4] — covers ages 5 - [2] and up", [4, 2, 1, 3], "brackets"),  # the opener is not a recurrence
 ])
-def test_a_marker_that_does_not_recur_in_order_is_no_inline_list(text):
+def test_a_marker_that_does_not_recur_in_order_is_no_inline_list(text, order, rule):
     r = parse_ranking(text, 4, base=1)
-    assert [i + 1 for i in r.order] == [4, 1, 2, 3] and r.rule == "line_items"
+    assert [i + 1 for i in r.order] == order and r.rule == rule
 
 
 def test_a_tie_note_inside_the_run():
