@@ -53,6 +53,38 @@ def test_a_list_written_on_one_line_is_read_as_its_items(text):
     assert [i + 1 for i in r.order] == [4, 2, 1, 3] and r.repairs == {} and r.rule == "answer_run", r
 
 
+@pytest.mark.parametrize("text", [
+    "* [4] the best one\n* [2]\n* [1]\n* [3]",
+    "1. [4] best one\n2. [2]\n3. [1]\n4. [3]",
+    "- [4]\n- [2]\n- [1] weakest match\n- [3]",
+    "- [4] better than [1]\n- [2]\n- [1]\n- [3]",  # an id inside the note is not read
+    "* [4] the best one * [2] * [1] * [3]",  # on one line
+    "[Start]\n- [4] best\n- [2]\n- [1]\n- [3] weak [End]",
+])
+def test_words_after_an_item_id_in_a_list_of_bare_ids_are_a_note(text):
+    r = parse_ranking(text, 4, base=1)
+    assert [i + 1 for i in r.order] == [4, 2, 1, 3] and r.repairs == {} and r.rule == "answer_run", r
+
+
+@pytest.mark.parametrize(("text", "rule", "repairs"), [
+    # every item goes on with words: an echo of the passages, read as list items and flagged
+    ("1. [4] best one\n2. [2] good\n3. [1] weak\n4. [3] off topic", "line_items", {"no_final_run": 1}),
+    # an analysis after the answer whose items mostly go on with words never replaces the answer
+    ("[4] > [2] > [1] > [3]\n\nWhy:\n- [1] discusses X\n- [2] covers Y\n- [3]\n- [4] names it", "answer_run", {}),
+])
+def test_a_list_whose_items_mostly_go_on_with_words_keeps_them(text, rule, repairs):
+    r = parse_ranking(text, 4, base=1)
+    assert [i + 1 for i in r.order] == [4, 2, 1, 3] and r.rule == rule and r.repairs == repairs
+
+
+def test_noted_items_blanks_only_the_notes_of_each_list_keeping_every_offset():
+    from data_prep.ranking.parse import _noted_items
+
+    text = "- [4] best\n- [2]\n- [1]\n- [3] weak [End]\n\nRest:\n1. [5] close\n2. [6]\n3. [7]\n\n- [8] a b\n- [9] c\n- [1]"
+    assert _noted_items(text) == (  # the last list goes on with words in most items: left as it is
+        "- [4]     \n- [2]\n- [1]\n- [3]      [End]\n\nRest:\n1. [5]      \n2. [6]\n3. [7]\n\n- [8] a b\n- [9] c\n- [1]")
+
+
 def test_each_line_of_a_list_written_on_two_lines_is_split():
     r = parse_ranking("- [4] — names the year - [2] - [1]\n- [3] — older - [5] - [6] - [7]", 7, base=1)
     assert [i + 1 for i in r.order] == [4, 2, 1, 3, 5, 6, 7] and r.repairs == {}

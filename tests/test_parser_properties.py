@@ -95,6 +95,8 @@ def _write_new(ids: list[str], style: str, sizes: list[int]) -> str:
         return out + f", and finally [{ids[-1]}]." if n > 1 else out + "."
     if style == "bullets_note":
         return "\n".join([f"- [{ids[0]}] — the only one naming the year", *(f"- [{i}]" for i in ids[1:])])
+    if style == "bullets_word_note":  # words right after the first id, no dash: a note in a list of bare ids
+        return "\n".join([f"- [{ids[0]}] the only one naming the year", *(f"- [{i}]" for i in ids[1:])])
     if style == "bullets_inline":  # the same list on one line
         return f"- [{ids[0]}] — the only one naming the year" + "".join(f" - [{i}]" for i in ids[1:])
     if style == "range":
@@ -127,10 +129,11 @@ def expected_repairs(order: list[int], base: int, style: str) -> dict[str, int]:
 OLD_STYLES = ["brackets", "comma", "space", "passage", "numbered", "numbered_brackets", "bullets", "multiline",
               "start_end"]
 NEW_STYLES = ["json_object", "json_fenced_strings", "json_scored", "table", "fullwidth", "doc_words", "cjk", "hyphen",
-              "tight_comma", "mixed", "ascending", "prose", "bullets_note", "bullets_inline", "range"]
+              "tight_comma", "mixed", "ascending", "prose", "bullets_note", "bullets_word_note", "bullets_inline",
+              "range"]
 STYLES = OLD_STYLES + NEW_STYLES
 # chains of bare numbers need three ids ("2-1" is a range in prose); a prose order and a list need two
-MIN_N = {"hyphen": 3, "tight_comma": 3, "prose": 2, "bullets_note": 2, "bullets_inline": 3}
+MIN_N = {"hyphen": 3, "tight_comma": 3, "prose": 2, "bullets_note": 2, "bullets_word_note": 3, "bullets_inline": 3}
 MARKERS = ["### Final Reranking:", "## Final Reranking:", "# Final Reranking:", "**Final Reranking:**",
            "**Final Ranking**:", "Final Reranking:", "Final Ranking:", "Final Answer:", "### Final Answer:",
            "**Final Answer:**"]

@@ -159,6 +159,42 @@ def _inline_items(text: str) -> str:
     return text if out is None else "".join(out)
 
 
+_ITEM_LINE = re.compile(
+    r"[ \t]*(?:[-*•]|\d{1,3}[.)])[ \t]+(?:[*_]{1,2})?(?:\[[ \t]*\d{1,9}[ \t]*\]|(?:passage|document|doc)[ \t]*\d{1,9})"
+    r"(?:[*_]{1,2})?", re.IGNORECASE)
+_PLAIN_REST = re.compile(r"[\s.,;*_]*(?:\[\s*end\s*\][\s.*_]*)?", re.IGNORECASE)
+_END_MARK = re.compile(r"\[\s*end\s*\]", re.IGNORECASE)
+
+
+def _noted_items(text: str) -> str:
+    """``text`` with the words after an item's id blanked (same length) in a list whose items are mostly bare
+    ids (``* [4] the best one`` / ``* [2]`` / ``* [1]``): there they are a note on the item, not an echoed
+    passage that ends the list. A list where most items go on with words (an echo of the passages, an analysis)
+    is left as it is."""
+    lines, start = [], 0
+    for line in text.split("\n"):
+        lines.append((start, line))
+        start += len(line) + 1
+    out: list[str] | None = None
+    k = 0
+    while k < len(lines):
+        block = []  # consecutive item lines: (offset, line, where the id ends)
+        while k < len(lines) and (m := _ITEM_LINE.match(lines[k][1])) is not None:
+            block.append((*lines[k], m.end()))
+            k += 1
+        if not block:
+            k += 1
+        noted = [(at, line, end) for at, line, end in block if not _PLAIN_REST.fullmatch(line, end)]
+        if not noted or len(block) - len(noted) < max(2, len(noted)):  # at least two bare items, and most
+            continue
+        out = out if out is not None else list(text)
+        for at, line, end in noted:
+            stop = _END_MARK.search(line, end)
+            cut = stop.start() if stop else len(line)
+            out[at + end : at + cut] = " " * (cut - end)
+    return text if out is None else "".join(out)
+
+
 def _runs(text: str, toks: list[Tok], num_candidates: int | None) -> list[_Run]:
     """Group ids joined only by separators, notes and single line breaks into runs."""
     toks = _line_end_stops(text, toks)
@@ -356,7 +392,7 @@ def _read_region(text: str, n: int | None, *, whole_region: bool) -> _Region:
         if after.ids and after.rule in ANSWER_RULES:
             return after
         return _Region(data.ids, data.rule)
-    text = _inline_items(mask_reasoning(text))
+    text = _noted_items(_inline_items(mask_reasoning(text)))
     toks = tokens(text)
     runs = _runs(text, toks, n)
     # "we can eliminate passages [1], [2] and [7] as they are not relevant": those go last, not first
