@@ -66,6 +66,14 @@ def test_words_after_an_item_id_in_a_list_of_bare_ids_are_a_note(text):
     assert [i + 1 for i in r.order] == [4, 2, 1, 3] and r.repairs == {} and r.rule == "answer_run", r
 
 
+@pytest.mark.parametrize(("text", "n", "order"), [
+    ("1. [4] > [2]\n2. [1]\n3. [3]", 4, [4, 2, 1, 3]),
+    ("- [4], [5]\n- [2]\n- [1]\n- [3]", 5, [4, 5, 2, 1, 3]),
+])
+def test_an_item_whose_run_goes_on_after_its_id_is_not_a_note(text, n, order):
+    assert ids(text, n) == order
+
+
 @pytest.mark.parametrize(("text", "rule", "repairs"), [
     # every item goes on with words: an echo of the passages, read as list items and flagged
     ("1. [4] best one\n2. [2] good\n3. [1] weak\n4. [3] off topic", "line_items", {"no_final_run": 1}),

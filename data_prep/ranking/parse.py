@@ -164,13 +164,15 @@ _ITEM_LINE = re.compile(
     r"(?:[*_]{1,2})?", re.IGNORECASE)
 _PLAIN_REST = re.compile(r"[\s.,;*_]*(?:\[\s*end\s*\][\s.*_]*)?", re.IGNORECASE)
 _END_MARK = re.compile(r"\[\s*end\s*\]", re.IGNORECASE)
+# an item whose run goes on after its id ("- [4] > [2]", "- [4], [5]", "- [1]-[3]"): ids, not a note
+_RUN_GOES_ON = re.compile(r"[ \t]*(?:[-–—>,=<;&]|and\b)[ \t]*(?:\[|passage|document|doc)", re.IGNORECASE)
 
 
 def _noted_items(text: str) -> str:
     """``text`` with the words after an item's id blanked (same length) in a list whose items are mostly bare
     ids (``* [4] the best one`` / ``* [2]`` / ``* [1]``): there they are a note on the item, not an echoed
     passage that ends the list. A list where most items go on with words (an echo of the passages, an analysis)
-    is left as it is."""
+    is left as it is, and so is an item whose run goes on (``- [4] > [2]``)."""
     lines, start = [], 0
     for line in text.split("\n"):
         lines.append((start, line))
@@ -189,6 +191,8 @@ def _noted_items(text: str) -> str:
             continue
         out = out if out is not None else list(text)
         for at, line, end in noted:
+            if _RUN_GOES_ON.match(line, end):
+                continue
             stop = _END_MARK.search(line, end)
             cut = stop.start() if stop else len(line)
             out[at + end : at + cut] = " " * (cut - end)
