@@ -69,6 +69,7 @@ def test_words_after_an_item_id_in_a_list_of_bare_ids_are_a_note(text):
 @pytest.mark.parametrize(("text", "n", "order"), [
     ("1. [4] > [2]\n2. [1]\n3. [3]", 4, [4, 2, 1, 3]),
     ("- [4], [5]\n- [2]\n- [1]\n- [3]", 5, [4, 5, 2, 1, 3]),
+    ("- [4], [5]\n- [2] a close second\n- [1]\n- [3]", 5, [4, 5, 2, 1, 3]),  # the note below it still is one
 ])
 def test_an_item_whose_run_goes_on_after_its_id_is_not_a_note(text, n, order):
     assert ids(text, n) == order
