@@ -127,9 +127,11 @@ def _line_end_stops(text: str, toks: list[Tok]) -> list[Tok]:
     return out
 
 
-_ITEM_ID = r"(?=\[[ \t]*\d{1,9}[ \t]*\]|(?:passage|document|doc)[ \t]*\d)"
+# the id that follows a list marker in the two passes below: "[4]", "Passage 4", "doc4"
+_ITEM_ID = r"(?:\[[ \t]*\d{1,9}[ \t]*\]|(?:passage|document|doc)[ \t]*\d{1,9})"
 # a list opening a line, or opening after a sentence or a label on it ("Here is the order: - [4] ...")
-_INLINE_OPEN = re.compile(r"(?:^|[.:!?]([ \t]))[ \t]*(?:([-*•])|(\d{1,3})([.)]))[ \t]+" + _ITEM_ID, re.IGNORECASE)
+_INLINE_OPEN = re.compile(r"(?:^|[.:!?]([ \t]))[ \t]*(?:([-*•])|(\d{1,3})([.)]))[ \t]+(?=" + _ITEM_ID + ")",
+                          re.IGNORECASE | re.MULTILINE)
 
 
 def _inline_items(text: str) -> str:
@@ -137,15 +139,18 @@ def _inline_items(text: str) -> str:
     put on its own lines, one character for one: an item's note ends where the next item starts. A line holds
     such a list when a bullet or ``1.`` before an id opens it (or follows a sentence or label on it) and the same
     bullet, or the next numbers in order, comes back before an id at least twice."""
+    if not _INLINE_OPEN.search(text):  # most answers hold no list: one scan, then nothing more
+        return text
     out: list[str] | None = None
     for line in re.finditer(r"[^\n]+", text):
         for m in _INLINE_OPEN.finditer(line.group()):
             if m.group(2):
-                marker = re.compile(r"[ \t]" + re.escape(m.group(2)) + r"[ \t]+" + _ITEM_ID, re.IGNORECASE)
+                marker = re.compile(r"[ \t]" + re.escape(m.group(2)) + r"[ \t]+(?=" + _ITEM_ID + ")", re.IGNORECASE)
                 hits = [h.start() for h in marker.finditer(line.group(), m.end())]
             else:
                 hits, want = [], int(m.group(3)) + 1
-                number = re.compile(r"[ \t](\d{1,3})" + re.escape(m.group(4)) + r"[ \t]+" + _ITEM_ID, re.IGNORECASE)
+                number = re.compile(r"[ \t](\d{1,3})" + re.escape(m.group(4)) + r"[ \t]+(?=" + _ITEM_ID + ")",
+                                    re.IGNORECASE)
                 for h in number.finditer(line.group(), m.end()):
                     if int(h.group(1)) == want:
                         hits.append(h.start())
@@ -159,9 +164,8 @@ def _inline_items(text: str) -> str:
     return text if out is None else "".join(out)
 
 
-_ITEM_LINE = re.compile(
-    r"[ \t]*(?:[-*•]|\d{1,3}[.)])[ \t]+(?:[*_]{1,2})?(?:\[[ \t]*\d{1,9}[ \t]*\]|(?:passage|document|doc)[ \t]*\d{1,9})"
-    r"(?:[*_]{1,2})?", re.IGNORECASE)
+_ITEM_LINE = re.compile(r"^[ \t]*(?:[-*•]|\d{1,3}[.)])[ \t]+(?:[*_]{1,2})?" + _ITEM_ID + r"(?:[*_]{1,2})?",
+                        re.IGNORECASE | re.MULTILINE)
 _PLAIN_REST = re.compile(r"[\s.,;*_]*(?:\[\s*end\s*\][\s.*_]*)?", re.IGNORECASE)
 _END_MARK = re.compile(r"\[\s*end\s*\]", re.IGNORECASE)
 # an item whose run goes on after its id ("- [4] > [2]", "- [4], [5]", "- [1]-[3]"): ids, not a note
@@ -173,6 +177,8 @@ def _noted_items(text: str) -> str:
     ids (``* [4] the best one`` / ``* [2]`` / ``* [1]``): there they are a note on the item, not an echoed
     passage that ends the list. A list where most items go on with words (an echo of the passages, an analysis)
     is left as it is, and so is an item whose run goes on (``- [4] > [2]``)."""
+    if len(_ITEM_LINE.findall(text)) < 3:  # two bare items and one with words at the least: one scan
+        return text
     lines, start = [], 0
     for line in text.split("\n"):
         lines.append((start, line))

@@ -68,9 +68,8 @@ class DearRanker:
             raise SerializationError(
                 "DearRanker over a loaded reranker cannot be saved with its pipeline -- fix: build it from a "
                 "model folder or Hub id (DearRanker('runs/listwise', window=20, ...)) or from a RankingOptions")
-        defaults = RankingOptions(model=self.options.model)
         ranking = {f.name: getattr(self.options, f.name) for f in fields(RankingOptions)
-                   if f.name != "model" and getattr(self.options, f.name) != getattr(defaults, f.name)}
+                   if f.name != "model" and getattr(self.options, f.name) != f.default}
         return default_to_dict(self, model=str(self.options.model), top_k=self.top_k, **ranking)
 
     def warm_up(self) -> None:
